@@ -1,0 +1,40 @@
+"""Request fingerprints for idempotent creates.
+
+The same fingerprint function feeds two places: drivers store it on the upserted record (so a reused key
+with different fields is detectable at the provider), and the activities layer stores it in the local
+idempotency ledger (tenant, key -> external id, fingerprint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+__all__ = ["request_fingerprint"]
+
+
+def _canonical(value: Any) -> Any:
+    # Explicit conversions rather than json's default=str, so 1 and "1" stay distinct fingerprints.
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, Enum):
+        return _canonical(value.value)
+    if isinstance(value, datetime | date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    return value
+
+
+def request_fingerprint(object: str, fields: Mapping[str, Any]) -> str:
+    """sha256 hex of the canonical JSON of (object, fields); key order and whitespace never matter."""
+    payload = {"object": str(object), "fields": _canonical(fields)}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
