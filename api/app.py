@@ -1,0 +1,48 @@
+"""The Starlette application: `create_app()` wires routes, error handlers and the shared context."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from api.context import AppContext
+from api.errors import EXCEPTION_HANDLERS
+from api.routes import health
+from api.temporal import TemporalGateway
+from settings import Settings, get_settings
+from store.session import create_engine, session_factory
+
+# One line per route module; each exposes `routes`.
+ROUTE_MODULES = [health]
+
+
+def all_routes() -> list[BaseRoute]:
+    return [route for module in ROUTE_MODULES for route in module.routes]
+
+
+def build_context(settings: Settings) -> AppContext:
+    engine = create_engine(settings.database_url)
+    return AppContext(settings=settings, engine=engine, sessions=session_factory(engine),
+                      temporal=TemporalGateway(settings.temporal))
+
+
+def create_app(settings: Settings | None = None, context: AppContext | None = None) -> Starlette:
+    """Build the app. Tests pass a ready `context`; otherwise the lifespan builds one from settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        owned = context is None
+        app.state.ctx = context if context is not None else build_context(settings or get_settings())
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.ctx.engine.dispose()
+
+    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    if context is not None:
+        app.state.ctx = context  # usable without running the lifespan (httpx ASGITransport does not)
+    return app

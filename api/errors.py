@@ -1,0 +1,93 @@
+"""RFC 9457 problem details: every 4xx/5xx answer is `application/problem+json` with a stable `type`.
+
+Handlers raise `Problem`; anything unexpected becomes a 500 problem without a traceback or any detail that
+might echo customer content.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+log = logging.getLogger(__name__)
+
+TYPE_BASE = "https://crm-sor.dev/problems/"
+
+
+class Problem(Exception):
+    """An error answer. `type_` is a short stable slug (`invalid-body`, `rate-limited`, …)."""
+
+    def __init__(self, status: int, type_: str, title: str, detail: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(title)
+        self.status, self.type_, self.title, self.detail = status, type_, title, detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem_response(problem: Problem, instance: str | None = None) -> Response:
+    body: dict[str, Any] = {"type": TYPE_BASE + problem.type_, "title": problem.title, "status": problem.status}
+    if problem.detail:
+        body["detail"] = problem.detail
+    if instance:
+        body["instance"] = instance
+    body.update(problem.extra)
+    return ProblemResponse(body, status_code=problem.status, headers=problem.headers)
+
+
+async def handle_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return problem_response(exc, request.url.path)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+    return problem_response(Problem(exc.status_code, slug, str(exc.detail)), request.url.path)
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    # Only locations and messages: pydantic's `input` would echo the submitted (customer) values.
+    errors = [{"loc": list(error["loc"]), "msg": error["msg"]} for error in exc.errors(include_input=False)]
+    return problem_response(Problem(422, "invalid-body", "The request body is not valid.", errors=errors),
+                            request.url.path)
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return problem_response(Problem(500, "internal", "Internal error."), request.url.path)
+
+
+EXCEPTION_HANDLERS = {
+    Problem: handle_problem,
+    HTTPException: handle_http_exception,
+    ValidationError: handle_validation_error,
+    Exception: handle_unexpected,
+}
+
+
+async def read_json(request: Request, max_bytes: int = 1_048_576) -> Any:
+    """The body as JSON, or a 4xx problem: too large, not UTF-8, or not JSON."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise Problem(413, "body-too-large", f"The body exceeds {max_bytes} bytes.")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > max_bytes:
+            raise Problem(413, "body-too-large", f"The body exceeds {max_bytes} bytes.")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise Problem(400, "malformed-json", "The body is not valid JSON.") from None

@@ -1,0 +1,69 @@
+"""Composition root: builds the Temporal client, the activity instances and runs the worker.
+
+Every workflow and activity the service runs is registered here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pydantic
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from api.temporal import connect_temporal
+from settings import Settings, get_settings
+from store.session import create_engine, session_factory
+
+log = logging.getLogger(__name__)
+
+WORKFLOWS: list[type] = []
+
+
+def build_activities(settings: Settings) -> list[Callable[..., Any]]:
+    """Activity callables bound to this process's engine, vault and driver factory."""
+    engine = create_engine(settings.database_url)
+    sessions = session_factory(engine)
+    del sessions  # used by the activity classes that later issues add
+    return []
+
+
+def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type] | None = None,
+                 activities: Sequence[Callable[..., Any]] | None = None,
+                 task_queue: str | None = None) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.temporal.task_queue,
+        workflows=list(WORKFLOWS if workflows is None else workflows),
+        activities=list(build_activities(settings) if activities is None else activities),
+        activity_executor=ThreadPoolExecutor(max_workers=4),
+        # Bad input must fail the workflow instead of retrying its task forever (STYLE §2.3).
+        workflow_failure_exception_types=[pydantic.ValidationError],
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
+    settings = settings or get_settings()
+    client = await connect_temporal(settings.temporal)
+    worker = build_worker(client, settings)
+    log.info("worker polling task queue %s", settings.temporal.task_queue)
+    if stop is None:
+        await worker.run()
+        return
+    async with worker:
+        await stop.wait()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO)
+    asyncio.run(run_worker())
+
+
+if __name__ == "__main__":
+    main()
