@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             if owned:
                 await app.state.ctx.engine.dispose()
 
-    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     if context is not None:
         app.state.ctx = context  # usable without running the lifespan (httpx ASGITransport does not)
     return app

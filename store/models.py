@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from store.base import BigIntPK, Base, ContentRow, created_at, utcnow, uuid_pk
+from store.base import Base, BigIntPK, ContentRow, created_at, utcnow, uuid_pk
 
 
 def classified(data_class: str, *args: Any, retention_days: int | None = None) -> tuple[Any, ...]:

@@ -94,7 +94,8 @@ def _describe(entry: object) -> str:
 
 def check_schema(metadata: MetaData | None = None) -> list[str]:
     if metadata is None:
-        from store.models import Base
+        import store.models  # noqa: F401  (registers the tables on Base.metadata)
+        from store.base import Base
 
         metadata = Base.metadata
     return classification_problems(metadata) + migration_problems() + drift_problems(metadata)

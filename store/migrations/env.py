@@ -7,7 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from store.models import Base
+import store.models  # noqa: F401
+from store.base import Base
 from store.session import create_engine
 
 target_metadata = Base.metadata

@@ -1,0 +1,100 @@
+"""Who is calling: agents and operators present a JWT (HS256, PyJWT); the tenant comes from its claims.
+
+Claims: `sub` (agent or operator id), `role` (`agent` | `operator`), `tenant` (required for agents; for
+operators it pins them to one tenant, absent means platform-wide), `iss`, `iat`, `exp`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+from starlette.requests import Request
+
+from api.errors import Problem
+from settings import Settings
+
+ROLES = ("agent", "operator")
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    role: str
+    tenant_id: uuid.UUID | None
+
+    def require_tenant(self) -> uuid.UUID:
+        if self.tenant_id is None:
+            raise Problem(403, "tenant-required", "This token is not bound to a tenant.")
+        return self.tenant_id
+
+    def may_act_for(self, tenant_id: uuid.UUID) -> bool:
+        return self.role == "operator" and self.tenant_id in (None, tenant_id)
+
+
+def mint_token(settings: Settings, *, subject: str, role: str, tenant_id: uuid.UUID | None,
+               ttl: timedelta = timedelta(hours=1)) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if role == "agent" and tenant_id is None:
+        raise ValueError("an agent token needs a tenant")
+    now = datetime.now(UTC)
+    claims: dict[str, object] = {"sub": subject, "role": role, "iss": settings.jwt_issuer, "iat": now,
+                                 "exp": now + ttl}
+    if tenant_id is not None:
+        claims["tenant"] = str(tenant_id)
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+
+
+def decode_token(settings: Settings, token: str) -> Principal:
+    try:
+        claims = jwt.decode(token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"],
+                            issuer=settings.jwt_issuer, options={"require": ["sub", "role", "exp", "iss"]})
+    except jwt.ExpiredSignatureError:
+        raise Problem(401, "token-expired", "The token has expired.", headers=_challenge()) from None
+    except jwt.PyJWTError:
+        raise Problem(401, "invalid-token", "The token is not valid.", headers=_challenge()) from None
+    role, tenant = claims.get("role"), claims.get("tenant")
+    if role not in ROLES:
+        raise Problem(401, "invalid-token", "The token is not valid.", headers=_challenge())
+    try:
+        tenant_id = uuid.UUID(str(tenant)) if tenant is not None else None
+    except ValueError:
+        raise Problem(401, "invalid-token", "The token is not valid.", headers=_challenge()) from None
+    if role == "agent" and tenant_id is None:
+        raise Problem(401, "invalid-token", "The token is not valid.", headers=_challenge())
+    return Principal(subject=str(claims["sub"]), role=str(role), tenant_id=tenant_id)
+
+
+def _challenge() -> dict[str, str]:
+    return {"WWW-Authenticate": 'Bearer realm="crm-sor"'}
+
+
+def bearer_token(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "missing-credentials", "A bearer token is required.", headers=_challenge())
+    return token.strip()
+
+
+def authenticate(request: Request, *, role: str) -> Principal:
+    """The caller's principal, or a 401/403 problem. Agents get their tenant; operators theirs or none."""
+    settings: Settings = request.app.state.ctx.settings
+    principal = decode_token(settings, bearer_token(request))
+    if principal.role != role:
+        raise Problem(403, "wrong-role", f"This route needs an {role} token.")
+    return principal
+
+
+def require_agent(request: Request) -> Principal:
+    return authenticate(request, role="agent")
+
+
+def require_operator(request: Request, tenant_id: uuid.UUID | None = None) -> Principal:
+    principal = authenticate(request, role="operator")
+    if tenant_id is not None and not principal.may_act_for(tenant_id):
+        # 404, not 403: an operator pinned to one tenant must not learn that another tenant exists.
+        raise Problem(404, "not-found", "No such tenant.")
+    return principal
