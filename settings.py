@@ -44,9 +44,13 @@ class ApiSettings(BaseModel):
 
 
 class RateLimitSettings(BaseModel):
+    enabled: bool = True
     per_api_key: str = "200/minute"
     per_tenant_tool: str = "50/minute"
     redis_timeout_seconds: float = 0.05
+    # Consecutive Redis failures that open the breaker, and how long it stays open before one probe.
+    breaker_failures: int = 3
+    breaker_cooldown_seconds: float = 5.0
 
 
 class KmsSettings(BaseModel):
