@@ -54,9 +54,21 @@ class RateLimitSettings(BaseModel):
 
 
 class KmsSettings(BaseModel):
+    """AWS KMS for envelope-encrypted credentials; with `key_id` set, new credential rows are written under KMS."""
+
     key_id: str | None = None
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    # Unwrapped data keys stay in process memory at most this long / this many decrypts.
+    data_key_cache_seconds: float = 300.0
+    data_key_cache_max_uses: int = 1000
+
+
+class OAuthClientSettings(BaseModel):
+    """Our OAuth app at one provider, e.g. `CRM_OAUTH_CLIENTS__HUBSPOT__CLIENT_ID`."""
+
+    client_id: str
+    client_secret: SecretStr
 
 
 class DevSettings(BaseModel):
@@ -84,6 +96,8 @@ class Settings(BaseSettings):
     # Keyed hash for erasure subjects in audit rows (never identifiers in clear).
     subject_hash_key: SecretStr = SecretStr("dev-only-subject-hash-key")
     public_base_url: str = "http://127.0.0.1:8000"
+    # OAuth apps by provider slug, used by the operator connect flow (vault issue).
+    oauth_clients: dict[str, OAuthClientSettings] = {}
 
 
 @lru_cache(maxsize=1)
