@@ -231,7 +231,7 @@ class ErasureRequest(Base):
     """Proof that an erasure happened: the subject only as a keyed hash."""
 
     __tablename__ = "erasure_requests"
-    __table_args__ = classified("b")
+    __table_args__ = classified("b", Index("ix_erasure_requests_subject", "tenant_id", "subject_hash"))
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
@@ -240,6 +240,13 @@ class ErasureRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default="running")  # running | completed | needs_attention
     created_at: Mapped[datetime] = created_at()
     completed_at: Mapped[datetime | None]
+    workflow_id: Mapped[str | None] = mapped_column(String(200))
+    # The identifiers, AES-GCM sealed under a key derived from subject_hash_key and bound to this row;
+    # cleared once no CRM step is left to retry (store/erasure_requests.py).
+    sealed_identifiers: Mapped[bytes | None] = mapped_column(LargeBinary)
+    error: Mapped[str | None] = mapped_column(String(64))  # a step and error code, e.g. discover:auth_error
+    local_rows_scrubbed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime | None] = mapped_column(onupdate=utcnow)
 
 
 class ErasureOutcome(Base):
@@ -251,11 +258,28 @@ class ErasureOutcome(Base):
     provider: Mapped[str] = mapped_column(String(64))
     object: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(255))
-    outcome: Mapped[str] = mapped_column(String(16))  # deleted | not_found | divergent | failed
+    outcome: Mapped[str] = mapped_column(String(16))  # pending | deleted | not_found | divergent | failed
     hard_deleted: Mapped[bool | None]
     needs_operator: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    source: Mapped[str | None] = mapped_column(String(16))  # local | lookup | search: how it was found
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class ErasureHold(Base):
+    """A local row under erasure: the mirror guard turns CRM writes for it (and its children) into no-ops."""
+
+    __tablename__ = "erasure_holds"
+    __table_args__ = classified("b", UniqueConstraint("request_id", "row_id"),
+                                Index("ix_erasure_holds_tenant_row", "tenant_id", "row_id"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("erasure_requests.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID]
+    table_name: Mapped[str] = mapped_column(String(64))
+    row_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = created_at()
 
 
 class InboundCrmEvent(Base):
