@@ -1,0 +1,80 @@
+"""Helpers for vault tests: a real KMS over HTTP (moto's server on loopback), tenants, vaults."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from settings import KmsSettings, Settings
+from store.models import Tenant
+from vault.audit import AuditTrail
+from vault.connections import Actor
+from vault.credentials import CredentialVault
+from vault.crypto import load_env_key
+from vault.kms import DataKeyCache, KmsEnvelope
+from vault.schemes import Sealer
+
+# moto accepts any credentials; pass them explicitly so nothing reads the developer's real AWS profile.
+FAKE_AWS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "aws_session_token": "testing"}
+ACTOR = Actor(type="tool", id="agent-7", purpose="crm_lookup_customer", request_id="req-1", conversation_id="conv-9")
+SYSTEM = Actor(type="system", id="tests", purpose="test setup")
+
+
+@dataclass(frozen=True)
+class KmsServer:
+    endpoint_url: str
+    key_id: str
+
+    def settings(self, **overrides: Any) -> KmsSettings:
+        return KmsSettings(key_id=self.key_id, endpoint_url=self.endpoint_url, **overrides)
+
+    def envelope(self, cache: DataKeyCache | None = None) -> KmsEnvelope:
+        envelope = KmsEnvelope.from_settings(self.settings(), **FAKE_AWS)
+        if cache is not None:
+            envelope.cache = cache
+        return envelope
+
+
+@contextmanager
+def moto_kms() -> Iterator[KmsServer]:
+    """moto's KMS as a real HTTP server on 127.0.0.1 (an ephemeral port), with one symmetric key."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        client = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint, **FAKE_AWS)
+        key_id = client.create_key(Description="crm-sor test key")["KeyMetadata"]["KeyId"]
+        yield KmsServer(endpoint, key_id)
+    finally:
+        server.stop()
+
+
+def closed_port_url() -> str:
+    """A loopback URL nobody listens on: a real connection refusal, not a patched client."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def make_vault(settings: Settings, sessions: async_sessionmaker[AsyncSession], kms: KmsEnvelope | None = None,
+               *, audit: AuditTrail | None = None) -> CredentialVault:
+    return CredentialVault(sessions, Sealer(load_env_key(settings), kms), audit or AuditTrail(sessions))
+
+
+async def make_tenant(sessions: async_sessionmaker[AsyncSession], provider: str = "hubspot", *,
+                      status: str = "active", config: dict[str, Any] | None = None) -> uuid.UUID:
+    tenant_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        session.add(Tenant(id=tenant_id, name=f"tenant {tenant_id.hex[:6]}", provider=provider, status=status,
+                           settings=dict(config or {})))
+    return tenant_id
