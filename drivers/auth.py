@@ -194,9 +194,7 @@ class OAuthTokenSource:
             ) from exc
         body = _json_or_empty(response)
         if response.status_code >= 500:
-            raise UnavailableError(
-                "token endpoint failed", provider=self._provider, status_code=response.status_code
-            )
+            raise UnavailableError("token endpoint failed", provider=self._provider, status_code=response.status_code)
         if response.status_code != 200 or "access_token" not in body:
             code = body.get("error") or body.get("status")
             raise AuthError(

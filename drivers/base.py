@@ -133,6 +133,17 @@ class BaseDriver(abc.ABC):
     supported_objects: ClassVar[frozenset[CrmObject]]
     default_field_catalog: ClassVar[dict[str, str]]
     hard_delete_supported: ClassVar[bool] = False
+    token_url: ClassVar[str | None] = None  # OAuth token endpoint; None when the provider has no OAuth
+
+    @classmethod
+    def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
+        """The base_url the injected client needs for this tenant (`config["base_url"]` overrides)."""
+        return str((config or {}).get("base_url") or cls.base_url)
+
+    @classmethod
+    def oauth_token_url(cls, config: Mapping[str, Any] | None = None) -> str | None:
+        """The token endpoint for this tenant (`config["token_url"]` overrides, e.g. a sandbox)."""
+        return (config or {}).get("token_url") or cls.token_url
 
     def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
         self.client = client
@@ -180,18 +191,14 @@ class BaseDriver(abc.ABC):
         """Free-text search within one object."""
 
     @abc.abstractmethod
-    async def create_record(
-        self, object: CrmObject, fields: Mapping[str, Any], idempotency_key: str
-    ) -> CreateResult:
+    async def create_record(self, object: CrmObject, fields: Mapping[str, Any], idempotency_key: str) -> CreateResult:
         """Create via the provider's natural upsert: the same key returns the same record.
 
         The same key with different fields raises ConflictError where the provider lets us detect it.
         """
 
     @abc.abstractmethod
-    async def update_record(
-        self, object: CrmObject, external_id: str, fields: Mapping[str, Any]
-    ) -> Record | None:
+    async def update_record(self, object: CrmObject, external_id: str, fields: Mapping[str, Any]) -> Record | None:
         """Partial update of only `fields`; None when the provider acknowledges without the record."""
 
     @abc.abstractmethod

@@ -15,7 +15,9 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-__all__ = ["request_fingerprint"]
+from drivers.errors import ConflictError
+
+__all__ = ["ensure_same_request", "request_fingerprint"]
 
 
 def _canonical(value: Any) -> Any:
@@ -38,3 +40,14 @@ def request_fingerprint(object: str, fields: Mapping[str, Any]) -> str:
     payload = {"object": str(object), "fields": _canonical(fields)}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def ensure_same_request(provider: str, stored_fingerprint: str | None, fingerprint: str) -> None:
+    """Raise ConflictError when an idempotency key comes back with a different request.
+
+    A record upserted before fingerprints existed has none stored; it is accepted rather than blocked.
+    """
+    if stored_fingerprint and stored_fingerprint != fingerprint:
+        raise ConflictError(
+            "idempotency key reused with different fields", provider=provider, provider_code="IDEMPOTENCY_KEY_REUSED"
+        )

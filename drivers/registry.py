@@ -47,8 +47,7 @@ class UnknownProviderError(LookupError):
         self.slug = slug
         super().__init__(
             message
-            or f"unknown CRM provider {slug!r}; drivers exist for: {', '.join(sorted(DRIVERS))}"
-            + _planned_suffix(slug)
+            or f"unknown CRM provider {slug!r}; drivers exist for: {', '.join(sorted(DRIVERS))}" + _planned_suffix(slug)
         )
 
 

@@ -1,0 +1,335 @@
+"""HubSpot CRM driver (CRM v3 objects, search and properties APIs)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+import phonenumbers
+
+from drivers.base import (
+    BaseDriver,
+    CreateResult,
+    CrmObject,
+    CustomerRecord,
+    DeleteResult,
+    FieldInfo,
+    Record,
+    normalize_phone,
+)
+from drivers.errors import ConflictError, InvalidRequestError, NotFoundError
+from drivers.idempotency import ensure_same_request, request_fingerprint
+
+_TYPES = {
+    CrmObject.CUSTOMER: "contacts",
+    CrmObject.LEAD: "contacts",  # HubSpot's inbound lead is a contact in the "lead" lifecycle stage
+    CrmObject.DEAL: "deals",
+    CrmObject.CASE: "tickets",
+    CrmObject.NOTE: "notes",
+}
+_TYPE_IDS = {"contacts": "0-1", "deals": "0-3", "tickets": "0-5", "notes": "0-46"}
+_MODIFIED = {"contacts": "lastmodifieddate"}  # every other object uses hs_lastmodifieddate
+_NOTE_TO_CONTACT = 202
+_MAX_PAGE = 200
+_LEAD_FILTER = {"propertyName": "lifecyclestage", "operator": "EQ", "value": "lead"}
+
+
+class HubSpotDriver(BaseDriver):
+    """HubSpot CRM.
+
+    API version: CRM v3 (`/crm/v3/objects/{contacts,deals,tickets,notes}`, `/crm/v3/properties`).
+    Auth: OAuth2 bearer (30-minute access tokens, refresh grant at `/oauth/v1/token`) or a private-app
+    bearer token. Pagination: search `after` cursor from `paging.next.after`, at most 200 per page and
+    10,000 per query. Rate limits: 429 with `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds}`;
+    `retry_after` comes from Retry-After when sent, else the interval window.
+
+    Idempotent create reads by the unique property `crm_sor_idempotency_key` (`idProperty`, consistent,
+    unlike the search index) and creates only when absent, storing the request fingerprint in
+    `crm_sor_fingerprint`. Hard delete is GDPR delete and exists for contacts only.
+    """
+
+    slug = "hubspot"
+    base_url = "https://api.hubapi.com"
+    token_url = "https://api.hubapi.com/oauth/v1/token"
+    supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
+    hard_delete_supported = True
+    default_field_catalog: ClassVar[dict[str, str]] = {
+        "customer.first_name": "firstname",
+        "customer.last_name": "lastname",
+        "customer.email": "email",
+        "customer.phone": "phone",
+        "customer.mobile_phone": "mobilephone",
+        "customer.company": "company",
+        "customer.city": "city",
+        "lead.first_name": "firstname",
+        "lead.last_name": "lastname",
+        "lead.email": "email",
+        "lead.phone": "phone",
+        "lead.status": "hs_lead_status",
+        "lead.stage": "lifecyclestage",
+        "lead.message": "message",
+        "deal.name": "dealname",
+        "deal.amount": "amount",
+        "deal.stage": "dealstage",
+        "deal.pipeline": "pipeline",
+        "deal.close_date": "closedate",
+        "deal.description": "description",
+        "case.subject": "subject",
+        "case.description": "content",
+        "case.pipeline": "hs_pipeline",
+        "case.status": "hs_pipeline_stage",
+        "case.priority": "hs_ticket_priority",
+        "note.body": "hs_note_body",
+        "note.timestamp": "hs_timestamp",
+    }
+
+    @property
+    def _key_property(self) -> str:
+        return str(self.config.get("idempotency_property", "crm_sor_idempotency_key"))
+
+    @property
+    def _fingerprint_property(self) -> str:
+        return str(self.config.get("fingerprint_property", "crm_sor_fingerprint"))
+
+    # ----- verbs -------------------------------------------------------------------------------
+
+    async def get_record(self, object: CrmObject, external_id: str) -> Record:
+        obj = self._require(object)
+        body = await self._read(_TYPES[obj], external_id, self._properties(obj))
+        return self._record(obj, body)
+
+    async def search_records(self, object: CrmObject, query: str, limit: int = 20) -> list[Record]:
+        obj = self._require(object)
+        body: dict[str, Any] = {"query": query, "properties": self._properties(obj)}
+        if obj is CrmObject.LEAD:
+            body["filterGroups"] = [{"filters": [_LEAD_FILTER]}]
+        return [self._record(obj, r) for r in await self._search(_TYPES[obj], body, limit)]
+
+    async def list_recent(self, object: CrmObject, since: datetime, limit: int = 100) -> list[Record]:
+        obj = self._require(object)
+        modified = _MODIFIED.get(_TYPES[obj], "hs_lastmodifieddate")
+        since_ms = str(int(since.astimezone(UTC).timestamp() * 1000))
+        filters: list[dict[str, Any]] = [{"propertyName": modified, "operator": "GTE", "value": since_ms}]
+        if obj is CrmObject.LEAD:
+            filters.append(_LEAD_FILTER)
+        body = {
+            "filterGroups": [{"filters": filters}],
+            "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+            "properties": self._properties(obj),
+        }
+        return [self._record(obj, r) for r in await self._search(_TYPES[obj], body, limit)]
+
+    async def create_record(self, object: CrmObject, fields: Mapping[str, Any], idempotency_key: str) -> CreateResult:
+        obj = self._require(object)
+        properties = dict(fields)
+        if obj is CrmObject.LEAD:
+            properties.setdefault("lifecyclestage", "lead")
+        return await self._create(obj, properties, idempotency_key, request_fingerprint(obj, fields), [])
+
+    async def update_record(self, object: CrmObject, external_id: str, fields: Mapping[str, Any]) -> Record | None:
+        obj = self._require(object)
+        path = f"/crm/v3/objects/{_TYPES[obj]}/{quote(external_id, safe='')}"
+        body = await self._request_json("PATCH", path, json={"properties": dict(fields)})
+        return self._record(obj, body)
+
+    async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
+        obj = self._require(object)
+        object_type = _TYPES[obj]
+        # DELETE answers 204 even for unknown ids; read first so a missing record is reported as not_found.
+        await self._read(object_type, external_id, ["hs_object_id"])
+        if hard and object_type == "contacts":
+            await self._request("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": external_id})
+            return DeleteResult(deleted=True, hard_deleted=True)
+        await self._request("DELETE", f"/crm/v3/objects/{object_type}/{quote(external_id, safe='')}")
+        return DeleteResult(deleted=True, hard_deleted=False)  # archived: restorable for 90 days
+
+    async def describe_schema(self, object: CrmObject) -> list[FieldInfo]:
+        obj = self._require(object)
+        body = await self._request_json("GET", f"/crm/v3/properties/{_TYPES[obj]}")
+        return [
+            FieldInfo(
+                name=p["name"],
+                label=p.get("label") or p["name"],
+                type=p.get("type") or "string",
+                required=False,  # HubSpot's property metadata has no required flag
+                read_only=bool((p.get("modificationMetadata") or {}).get("readOnlyValue") or p.get("calculated")),
+            )
+            for p in body.get("results", [])
+        ]
+
+    async def append_note(
+        self, customer_external_id: str, note_external_id: str | None, text: str, *, idempotency_key: str | None = None
+    ) -> CreateResult:
+        if note_external_id is None:
+            properties = {"hs_note_body": text, "hs_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")}
+            associations = [
+                {
+                    "to": {"id": customer_external_id},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": _NOTE_TO_CONTACT}],
+                }
+            ]
+            fingerprint = request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text})
+            return await self._create(CrmObject.NOTE, properties, idempotency_key, fingerprint, associations)
+        note = await self._read("notes", note_external_id, ["hs_note_body"])
+        current = note["properties"].get("hs_note_body") or ""
+        if not current.endswith(text):  # a retried batch already landed: appending again would duplicate it
+            path = f"/crm/v3/objects/notes/{quote(note_external_id, safe='')}"
+            body = {"properties": {"hs_note_body": f"{current}\n{text}" if current else text}}
+            await self._request("PATCH", path, json=body)
+        return CreateResult(
+            external_id=note_external_id, record_url=self._url("notes", note_external_id), created=False
+        )
+
+    # ----- provider hooks ----------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        await self._request("GET", "/crm/v3/objects/contacts", params={"limit": 1})
+
+    async def _find_customer_by_phone(self, e164: str) -> CustomerRecord | None:
+        national = str(phonenumbers.parse(e164).national_number)
+        # Stored phones are free text; HubSpot's calculated searchable numbers hold the national digits,
+        # so they match whatever formatting the tenant typed. Country codes are checked below.
+        groups = [
+            {"filters": [{"propertyName": name, "operator": "EQ", "value": value}]}
+            for name, value in (
+                ("hs_searchable_calculated_phone_number", national),
+                ("hs_searchable_calculated_mobile_number", national),
+                ("phone", e164),
+                ("mobilephone", e164),
+            )
+        ]
+        body = {"filterGroups": groups, "properties": self._properties(CrmObject.CUSTOMER), "limit": 10}
+        for result in (await self._request_json("POST", "/crm/v3/objects/contacts/search", json=body))["results"]:
+            props = result["properties"]
+            phones = (normalize_phone(props.get(n) or "", self.default_region) for n in ("phone", "mobilephone"))
+            if e164 in phones:
+                return self._customer(result)
+        return None
+
+    async def _find_customer_by_email(self, email: str) -> CustomerRecord | None:
+        body = await self._read_optional("contacts", email, self._properties(CrmObject.CUSTOMER), id_property="email")
+        return self._customer(body) if body is not None else None
+
+    async def _get_customer(self, external_id: str) -> CustomerRecord:
+        return self._customer(await self._read("contacts", external_id, self._properties(CrmObject.CUSTOMER)))
+
+    def _provider_code(self, response: httpx.Response) -> str | None:
+        body = response.json()
+        if not isinstance(body, dict):
+            return None
+        code = body.get("error") or body.get("category") or body.get("errorType")
+        return str(code) if code else None
+
+    def _retry_after(self, response: httpx.Response) -> timedelta | None:
+        stated = super()._retry_after(response)
+        if stated is not None:
+            return stated
+        if response.status_code == 429 and '"DAILY"' in response.text:
+            return timedelta(hours=1)  # the daily window resets at the portal's midnight, which we don't know
+        interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+        return timedelta(milliseconds=int(interval)) if interval and interval.isdigit() else None
+
+    # ----- helpers -----------------------------------------------------------------------------
+
+    async def _create(
+        self,
+        obj: CrmObject,
+        properties: dict[str, Any],
+        idempotency_key: str | None,
+        fingerprint: str,
+        associations: list[dict[str, Any]],
+    ) -> CreateResult:
+        object_type = _TYPES[obj]
+        if idempotency_key is not None:
+            replay = await self._replay(object_type, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+            properties = properties | {self._key_property: idempotency_key, self._fingerprint_property: fingerprint}
+        body = {"properties": properties, "associations": associations}
+        try:
+            created = await self._request_json("POST", f"/crm/v3/objects/{object_type}", json=body)
+        except (ConflictError, InvalidRequestError):
+            # A concurrent or lost-response create with the same key won the unique property: replay it.
+            replay = await self._replay(object_type, idempotency_key, fingerprint) if idempotency_key else None
+            if replay is None:
+                raise
+            return replay
+        return CreateResult(external_id=created["id"], record_url=self._url(object_type, created["id"]), created=True)
+
+    async def _replay(self, object_type: str, key: str, fingerprint: str) -> CreateResult | None:
+        wanted = [self._fingerprint_property]
+        found = await self._read_optional(object_type, key, wanted, id_property=self._key_property)
+        if found is None:
+            return None
+        ensure_same_request(self.slug, found["properties"].get(self._fingerprint_property), fingerprint)
+        return CreateResult(external_id=found["id"], record_url=self._url(object_type, found["id"]), created=False)
+
+    async def _read(
+        self, object_type: str, record_id: str, properties: list[str], id_property: str | None = None
+    ) -> Any:
+        params = {"properties": ",".join(properties)}
+        if id_property:
+            params["idProperty"] = id_property
+        return await self._request_json(
+            "GET", f"/crm/v3/objects/{object_type}/{quote(record_id, safe='')}", params=params
+        )
+
+    async def _read_optional(
+        self, object_type: str, record_id: str, properties: list[str], *, id_property: str
+    ) -> Any | None:
+        try:
+            return await self._read(object_type, record_id, properties, id_property)
+        except NotFoundError:
+            return None
+
+    async def _search(self, object_type: str, body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        """Follow `paging.next.after` until `limit` results or the last page."""
+        results: list[dict[str, Any]] = []
+        after: str | None = None
+        while len(results) < limit:
+            page_body = body | {"limit": min(limit - len(results), _MAX_PAGE)}
+            if after is not None:
+                page_body["after"] = after
+            page = await self._request_json("POST", f"/crm/v3/objects/{object_type}/search", json=page_body)
+            results.extend(page.get("results", []))
+            after = ((page.get("paging") or {}).get("next") or {}).get("after")
+            if after is None:
+                break
+        return results[:limit]
+
+    def _properties(self, obj: CrmObject) -> list[str]:
+        objects = {o for o, t in _TYPES.items() if t == _TYPES[obj]}
+        names = [v for k, v in self.default_field_catalog.items() if CrmObject(k.split(".")[0]) in objects]
+        extra = (self.config.get("properties") or {}).get(str(obj), [])
+        return list(dict.fromkeys([*names, *extra]))
+
+    def _url(self, object_type: str, record_id: str) -> str | None:
+        portal = self.config.get("portal_id")
+        if portal is None:
+            return None
+        return f"https://app.hubspot.com/contacts/{portal}/record/{_TYPE_IDS[object_type]}/{record_id}"
+
+    def _record(self, obj: CrmObject, body: dict[str, Any]) -> Record:
+        updated = body.get("updatedAt")
+        return Record(
+            object=obj,
+            external_id=body["id"],
+            fields=dict(body.get("properties") or {}),
+            url=self._url(_TYPES[obj], body["id"]),
+            updated_at=datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None,
+        )
+
+    def _customer(self, body: dict[str, Any]) -> CustomerRecord:
+        props = body.get("properties") or {}
+        name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
+        return CustomerRecord(
+            external_id=body["id"],
+            name=name,
+            phone=props.get("phone") or props.get("mobilephone"),
+            email=props.get("email"),
+            fields=dict(props),
+            url=self._url("contacts", body["id"]),
+        )

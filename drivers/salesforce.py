@@ -1,0 +1,313 @@
+"""Salesforce driver (REST API on the org's instance_url: sObjects, SOQL, SOSL, describe)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+import phonenumbers
+
+from drivers.base import (
+    BaseDriver,
+    CreateResult,
+    CrmObject,
+    CustomerRecord,
+    DeleteResult,
+    FieldInfo,
+    Record,
+    normalize_phone,
+)
+from drivers.errors import ConflictError, DriverError, InvalidRequestError, NotFoundError, RateLimitedError
+from drivers.idempotency import ensure_same_request, request_fingerprint
+from drivers.soql import soql_datetime, soql_quote, sosl_escape
+
+_SOBJECTS = {
+    CrmObject.CUSTOMER: "Contact",
+    CrmObject.LEAD: "Lead",
+    CrmObject.DEAL: "Opportunity",
+    CrmObject.CASE: "Case",
+    CrmObject.APPOINTMENT: "Event",
+    CrmObject.NOTE: "Task",  # a transcript is a completed call Task on the Contact
+}
+_CONFLICT_CODES = {"DUPLICATE_VALUE", "DUPLICATES_DETECTED", "DUPLICATE_EXTERNAL_ID"}
+_CUSTOMER_FIELDS = ["Id", "FirstName", "LastName", "Name", "Email", "Phone", "MobilePhone", "SystemModstamp"]
+
+
+class SalesforceDriver(BaseDriver):
+    """Salesforce.
+
+    API version: REST `/services/data/vXX.X/` (config `api_version`, default v62.0) on the tenant's
+    `instance_url`; login host login.salesforce.com, or test.salesforce.com for sandbox orgs
+    (config `is_sandbox`). Auth: OAuth2 bearer; tokens carry no `expires_in`, so a 401 INVALID_SESSION_ID
+    is the expiry signal and the auth flow refreshes once. Pagination: SOQL `nextRecordsUrl` until
+    `done`, batch size via `Sforce-Query-Options`. Rate limits: the org's rolling 24-hour quota
+    (`Sforce-Limit-Info: api-usage=n/max`); over it, 403 REQUEST_LIMIT_EXCEEDED maps to rate_limited with
+    Retry-After when sent, else config `limit_retry_after_seconds` (default 300).
+
+    Idempotent create is external-id upsert on `CrmSorKey__c` (`PATCH /sobjects/X/CrmSorKey__c/{key}`),
+    with the request fingerprint in `CrmSorFingerprint__c`. Delete moves records to the Recycle Bin
+    (15 days); true hard delete needs the Bulk API's hardDelete permission, so hard_deleted is False.
+    Customer lookup reads Contacts: SOSL `IN PHONE FIELDS` for phones, SOQL for email.
+    """
+
+    slug = "salesforce"
+    token_url = "https://login.salesforce.com/services/oauth2/token"
+    sandbox_token_url: ClassVar[str] = "https://test.salesforce.com/services/oauth2/token"
+    supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
+    hard_delete_supported = False
+    default_field_catalog: ClassVar[dict[str, str]] = {
+        "customer.first_name": "FirstName",
+        "customer.last_name": "LastName",
+        "customer.email": "Email",
+        "customer.phone": "Phone",
+        "customer.mobile_phone": "MobilePhone",
+        "customer.title": "Title",
+        "customer.city": "MailingCity",
+        "lead.first_name": "FirstName",
+        "lead.last_name": "LastName",
+        "lead.email": "Email",
+        "lead.phone": "Phone",
+        "lead.company": "Company",
+        "lead.status": "Status",
+        "lead.source": "LeadSource",
+        "lead.city": "City",
+        "lead.message": "Description",
+        "deal.name": "Name",
+        "deal.amount": "Amount",
+        "deal.stage": "StageName",
+        "deal.close_date": "CloseDate",
+        "deal.description": "Description",
+        "case.subject": "Subject",
+        "case.description": "Description",
+        "case.status": "Status",
+        "case.priority": "Priority",
+        "case.origin": "Origin",
+        "appointment.subject": "Subject",
+        "appointment.start": "ActivityDateTime",
+        "appointment.duration_minutes": "DurationInMinutes",
+        "appointment.location": "Location",
+        "appointment.description": "Description",
+        "note.subject": "Subject",
+        "note.body": "Description",
+    }
+
+    @classmethod
+    def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
+        instance_url = (config or {}).get("instance_url")
+        if not instance_url:
+            raise InvalidRequestError("Salesforce needs the org's instance_url", provider=cls.slug)
+        return str(instance_url).rstrip("/")
+
+    @classmethod
+    def oauth_token_url(cls, config: Mapping[str, Any] | None = None) -> str | None:
+        config = config or {}
+        if config.get("token_url"):
+            return str(config["token_url"])
+        return cls.sandbox_token_url if config.get("is_sandbox") else cls.token_url
+
+    @property
+    def _data(self) -> str:
+        version = str(self.config.get("api_version", "v62.0"))
+        return f"/services/data/{version if version.startswith('v') else 'v' + version}"
+
+    @property
+    def _key_field(self) -> str:
+        return str(self.config.get("idempotency_field", "CrmSorKey__c"))
+
+    @property
+    def _fingerprint_field(self) -> str:
+        return str(self.config.get("fingerprint_field", "CrmSorFingerprint__c"))
+
+    # ----- verbs -------------------------------------------------------------------------------
+
+    async def get_record(self, object: CrmObject, external_id: str) -> Record:
+        obj = self._require(object)
+        return self._record(obj, await self._request_json("GET", self._row_path(obj, external_id)))
+
+    async def search_records(self, object: CrmObject, query: str, limit: int = 20) -> list[Record]:
+        obj = self._require(object)
+        if not query.strip():
+            raise InvalidRequestError("search needs a non-empty query", provider=self.slug)
+        returning = f"{_SOBJECTS[obj]}({', '.join(self._select(obj))} LIMIT {int(limit)})"
+        found = await self._sosl(f"FIND {{{sosl_escape(query)}}} IN ALL FIELDS RETURNING {returning}")
+        return [self._record(obj, row) for row in found]
+
+    async def list_recent(self, object: CrmObject, since: datetime, limit: int = 100) -> list[Record]:
+        obj = self._require(object)
+        soql = (
+            f"SELECT {', '.join(self._select(obj))} FROM {_SOBJECTS[obj]} "
+            f"WHERE SystemModstamp >= {soql_datetime(since)} ORDER BY SystemModstamp ASC LIMIT {int(limit)}"
+        )
+        headers = {"Sforce-Query-Options": f"batchSize={min(max(limit, 200), 2000)}"}
+        page = await self._request_json("GET", f"{self._data}/query", params={"q": soql}, headers=headers)
+        rows = list(page["records"])
+        while not page.get("done", True) and page.get("nextRecordsUrl") and len(rows) < limit:
+            page = await self._request_json("GET", page["nextRecordsUrl"], headers=headers)
+            rows.extend(page["records"])
+        return [self._record(obj, row) for row in rows[:limit]]
+
+    async def create_record(self, object: CrmObject, fields: Mapping[str, Any], idempotency_key: str) -> CreateResult:
+        obj = self._require(object)
+        return await self._upsert(obj, dict(fields), idempotency_key, request_fingerprint(obj, fields))
+
+    async def update_record(self, object: CrmObject, external_id: str, fields: Mapping[str, Any]) -> Record | None:
+        obj = self._require(object)
+        await self._request("PATCH", self._row_path(obj, external_id), json=dict(fields))
+        return None  # 204 No Content: Salesforce does not echo the record
+
+    async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
+        obj = self._require(object)
+        await self._request("DELETE", self._row_path(obj, external_id))
+        return DeleteResult(deleted=True, hard_deleted=False)  # Recycle Bin, whatever `hard` asked
+
+    async def describe_schema(self, object: CrmObject) -> list[FieldInfo]:
+        obj = self._require(object)
+        body = await self._request_json("GET", f"{self._data}/sobjects/{_SOBJECTS[obj]}/describe")
+        return [
+            FieldInfo(
+                name=f["name"],
+                label=f.get("label") or f["name"],
+                type=f.get("type") or "string",
+                required=not f.get("nillable", True) and f.get("createable", False) and not f.get("defaultedOnCreate"),
+                read_only=not f.get("createable", False) and not f.get("updateable", False),
+            )
+            for f in body.get("fields", [])
+        ]
+
+    async def append_note(
+        self, customer_external_id: str, note_external_id: str | None, text: str, *, idempotency_key: str | None = None
+    ) -> CreateResult:
+        if note_external_id is None:
+            subject = str(self.config.get("note_subject", "Conversation transcript"))
+            fields = {"WhoId": customer_external_id, "Subject": subject, "Description": text, "Status": "Completed"}
+            if idempotency_key is not None:
+                fingerprint = request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text})
+                return await self._upsert(CrmObject.NOTE, fields, idempotency_key, fingerprint)
+            created = await self._request_json("POST", f"{self._data}/sobjects/Task", json=fields)
+            return CreateResult(external_id=created["id"], record_url=self._url("Task", created["id"]), created=True)
+        path = self._row_path(CrmObject.NOTE, note_external_id)
+        current = (await self._request_json("GET", path, params={"fields": "Description"})).get("Description") or ""
+        if not current.endswith(text):  # a retried batch already landed: appending again would duplicate it
+            await self._request("PATCH", path, json={"Description": f"{current}\n{text}" if current else text})
+        return CreateResult(external_id=note_external_id, record_url=self._url("Task", note_external_id), created=False)
+
+    # ----- provider hooks ----------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        await self._request("GET", f"{self._data}/limits")
+
+    async def _find_customer_by_phone(self, e164: str) -> CustomerRecord | None:
+        national = str(phonenumbers.parse(e164).national_number)
+        # SOSL phone search ignores the stored formatting; the country code is checked below.
+        returning = f"Contact({', '.join(_CUSTOMER_FIELDS)} LIMIT 10)"
+        for row in await self._sosl(f"FIND {{{sosl_escape(national)}}} IN PHONE FIELDS RETURNING {returning}"):
+            phones = (normalize_phone(row.get(n) or "", self.default_region) for n in ("Phone", "MobilePhone"))
+            if e164 in phones:
+                return self._customer(row)
+        return None
+
+    async def _find_customer_by_email(self, email: str) -> CustomerRecord | None:
+        soql = (
+            f"SELECT {', '.join(_CUSTOMER_FIELDS)} FROM Contact WHERE Email = {soql_quote(email)} "
+            "ORDER BY LastModifiedDate DESC LIMIT 1"
+        )
+        rows = (await self._request_json("GET", f"{self._data}/query", params={"q": soql}))["records"]
+        return self._customer(rows[0]) if rows else None
+
+    async def _get_customer(self, external_id: str) -> CustomerRecord:
+        return self._customer(await self._request_json("GET", self._row_path(CrmObject.CUSTOMER, external_id)))
+
+    def _provider_code(self, response: httpx.Response) -> str | None:
+        body = response.json()
+        if isinstance(body, list) and body and isinstance(body[0], dict):
+            code = body[0].get("errorCode")
+        elif isinstance(body, dict):
+            code = body.get("errorCode") or body.get("error")
+        else:
+            code = None
+        return str(code) if code else None
+
+    def _classify(self, response: httpx.Response, provider_code: str | None) -> type[DriverError] | None:
+        if provider_code == "REQUEST_LIMIT_EXCEEDED":
+            return RateLimitedError  # Salesforce throttles with 403, not 429
+        if provider_code in _CONFLICT_CODES:
+            return ConflictError
+        return None
+
+    def _retry_after(self, response: httpx.Response) -> timedelta | None:
+        stated = super()._retry_after(response)
+        if stated is None and response.status_code == 403:
+            # The quota is a rolling 24 h window and Salesforce gives no reset time: back off a while.
+            return timedelta(seconds=float(self.config.get("limit_retry_after_seconds", 300)))
+        return stated
+
+    # ----- helpers -----------------------------------------------------------------------------
+
+    async def _upsert(self, obj: CrmObject, fields: dict[str, Any], key: str, fingerprint: str) -> CreateResult:
+        sobject = _SOBJECTS[obj]
+        path = f"{self._data}/sobjects/{sobject}/{self._key_field}/{quote(key, safe='')}"
+        # Read first: an upsert on an existing key would overwrite it before we could detect a conflict.
+        try:
+            existing = await self._request_json("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
+        except NotFoundError:
+            existing = None
+        if existing is not None:
+            ensure_same_request(self.slug, existing.get(self._fingerprint_field), fingerprint)
+            return CreateResult(
+                external_id=existing["Id"], record_url=self._url(sobject, existing["Id"]), created=False
+            )
+        response = await self._request("PATCH", path, json=fields | {self._fingerprint_field: fingerprint})
+        if response.status_code == 300:  # the key matched several records: an operator must dedupe
+            raise ConflictError("external id matches several records", provider=self.slug, status_code=300)
+        body = response.json() if response.content else {}
+        if not body.get("id"):  # pre-v46 orgs answer an update with 204 and no body
+            body = {"id": (await self._request_json("GET", path, params={"fields": "Id"}))["Id"], "created": False}
+        created = bool(body.get("created", response.status_code == 201))
+        return CreateResult(external_id=body["id"], record_url=self._url(sobject, body["id"]), created=created)
+
+    async def _sosl(self, search: str) -> list[dict[str, Any]]:
+        body = await self._request_json("GET", f"{self._data}/search", params={"q": search})
+        return list(body.get("searchRecords", []) if isinstance(body, dict) else body)
+
+    def _row_path(self, obj: CrmObject, record_id: str) -> str:
+        return f"{self._data}/sobjects/{_SOBJECTS[obj]}/{quote(record_id, safe='')}"
+
+    def _select(self, obj: CrmObject) -> list[str]:
+        names = [v for k, v in self.default_field_catalog.items() if k.split(".")[0] == obj.value]
+        extra = (self.config.get("fields") or {}).get(str(obj), [])
+        return list(dict.fromkeys(["Id", *names, *extra, "SystemModstamp"]))
+
+    def _url(self, sobject: str, record_id: str) -> str:
+        base = str(self.config.get("instance_url") or self.client.base_url).rstrip("/")
+        return f"{base}/lightning/r/{sobject}/{record_id}/view"
+
+    def _record(self, obj: CrmObject, row: dict[str, Any]) -> Record:
+        fields = {k: v for k, v in row.items() if k != "attributes"}
+        stamp = fields.get("SystemModstamp")
+        return Record(
+            object=obj,
+            external_id=fields["Id"],
+            fields=fields,
+            url=self._url(_SOBJECTS[obj], fields["Id"]),
+            updated_at=_parse_time(stamp) if stamp else None,
+        )
+
+    def _customer(self, row: dict[str, Any]) -> CustomerRecord:
+        return CustomerRecord(
+            external_id=row["Id"],
+            name=row.get("Name") or " ".join(p for p in (row.get("FirstName"), row.get("LastName")) if p) or None,
+            phone=row.get("Phone") or row.get("MobilePhone"),
+            email=row.get("Email"),
+            fields={k: v for k, v in row.items() if k != "attributes"},
+            url=self._url("Contact", row["Id"]),
+        )
+
+
+def _parse_time(value: str) -> datetime:
+    # Salesforce writes "2024-05-01T12:00:00.000+0000": fromisoformat needs the colon in the offset.
+    if len(value) > 5 and value[-5] in "+-" and value[-3] != ":":
+        value = f"{value[:-2]}:{value[-2:]}"
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)

@@ -1,0 +1,134 @@
+"""HubSpot portal schema for the sandbox: properties per object, search defaults, calculated phone fields.
+
+Property shapes follow the CRM v3 properties API (`type`/`fieldType`, `calculated`, `hasUniqueValue`,
+`modificationMetadata.readOnlyValue`). The two crm_sor_* properties are the unique idempotency property
+and the request fingerprint that a real portal gets when the tenant connects (created by our installer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import phonenumbers
+
+OBJECT_TYPE_IDS = {"contacts": "0-1", "deals": "0-3", "tickets": "0-5", "notes": "0-46"}
+IDEMPOTENCY_PROPERTY = "crm_sor_idempotency_key"
+FINGERPRINT_PROPERTY = "crm_sor_fingerprint"
+
+# (name, label, type, fieldType, read_only)
+_COMMON = [
+    ("hs_object_id", "Record ID", "number", "number", True),
+    (IDEMPOTENCY_PROPERTY, "CRM-SoR idempotency key", "string", "text", False),
+    (FINGERPRINT_PROPERTY, "CRM-SoR request fingerprint", "string", "text", False),
+]
+_PROPERTIES: dict[str, list[tuple[str, str, str, str, bool]]] = {
+    "contacts": [
+        ("email", "Email", "string", "text", False),
+        ("firstname", "First Name", "string", "text", False),
+        ("lastname", "Last Name", "string", "text", False),
+        ("phone", "Phone Number", "string", "phonenumber", False),
+        ("mobilephone", "Mobile Phone Number", "string", "phonenumber", False),
+        ("company", "Company Name", "string", "text", False),
+        ("city", "City", "string", "text", False),
+        ("jobtitle", "Job Title", "string", "text", False),
+        ("message", "Message", "string", "textarea", False),
+        ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", False),
+        ("hs_lead_status", "Lead Status", "enumeration", "radio", False),
+        ("createdate", "Create Date", "datetime", "date", True),
+        ("lastmodifieddate", "Last Modified Date", "datetime", "date", True),
+        ("hs_searchable_calculated_phone_number", "Calculated phone number", "string", "text", True),
+        ("hs_searchable_calculated_mobile_number", "Calculated mobile number", "string", "text", True),
+    ],
+    "deals": [
+        ("dealname", "Deal Name", "string", "text", False),
+        ("amount", "Amount", "number", "number", False),
+        ("dealstage", "Deal Stage", "enumeration", "radio", False),
+        ("pipeline", "Pipeline", "enumeration", "select", False),
+        ("closedate", "Close Date", "datetime", "date", False),
+        ("description", "Deal Description", "string", "textarea", False),
+        ("createdate", "Create Date", "datetime", "date", True),
+        ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", True),
+    ],
+    "tickets": [
+        ("subject", "Ticket name", "string", "text", False),
+        ("content", "Ticket description", "string", "textarea", False),
+        ("hs_pipeline", "Pipeline", "enumeration", "select", False),
+        ("hs_pipeline_stage", "Ticket status", "enumeration", "select", False),
+        ("hs_ticket_priority", "Priority", "enumeration", "select", False),
+        ("createdate", "Create date", "datetime", "date", True),
+        ("hs_lastmodifieddate", "Last modified date", "datetime", "date", True),
+    ],
+    "notes": [
+        ("hs_note_body", "Note body", "string", "html", False),
+        ("hs_timestamp", "Activity date", "datetime", "date", False),
+        ("hs_createdate", "Created at", "datetime", "date", True),
+        ("hs_lastmodifieddate", "Last modified date", "datetime", "date", True),
+    ],
+}
+
+MODIFIED_PROPERTY = {
+    "contacts": "lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+    "tickets": "hs_lastmodifieddate",
+    "notes": "hs_lastmodifieddate",
+}
+CREATED_PROPERTY = {"contacts": "createdate", "deals": "createdate", "tickets": "createdate", "notes": "hs_createdate"}
+DEFAULT_PROPERTIES = {
+    "contacts": ["firstname", "lastname", "email", "lastmodifieddate", "hs_object_id", "createdate"],
+    "deals": ["dealname", "amount", "closedate", "pipeline", "dealstage", "createdate", "hs_lastmodifieddate"],
+    "tickets": ["subject", "content", "hs_pipeline", "hs_pipeline_stage", "createdate", "hs_lastmodifieddate"],
+    "notes": ["hs_createdate", "hs_lastmodifieddate", "hs_object_id"],
+}
+QUERY_PROPERTIES = {
+    "contacts": ["firstname", "lastname", "email", "phone", "mobilephone", "company"],
+    "deals": ["dealname"],
+    "tickets": ["subject", "content"],
+    "notes": ["hs_note_body"],
+}
+REQUIRED_ON_CREATE = {"tickets": ["hs_pipeline_stage"], "notes": ["hs_timestamp"]}
+UNIQUE_PROPERTIES = {IDEMPOTENCY_PROPERTY}
+
+
+def property_names(object_type: str) -> set[str]:
+    return {p[0] for p in [*_PROPERTIES[object_type], *_COMMON]}
+
+
+def read_only(object_type: str) -> set[str]:
+    return {p[0] for p in [*_PROPERTIES[object_type], *_COMMON] if p[4]}
+
+
+def property_definitions(object_type: str) -> list[dict[str, Any]]:
+    """The body of GET /crm/v3/properties/{objectType} `results`."""
+    out = []
+    for order, (name, label, type_, field_type, ro) in enumerate([*_PROPERTIES[object_type], *_COMMON]):
+        out.append(
+            {
+                "name": name,
+                "label": label,
+                "type": type_,
+                "fieldType": field_type,
+                "description": "",
+                "groupName": f"{object_type[:-1]}information",
+                "options": [],
+                "displayOrder": order,
+                "calculated": ro and name != "hs_object_id",
+                "externalOptions": False,
+                "hasUniqueValue": name in UNIQUE_PROPERTIES,
+                "hidden": False,
+                "modificationMetadata": {"archivable": True, "readOnlyDefinition": True, "readOnlyValue": ro},
+                "formField": not ro,
+            }
+        )
+    return out
+
+
+def searchable_phone(raw: str | None, region: str = "US") -> str | None:
+    """hs_searchable_calculated_*: the national number digits without the country code."""
+    if not raw:
+        return None
+    try:
+        number = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        digits = "".join(ch for ch in raw if ch.isdigit()).lstrip("0")
+        return digits or None
+    return str(number.national_number)

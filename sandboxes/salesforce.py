@@ -1,0 +1,334 @@
+"""Salesforce REST sandbox: sObjects, external-id upsert, SOQL query paging, SOSL search, describe, OAuth.
+
+Wire facts from ../shared/reference (Salesforce section) and the request shapes in
+../shared/provider-specs/salesforce/postman-salesforce-apis: `/services/data/vXX.X/...` on the org's
+instance_url, error bodies as a JSON array of `{message, errorCode, fields}`, 401 INVALID_SESSION_ID on an
+expired session, 403 REQUEST_LIMIT_EXCEEDED over the API quota, `Sforce-Limit-Info` on every response,
+token responses without `expires_in` (and without a refresh token unless rotation is on), delete to the
+Recycle Bin (GET then 404 ENTITY_IS_DELETED), and `nextRecordsUrl` paging honouring
+`Sforce-Query-Options: batchSize=`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandboxes import salesforce_schema as schema
+from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, oauth_routes
+from sandboxes.salesforce_query import QueryError, evaluate, parse_soql, parse_sosl
+from sandboxes.salesforce_search import sosl_hits
+
+DATA = "/services/data/{version}"
+SOBJ = DATA + "/sobjects/{sobject}"
+ORG_ID = "00DSB0000000001AAA"
+USER_ID = "005SB0000000001AAA"
+
+
+def sf_time(state: SandboxState) -> str:
+    moment = state.now()
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+def errors(status: int, code: str, message: str, fields: list[str] | None = None) -> JSONResponse:
+    return JSONResponse([{"message": message, "errorCode": code, "fields": fields or []}], status_code=status)
+
+
+@dataclass
+class SalesforceState(SandboxState):
+    instance_url: str = "https://sandbox-org.my.salesforce.com"
+    api_usage_limit: int = 100_000
+    api_usage: int = 0
+    records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _ids: count[int] = field(default_factory=lambda: count(1))
+
+    def add(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Insert as the API would (also used by tests to seed data without API calls)."""
+        stamp = sf_time(self)
+        row: dict[str, Any] = dict.fromkeys(schema.fields_of(sobject))
+        row |= schema.DEFAULTS.get(sobject, {}) | values
+        row |= {
+            "Id": f"{schema.ID_PREFIX[sobject]}SB{next(self._ids):010d}AAA",
+            "IsDeleted": False,
+            "OwnerId": values.get("OwnerId") or USER_ID,
+            "CreatedDate": stamp,
+        }
+        self.records.setdefault(sobject, {})[row["Id"]] = row
+        self.touch(sobject, row)
+        return row
+
+    def touch(self, sobject: str, row: dict[str, Any]) -> None:
+        row["LastModifiedDate"] = row["SystemModstamp"] = sf_time(self)
+        if "Name" in row and "LastName" in row:
+            row["Name"] = " ".join(p for p in (row.get("FirstName"), row.get("LastName")) if p)
+        if sobject == "Case" and row.get("CaseNumber") is None:
+            row["CaseNumber"] = f"{len(self.records.get('Case', {})):08d}"
+
+    def take_interval_budget(self) -> int | None:
+        # Salesforce's limit is the org's rolling 24-hour request quota, not a short window.
+        return self.api_usage_limit - self.api_usage - 1
+
+    def live(self, sobject: str) -> list[dict[str, Any]]:
+        return [r for r in self.records.get(sobject, {}).values() if not r["IsDeleted"]]
+
+
+class SalesforceWire:
+    def unauthorized(self, reason: str) -> Response:
+        response = errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        response.headers["WWW-Authenticate"] = "Token"
+        return response
+
+    def rate_limited(self, state: SalesforceState) -> Response:
+        response = errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        if state.knobs.retry_after is not None:
+            response.headers["Retry-After"] = state.knobs.retry_after
+        return response
+
+    def server_error(self, status: int) -> Response:
+        code = "SERVER_UNAVAILABLE" if status == 503 else "UNKNOWN_EXCEPTION"
+        return errors(status, code, "An unexpected error occurred. Please include this ErrorId if you contact support")
+
+    def decorate(self, response: Response, state: SalesforceState) -> None:
+        state.api_usage += 1
+        response.headers["Sforce-Limit-Info"] = f"api-usage={state.api_usage}/{state.api_usage_limit}"
+
+    def token_response(self, state: SalesforceState, access: str, refresh: str | None) -> Response:
+        issued_at = str(int(time.time() * 1000))
+        identity = f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"
+        digest = hashlib.sha256(f"{identity}{issued_at}".encode()).digest()
+        body = {
+            "access_token": access,
+            "signature": base64.b64encode(digest).decode(),
+            "scope": "refresh_token api",
+            "instance_url": state.instance_url,
+            "id": identity,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+        }
+        if refresh is not None:  # only for the code grant, or a refresh grant with rotation on
+            body["refresh_token"] = refresh
+        return JSONResponse(body)
+
+    def token_error(self, code: str) -> Response:
+        description = {"invalid_grant": "expired access/refresh token", "invalid_client": "invalid client credentials"}
+        return JSONResponse({"error": code, "error_description": description.get(code, code)}, status_code=400)
+
+
+def _order_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    # Salesforce timestamps share one fixed-width format, so their strings sort chronologically.
+    return lambda row: (row.get(name) is None, str(row.get(name) or ""))
+
+
+def create_app(state: SalesforceState | None = None) -> Starlette:
+    """The Salesforce sandbox app; `app.state.sandbox` is the SalesforceState tests inspect and steer."""
+    st = state or SalesforceState(tokens=TokenIssuer("salesforce", 7200))
+    wire = SalesforceWire()
+
+    def public(sobject: str, row: dict[str, Any], version: str, names: list[str] | None = None) -> dict[str, Any]:
+        attributes = {"type": sobject, "url": f"/services/data/{version}/sobjects/{sobject}/{row['Id']}"}
+        return {"attributes": attributes} | {k: row.get(k) for k in (names or list(row))}
+
+    def check_sobject(request: Request) -> str | Response:
+        sobject = str(request.path_params["sobject"])
+        if sobject not in schema.ID_PREFIX:
+            return errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return sobject
+
+    def check_fields(sobject: str, values: dict[str, Any], creating: bool) -> Response | None:
+        known, ro = schema.fields_of(sobject), schema.read_only(sobject)
+        for name in values:
+            if name not in known:
+                return errors(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
+            if name in ro:
+                return errors(400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {name}", [name])
+        missing = [n for n in schema.required(sobject) if creating and not values.get(n)]
+        if missing:
+            return errors(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: {missing}", missing)
+        key = values.get(schema.EXTERNAL_ID_FIELD)
+        if key is not None and any(r.get(schema.EXTERNAL_ID_FIELD) == key for r in st.live(sobject)):
+            return errors(400, "DUPLICATE_VALUE", f"duplicate value found: {schema.EXTERNAL_ID_FIELD}")
+        return None
+
+    def locate(sobject: str, record_id: str) -> dict[str, Any] | Response:
+        row = st.records.get(sobject, {}).get(record_id)
+        if row is None:
+            return errors(404, "NOT_FOUND", "The requested resource does not exist")
+        if row["IsDeleted"]:
+            return errors(404, "ENTITY_IS_DELETED", "entity is deleted")
+        return row
+
+    async def create(request: Request) -> Response:
+        sobject = check_sobject(request)
+        if isinstance(sobject, Response):
+            return sobject
+        values = await request.json()
+        problem = check_fields(sobject, values, creating=True)
+        if problem:
+            return problem
+        row = st.add(sobject, values)
+        return JSONResponse({"id": row["Id"], "success": True, "errors": []}, status_code=201)
+
+    async def read(request: Request) -> Response:
+        sobject = check_sobject(request)
+        if isinstance(sobject, Response):
+            return sobject
+        row = locate(sobject, request.path_params["record_id"])
+        if isinstance(row, Response):
+            return row
+        wanted = request.query_params.get("fields")
+        return JSONResponse(public(sobject, row, request.path_params["version"], wanted.split(",") if wanted else None))
+
+    async def update(request: Request) -> Response:
+        sobject = check_sobject(request)
+        if isinstance(sobject, Response):
+            return sobject
+        row = locate(sobject, request.path_params["record_id"])
+        if isinstance(row, Response):
+            return row
+        values = await request.json()
+        problem = check_fields(sobject, {k: v for k, v in values.items() if k != schema.EXTERNAL_ID_FIELD}, False)
+        if problem:
+            return problem
+        row.update(values)
+        st.touch(sobject, row)
+        return Response(status_code=204)
+
+    async def delete(request: Request) -> Response:
+        sobject = check_sobject(request)
+        if isinstance(sobject, Response):
+            return sobject
+        row = locate(sobject, request.path_params["record_id"])
+        if isinstance(row, Response):
+            return row
+        row["IsDeleted"] = True  # to the Recycle Bin: still there for queryAll and undelete
+        st.touch(sobject, row)
+        return Response(status_code=204)
+
+    async def by_external_id(request: Request) -> Response:
+        sobject = check_sobject(request)
+        if isinstance(sobject, Response):
+            return sobject
+        name, value = request.path_params["field"], request.path_params["value"]
+        if name != "Id" and "x" not in schema.fields_of(sobject).get(name, ("", ""))[1]:
+            return errors(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {name}")
+        hits = [r for r in st.live(sobject) if str(r.get(name)) == value]
+        version = request.path_params["version"]
+        if len(hits) > 1:
+            return JSONResponse(
+                [public(sobject, r, version, ["Id"])["attributes"]["url"] for r in hits], status_code=300
+            )
+        if request.method == "GET":
+            if not hits:
+                return errors(404, "NOT_FOUND", "The requested resource does not exist")
+            wanted = request.query_params.get("fields")
+            return JSONResponse(public(sobject, hits[0], version, wanted.split(",") if wanted else None))
+        values = await request.json()
+        if name in values:
+            return errors(400, "INVALID_FIELD", f"{name} is the external id and cannot be set in the body")
+        problem = check_fields(sobject, values, creating=not hits)
+        if problem:
+            return problem
+        if hits:
+            hits[0].update(values)
+            st.touch(sobject, hits[0])
+            return JSONResponse({"id": hits[0]["Id"], "success": True, "errors": [], "created": False})
+        row = st.add(sobject, values | {name: value})
+        return JSONResponse({"id": row["Id"], "success": True, "errors": [], "created": True}, status_code=201)
+
+    def page(locator: str, rows: list[dict[str, Any]], start: int, size: int, version: str) -> Response:
+        body: dict[str, Any] = {"totalSize": len(rows), "done": start + size >= len(rows)}
+        body["records"] = rows[start : start + size]
+        if not body["done"]:
+            body["nextRecordsUrl"] = f"/services/data/{version}/query/{locator}-{start + size}"
+        return JSONResponse(body)
+
+    def batch_size(request: Request) -> int:
+        options = request.headers.get("Sforce-Query-Options", "")
+        asked = int(options.split("batchSize=")[1].split(",")[0]) if "batchSize=" in options else 2000
+        return st.page_size(max(200, asked), 2000)
+
+    async def query(request: Request) -> Response:
+        version = request.path_params["version"]
+        try:
+            soql = parse_soql(request.query_params.get("q", ""))
+            if soql.sobject not in schema.ID_PREFIX:
+                raise QueryError("INVALID_TYPE", f"sObject type '{soql.sobject}' is not supported.")
+            known = schema.fields_of(soql.sobject)
+            for name in [*soql.fields, *(n for n, _ in soql.order)]:
+                if name not in known:
+                    raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{soql.sobject}'.")
+            rows = [r for r in st.live(soql.sobject) if soql.where is None or evaluate(soql.where, r)]
+        except QueryError as exc:
+            return errors(400, exc.code, exc.message)
+        for name, desc in reversed(soql.order):
+            rows.sort(key=_order_key(name), reverse=desc)
+        rows = rows[: soql.limit] if soql.limit is not None else rows
+        shaped = [public(soql.sobject, r, version, soql.fields) for r in rows]
+        locator = f"01gSB{len(st.cursors):013d}"
+        st.cursors[locator] = shaped
+        return page(locator, shaped, 0, batch_size(request), version)
+
+    async def query_more(request: Request) -> Response:
+        locator, _, start = request.path_params["locator"].rpartition("-")
+        if locator not in st.cursors or not start.isdigit():
+            return errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return page(locator, st.cursors[locator], int(start), batch_size(request), request.path_params["version"])
+
+    async def search(request: Request) -> Response:
+        try:
+            sosl = parse_sosl(request.query_params.get("q", ""))
+        except QueryError as exc:
+            return errors(400, exc.code, exc.message)
+        found = [public(s, r, request.path_params["version"], f or ["Id"]) for s, r, f in sosl_hits(st, sosl)]
+        return JSONResponse({"searchRecords": found})
+
+    async def describe(request: Request) -> Response:
+        sobject = check_sobject(request)
+        if isinstance(sobject, Response):
+            return sobject
+        return JSONResponse(schema.describe(sobject, request.path_params["version"]))
+
+    async def limits(request: Request) -> Response:
+        used = st.api_usage
+        return JSONResponse({"DailyApiRequests": {"Max": st.api_usage_limit, "Remaining": st.api_usage_limit - used}})
+
+    async def userinfo(request: Request) -> Response:
+        return JSONResponse({"sub": f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}", "organization_id": ORG_ID})
+
+    async def versions(request: Request) -> Response:
+        return JSONResponse([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}])
+
+    api = [
+        ("GET", DATA + "/limits", limits),
+        ("GET", DATA + "/query", query),
+        ("GET", DATA + "/query/{locator}", query_more),
+        ("GET", DATA + "/search", search),
+        ("GET", SOBJ + "/describe", describe),
+        ("POST", SOBJ, create),
+        ("GET", SOBJ + "/{record_id}", read),
+        ("PATCH", SOBJ + "/{record_id}", update),
+        ("DELETE", SOBJ + "/{record_id}", delete),
+        ("GET", SOBJ + "/{field}/{value}", by_external_id),
+        ("PATCH", SOBJ + "/{field}/{value}", by_external_id),
+        ("GET", "/services/oauth2/userinfo", userinfo),
+    ]
+    routes = [
+        *oauth_routes(st, wire, token_paths=["/services/oauth2/token"], authorize_path="/services/oauth2/authorize"),
+        *control_routes(st),
+        *(guarded(st, wire, method, path, handler) for method, path, handler in api),
+    ]
+    routes.append(Route("/services/data", versions, methods=["GET"]))
+    app = Starlette(routes=routes)
+    app.state.sandbox = st
+    return app

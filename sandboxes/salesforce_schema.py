@@ -1,0 +1,149 @@
+"""Salesforce org schema for the sandbox: sObject describe metadata, id prefixes, create defaults.
+
+Field flags follow the REST `describe` resource (`nillable`, `createable`, `updateable`,
+`defaultedOnCreate`, `externalId`, `unique`); "required on create" is derived from them the way Salesforce
+clients do. `CrmSorKey__c` (External ID, unique) and `CrmSorFingerprint__c` are the two custom fields our
+installer adds to each object we upsert into.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXTERNAL_ID_FIELD = "CrmSorKey__c"
+FINGERPRINT_FIELD = "CrmSorFingerprint__c"
+
+ID_PREFIX = {"Contact": "003", "Lead": "00Q", "Opportunity": "006", "Case": "500", "Task": "00T", "Event": "00U"}
+
+# name -> (type, flags); flags: r=required on create, o=read-only, d=defaulted on create, x=external id
+_SYSTEM = {
+    "Id": ("id", "o"),
+    "IsDeleted": ("boolean", "o"),
+    "OwnerId": ("reference", "d"),
+    "CreatedDate": ("datetime", "o"),
+    "LastModifiedDate": ("datetime", "o"),
+    "SystemModstamp": ("datetime", "o"),
+    EXTERNAL_ID_FIELD: ("string", "x"),
+    FINGERPRINT_FIELD: ("string", ""),
+}
+_FIELDS: dict[str, dict[str, tuple[str, str]]] = {
+    "Contact": {
+        "FirstName": ("string", ""),
+        "LastName": ("string", "r"),
+        "Name": ("string", "o"),
+        "Email": ("email", ""),
+        "Phone": ("phone", ""),
+        "MobilePhone": ("phone", ""),
+        "Title": ("string", ""),
+        "MailingCity": ("string", ""),
+        "AccountId": ("reference", ""),
+        "LeadSource": ("picklist", ""),
+        "Description": ("textarea", ""),
+    },
+    "Lead": {
+        "FirstName": ("string", ""),
+        "LastName": ("string", "r"),
+        "Name": ("string", "o"),
+        "Company": ("string", "r"),
+        "Email": ("email", ""),
+        "Phone": ("phone", ""),
+        "MobilePhone": ("phone", ""),
+        "Status": ("picklist", "d"),
+        "LeadSource": ("picklist", ""),
+        "City": ("string", ""),
+        "AnnualRevenue": ("currency", ""),
+        "Description": ("textarea", ""),
+    },
+    "Opportunity": {
+        "Name": ("string", "r"),
+        "StageName": ("picklist", "r"),
+        "CloseDate": ("date", "r"),
+        "Amount": ("currency", ""),
+        "Type": ("picklist", ""),
+        "LeadSource": ("picklist", ""),
+        "AccountId": ("reference", ""),
+        "Description": ("textarea", ""),
+    },
+    "Case": {
+        "CaseNumber": ("string", "o"),
+        "Subject": ("string", ""),
+        "Description": ("textarea", ""),
+        "Status": ("picklist", "d"),
+        "Priority": ("picklist", "d"),
+        "Origin": ("picklist", ""),
+        "ContactId": ("reference", ""),
+    },
+    "Task": {
+        "Subject": ("combobox", ""),
+        "Description": ("textarea", ""),
+        "Status": ("picklist", "d"),
+        "Priority": ("picklist", "d"),
+        "WhoId": ("reference", ""),
+        "WhatId": ("reference", ""),
+        "ActivityDate": ("date", ""),
+        "TaskSubtype": ("picklist", ""),
+    },
+    "Event": {
+        "Subject": ("combobox", ""),
+        "Description": ("textarea", ""),
+        "ActivityDateTime": ("datetime", ""),
+        "DurationInMinutes": ("int", ""),
+        "Location": ("string", ""),
+        "WhoId": ("reference", ""),
+    },
+}
+DEFAULTS = {
+    "Lead": {"Status": "Open - Not Contacted"},
+    "Case": {"Status": "New", "Priority": "Medium"},
+    "Task": {"Status": "Not Started", "Priority": "Normal"},
+}
+NAME_FIELDS = {"Name", "FirstName", "LastName", "Subject", "Company"}
+TEXT_TYPES = {"string", "email", "phone", "textarea", "combobox", "picklist"}
+
+
+def fields_of(sobject: str) -> dict[str, tuple[str, str]]:
+    return {**_FIELDS[sobject], **_SYSTEM}
+
+
+def describe(sobject: str, api_version: str) -> dict[str, Any]:
+    """The body of GET /sobjects/{sobject}/describe (the parts clients read)."""
+    out = []
+    for name, (type_, flags) in fields_of(sobject).items():
+        ro = "o" in flags
+        out.append(
+            {
+                "name": name,
+                "label": name.removesuffix("__c").replace("_", " "),
+                "type": type_,
+                "nillable": "r" not in flags and type_ != "boolean" and name != "Id",
+                "createable": not ro,
+                "updateable": not ro,
+                "defaultedOnCreate": "d" in flags or name in ("Id", "IsDeleted"),
+                "calculated": name in ("Name",),
+                "externalId": "x" in flags,
+                "unique": "x" in flags,
+                "idLookup": "x" in flags or name in ("Id", "Email"),
+                "custom": name.endswith("__c"),
+                "length": 255 if type_ in TEXT_TYPES else 0,
+            }
+        )
+    return {
+        "name": sobject,
+        "label": sobject,
+        "keyPrefix": ID_PREFIX[sobject],
+        "createable": True,
+        "updateable": True,
+        "deletable": True,
+        "queryable": True,
+        "searchable": True,
+        "fields": out,
+        "urls": {"describe": f"/services/data/{api_version}/sobjects/{sobject}/describe"},
+    }
+
+
+def required(sobject: str) -> list[str]:
+    return [name for name, (_, flags) in _FIELDS[sobject].items() if "r" in flags]
+
+
+def read_only(sobject: str) -> set[str]:
+    return {name for name, (_, flags) in fields_of(sobject).items() if "o" in flags}
