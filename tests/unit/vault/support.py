@@ -51,7 +51,8 @@ def moto_kms() -> Iterator[KmsServer]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        client = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint, **FAKE_AWS)
+        client = boto3.client("kms", region_name="us-east-1", endpoint_url=endpoint, aws_access_key_id="testing",
+                              aws_secret_access_key="testing", aws_session_token="testing")
         key_id = client.create_key(Description="crm-sor test key")["KeyMetadata"]["KeyId"]
         yield KmsServer(endpoint, key_id)
     finally:
