@@ -8,15 +8,16 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from api import openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
-from api.routes import health
+from api.routes import health, public, tools
 from api.temporal import TemporalGateway
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
-ROUTE_MODULES = [health]
+ROUTE_MODULES = [health, tools, public, openapi]
 
 
 def all_routes() -> list[BaseRoute]:
@@ -40,6 +41,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
             yield
         finally:
             if owned:
+                for extra in app.state.ctx.extras.values():  # e.g. the rate limiter's Redis pool
+                    if hasattr(extra, "aclose"):
+                        await extra.aclose()
                 await app.state.ctx.engine.dispose()
 
     app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)

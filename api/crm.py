@@ -1,0 +1,147 @@
+"""What the tool and /v1 routes share to reach a tenant's CRM: the driver provider, the request id, the
+tenant's field mapping and the classification of CRM failures.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import Request
+
+from api.context import context_of
+from api.errors import Problem
+from api.schemas import FailureReason, Fallback
+from drivers.base import BaseDriver, CrmObject
+from drivers.errors import (
+    AuthError,
+    ConflictError,
+    DriverError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    UnavailableError,
+)
+from store.models import TenantCrmFieldMapping
+from vault.connections import DriverProvider
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+def driver_provider(request: Request) -> DriverProvider:
+    """The DriverProvider the app was built with (`AppContext.extras["drivers"]`)."""
+    ctx = context_of(request)
+    provider: DriverProvider | None = getattr(ctx, "drivers", None) or ctx.extras.get("drivers")
+    if provider is None:
+        raise Problem(503, "crm-not-configured", "This deployment has no CRM connection provider configured.")
+    return provider
+
+
+def request_id(request: Request) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh one (it lands in audit rows)."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A CRM failure in the terms both surfaces answer with."""
+
+    reason: FailureReason
+    status: int  # the /v1 API's HTTP status for it
+    retry_after: int | None
+    fallback: Fallback
+    message: str
+
+
+def classify(exc: DriverError | LookupError) -> Failure:
+    """Map a driver error (or an unconnected tenant) to a stable reason. Messages are ours, never the CRM's."""
+    if isinstance(exc, LookupError):
+        return Failure("crm_not_connected", 409, None, "offer_follow_up",
+                       "The business has not connected its CRM (or the connection is disabled).")
+    retry_after = None if exc.retry_after is None else max(1, int(exc.retry_after.total_seconds() + 0.999))
+    if isinstance(exc, AuthError):
+        return Failure("crm_auth", 502, None, "offer_follow_up",
+                       "The CRM refused our credentials; the business must reconnect it.")
+    if isinstance(exc, RateLimitedError):
+        return Failure("crm_rate_limited", 503, retry_after or 30, "retry_later",
+                       "The CRM is throttling requests right now.")
+    if isinstance(exc, UnavailableError):
+        return Failure("crm_unavailable", 503, retry_after, "offer_follow_up", "The CRM is not answering right now.")
+    if isinstance(exc, NotFoundError):
+        return Failure("not_found", 404, None, "confirm_details", "The CRM has no such record.")
+    if isinstance(exc, ConflictError):
+        return Failure("crm_conflict", 409, None, "offer_follow_up",
+                       "The CRM already holds a different record for this idempotency key.")
+    if isinstance(exc, InvalidRequestError):
+        return Failure("crm_rejected", 422, None, "confirm_details",
+                       "The CRM rejected the request (an unknown field or an invalid value).")
+    return Failure("crm_error", 502, None, "offer_follow_up", "The CRM call failed.")
+
+
+def failure_problem(failure: Failure) -> Problem:
+    slug = failure.reason.replace("_", "-")
+    headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
+    return Problem(failure.status, slug, failure.message, headers=headers, reason=failure.reason,
+                   retry_after=failure.retry_after)
+
+
+def require_supported(driver: BaseDriver, object: CrmObject) -> None:
+    if object not in driver.supported_objects:
+        supported = ", ".join(sorted(str(o) for o in driver.supported_objects))
+        raise Problem(422, "unsupported-object", f"This tenant's CRM ({driver.slug}) has no {object} object.",
+                      f"Supported objects: {supported}.", supported_objects=sorted(driver.supported_objects))
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Canonical keys (`lead.budget_max`) ↔ provider fields for one tenant.
+
+    The driver's `default_field_catalog`, overridden per tenant by `tenant_crm_field_mapping` rows of kind
+    `write` (outgoing) and `read` (incoming).
+    """
+
+    write: dict[str, str]
+    read: dict[str, str]
+
+    def to_provider(self, object: CrmObject, fields: dict[str, Any]) -> dict[str, Any]:
+        """Translate canonical keys, short (`budget_max`) or full; provider field names pass through.
+
+        A dotted key that is not in the mapping is refused (422) rather than sent to the CRM under a made-up name.
+        """
+        out: dict[str, Any] = {}
+        for key, value in fields.items():
+            full = key if key in self.write else f"{object}.{key}"
+            if full in self.write:
+                out[self.write[full]] = value
+            elif "." in key:
+                known = sorted(k for k in self.write if k.startswith(f"{object}."))
+                raise Problem(422, "unknown-field", f"{key} is not a mapped {object} field.",
+                              f"Mapped {object} fields: {', '.join(known) or 'none'}.", field=key)
+            else:
+                out[key] = value
+        return out
+
+    def to_canonical(self, object: CrmObject, fields: dict[str, Any]) -> dict[str, Any]:
+        """Provider fields renamed to the tenant's canonical keys where mapped; others keep their names."""
+        prefix = f"{object}."
+        names = {provider: canonical for canonical, provider in self.read.items() if canonical.startswith(prefix)}
+        return {names.get(name, name): value for name, value in fields.items()}
+
+
+async def load_field_map(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID,
+                         driver: BaseDriver) -> FieldMap:
+    write, read = dict(driver.default_field_catalog), dict(driver.default_field_catalog)
+    async with sessions() as session:
+        rows = await session.execute(
+            select(TenantCrmFieldMapping.canonical_key, TenantCrmFieldMapping.provider_field,
+                   TenantCrmFieldMapping.kind)
+            .where(TenantCrmFieldMapping.tenant_id == tenant_id,
+                   TenantCrmFieldMapping.kind.in_(("read", "write"))))
+        for canonical, provider_field, kind in rows:
+            (write if kind == "write" else read)[canonical] = provider_field
+    return FieldMap(write=write, read=read)

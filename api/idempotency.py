@@ -1,0 +1,98 @@
+"""Idempotency for the public /v1 API over the `idempotency_ledger` table.
+
+`claim()` either hands the caller a fresh claim on (tenant, scope, key), or answers for it:
+- the same key with the same body, already done → the first answer, replayed;
+- the same key with a different body → 422 `idempotency-key-reused`;
+- the same key while the first request is still running → 409 `idempotency-in-progress`.
+
+Only successes are recorded: a failed attempt releases its claim, so the client can retry with the same key.
+A claim left pending by a crashed process is taken over after `STALE_AFTER`; that is safe because the CRM
+create underneath is itself idempotent on the same key (the driver's provider-side upsert), so the takeover
+finds the record the crashed attempt may have made instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.errors import Problem
+from store.base import utcnow
+from store.models import IdempotencyRecord
+
+STALE_AFTER = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Ours to run: complete() or release() it."""
+
+    id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The stored answer of the first request with this key."""
+
+    status: int
+    external_id: str | None
+    record_url: str | None
+
+
+async def claim(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str,
+                fingerprint: str) -> Claim | Replay:
+    """Claim (tenant, scope, key) for a request with `fingerprint`, or answer for the earlier one."""
+    for _ in range(3):  # a claim released between our insert and our read: try again
+        try:
+            async with sessions.begin() as session:
+                row = IdempotencyRecord(tenant_id=tenant_id, scope=scope, key=key, fingerprint=fingerprint,
+                                        status="pending")
+                session.add(row)
+            return Claim(id=row.id)
+        except IntegrityError:
+            pass  # the key exists: look at what the first request left
+        async with sessions.begin() as session:
+            existing = await session.scalar(select(IdempotencyRecord).where(
+                IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
+                IdempotencyRecord.key == key))
+            if existing is None:
+                continue
+            if existing.fingerprint != fingerprint:
+                raise Problem(422, "idempotency-key-reused", "This idempotency key was used with a different body.",
+                              "Use a new idempotency_key for a different request.")
+            if existing.status == "done":
+                return Replay(status=existing.response_status or 200, external_id=existing.external_id,
+                              record_url=existing.record_url)
+            if utcnow() - existing.created_at < STALE_AFTER:
+                raise Problem(409, "idempotency-in-progress",
+                              "A request with this idempotency key is still being processed.",
+                              "Retry shortly; the first request's answer will then be replayed.",
+                              headers={"Retry-After": "1"})
+            taken = await session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.id == existing.id, IdempotencyRecord.status == "pending",
+                       IdempotencyRecord.created_at == existing.created_at)
+                .values(created_at=utcnow()))
+            if getattr(taken, "rowcount", 0) == 1:
+                return Claim(id=existing.id)
+    raise Problem(409, "idempotency-in-progress", "A request with this idempotency key is still being processed.",
+                  headers={"Retry-After": "1"})
+
+
+async def complete(sessions: async_sessionmaker[AsyncSession], claimed: Claim, *, status: int,
+                   external_id: str | None, record_url: str | None) -> None:
+    async with sessions.begin() as session:
+        await session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == claimed.id).values(
+            status="done", response_status=status, external_id=external_id, record_url=record_url,
+            completed_at=utcnow()))
+
+
+async def release(sessions: async_sessionmaker[AsyncSession], claimed: Claim) -> None:
+    async with sessions.begin() as session:
+        await session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id == claimed.id,
+                                                              IdempotencyRecord.status == "pending"))

@@ -1,0 +1,187 @@
+"""Request and response models of the agent tool routes and the public /v1 API.
+
+These are the wire contract, kept apart from workflow payloads so either can evolve alone. They also feed
+`GET /openapi.json`, so every constraint here (lengths, ranges, enums) is what schemathesis probes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from drivers.base import CrmObject
+
+# A CRM field value: scalars only. Every CRM we speak takes strings, numbers and booleans per field;
+# nested structures have no portable meaning there.
+FieldValue = Annotated[str, StringConstraints(max_length=10_000)] | int | Annotated[float, Field(allow_inf_nan=False)] \
+    | bool | None
+Fields = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=128)], FieldValue],
+                   Field(max_length=100)]
+Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+ConversationId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        # JSON may carry lone surrogates ("\ud800") and NUL, which neither UTF-8 (the CRM request) nor
+        # PostgreSQL text (the audit row) can hold: refuse them here rather than fail later.
+        _check_text(data)
+        return data
+
+
+def _check_text(value: Any) -> None:
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
+# ---- agent tool routes --------------------------------------------------------------------------------------
+
+
+class ToolRequest(_Wire):
+    conversation_id: ConversationId | None = Field(
+        default=None, description="The conversation this call belongs to; recorded in the credential audit trail.")
+
+
+class LookupCustomerRequest(ToolRequest):
+    phone: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
+    email: Annotated[str, StringConstraints(min_length=3, max_length=320)] | None = None
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+    @model_validator(mode="after")
+    def _one_identifier(self) -> LookupCustomerRequest:
+        if self.phone is None and self.email is None and self.external_id is None:
+            raise ValueError("give at least one of phone, email or external_id")
+        return self
+
+
+class SearchRecordsRequest(ToolRequest):
+    object: CrmObject
+    query: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class CreateRecordToolRequest(ToolRequest):
+    object: CrmObject
+    fields: Fields = Field(min_length=1, description="Canonical keys (lead.budget_max or budget_max) or the "
+                                                    "provider's own field names.")
+    idempotency_key: Key | None = Field(
+        default=None, description="Retrying with the same key never makes a second record.")
+
+
+class UpdateRecordRequest(ToolRequest):
+    object: CrmObject
+    external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
+    fields: Fields = Field(min_length=1)
+
+
+class ListRecentRequest(ToolRequest):
+    object: CrmObject
+    since: datetime | None = Field(default=None, description="Default: 24 hours ago. Needs a time zone.")
+    limit: int = Field(default=20, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _aware(self) -> ListRecentRequest:
+        if self.since is not None and self.since.tzinfo is None:
+            raise ValueError("since needs a time zone (e.g. 2025-01-01T00:00:00Z)")
+        return self
+
+
+class CustomerOut(_Wire):
+    external_id: str
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    fields: dict[str, Any] = {}
+    url: str | None = None
+
+
+class RecordOut(_Wire):
+    object: CrmObject
+    external_id: str
+    fields: dict[str, Any] = {}
+    url: str | None = None
+    updated_at: datetime | None = None
+
+
+class LookupCustomerResponse(_Wire):
+    ok: Literal[True] = True
+    found: bool
+    customer: CustomerOut | None = None
+
+
+class RecordsResponse(_Wire):
+    ok: Literal[True] = True
+    count: int
+    records: list[RecordOut]
+
+
+class CreateRecordToolResponse(_Wire):
+    ok: Literal[True] = True
+    external_id: str
+    record_url: str | None = None
+    created: bool
+
+
+class UpdateRecordResponse(_Wire):
+    ok: Literal[True] = True
+    record: RecordOut | None = None
+
+
+FailureReason = Literal["crm_unavailable", "crm_auth", "crm_rate_limited", "crm_not_connected", "crm_rejected",
+                        "crm_conflict", "not_found", "crm_error"]
+Fallback = Literal["offer_follow_up", "retry_later", "confirm_details"]
+
+
+class ToolFailure(_Wire):
+    """The CRM could not answer. Never invented data: the agent gets a reason and what to do instead."""
+
+    ok: Literal[False] = False
+    reason: FailureReason
+    retry_after: int | None = None
+    suggested_fallback: Fallback
+    message: str
+
+
+# ---- public /v1 API -----------------------------------------------------------------------------------------
+
+
+class CreateRecordRequest(_Wire):
+    object: CrmObject
+    fields: Fields = Field(min_length=1)
+    idempotency_key: Key = Field(description="The same key with the same body replays the first answer; "
+                                             "with a different body it is a 422.")
+
+
+class CreateRecordResponse(_Wire):
+    external_id: str
+    record_url: str | None = None
+
+
+class ProblemOut(_Wire):
+    """RFC 9457 problem details (extension members vary by `type`)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
