@@ -251,22 +251,27 @@ class SalesforceDriver(BaseDriver):
         path = f"{self._data}/sobjects/{sobject}/{self._key_field}/{quote(key, safe='')}"
         # Read first: an upsert on an existing key would overwrite it before we could detect a conflict.
         try:
-            existing = await self._request_json("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
+            found = await self._request("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
         except NotFoundError:
-            existing = None
-        if existing is not None:
+            found = None
+        if found is not None:
+            existing = self._single(found).json()
             ensure_same_request(self.slug, existing.get(self._fingerprint_field), fingerprint)
             return CreateResult(
                 external_id=existing["Id"], record_url=self._url(sobject, existing["Id"]), created=False
             )
         response = await self._request("PATCH", path, json=fields | {self._fingerprint_field: fingerprint})
-        if response.status_code == 300:  # the key matched several records: an operator must dedupe
-            raise ConflictError("external id matches several records", provider=self.slug, status_code=300)
+        response = self._single(response)
         body = response.json() if response.content else {}
         if not body.get("id"):  # pre-v46 orgs answer an update with 204 and no body
             body = {"id": (await self._request_json("GET", path, params={"fields": "Id"}))["Id"], "created": False}
         created = bool(body.get("created", response.status_code == 201))
         return CreateResult(external_id=body["id"], record_url=self._url(sobject, body["id"]), created=created)
+
+    def _single(self, response: httpx.Response) -> httpx.Response:
+        if response.status_code == 300:  # the external id matches several records: an operator must dedupe
+            raise ConflictError("external id matches several records", provider=self.slug, status_code=300)
+        return response
 
     async def _sosl(self, search: str) -> list[dict[str, Any]]:
         body = await self._request_json("GET", f"{self._data}/search", params={"q": search})

@@ -31,6 +31,7 @@ class Knobs:
 
     fail_next: int = 0  # answer the next N API calls with `fail_status` before doing anything
     fail_after_next: int = 0  # do the next N calls, then answer 5xx anyway (a lost response)
+    fail_after_route: str | None = None  # limit fail_after_next to one route, e.g. "POST /crm/v3/objects/..."
     fail_status: int = 503
     latency_seconds: float = 0.0
     limit_next: int = 0  # answer the next N API calls with the provider's rate-limit response
@@ -191,7 +192,7 @@ def guarded(state: SandboxState, wire: Wire, method: str, path: str, handler: Ha
             knobs.limit_next = max(0, knobs.limit_next - 1)
             return wire.rate_limited(state)
         response = await handler(request)
-        if knobs.fail_after_next > 0:
+        if knobs.fail_after_next > 0 and knobs.fail_after_route in (None, name):
             knobs.fail_after_next -= 1
             return wire.server_error(knobs.fail_status)
         wire.decorate(response, state)

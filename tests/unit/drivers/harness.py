@@ -1,0 +1,192 @@
+"""Per-slug harness for the contract suite: a driver wired to its sandbox, plus provider-neutral helpers.
+
+A new driver joins the contract suite with a registry line, a sandbox and one entry in HARNESSES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from drivers.auth import OAuth2Auth, OAuthTokenSource
+from drivers.base import BaseDriver, CrmObject
+from drivers.registry import get_driver_class
+from sandboxes import hubspot as hubspot_sandbox
+from sandboxes import salesforce as salesforce_sandbox
+from sandboxes.common import SandboxState
+
+
+class FaultTransport(httpx.AsyncBaseTransport):
+    """Wraps the sandbox transport to add what a server cannot: client-side timeouts."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.timeout_next = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.timeout_next > 0:
+            self.timeout_next -= 1
+            raise httpx.ReadTimeout("timed out", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+@dataclass
+class Harness:
+    slug: str
+    driver: BaseDriver
+    state: SandboxState
+    source: OAuthTokenSource
+    transport: FaultTransport
+    token_path: str
+    seed: Callable[[CrmObject, dict[str, Any]], str]  # add a record straight into the sandbox, return its id
+    create_fields: Callable[[CrmObject, int], dict[str, Any]]  # minimal valid create fields, varied by n
+    customer_fields: Callable[[str, str, str], dict[str, Any]]  # (last name, phone, email) -> fields
+    update_field: dict[CrmObject, str]  # a writable field per object, for partial-update checks
+    text_field: dict[CrmObject, str]  # a field free-text search looks at
+    create_route: str  # the sandbox route whose lost response the idempotency test simulates
+    records_with_key: Callable[[CrmObject, str], int]  # live sandbox records carrying an idempotency key
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def token_calls(self) -> int:
+        return self.state.calls[f"POST {self.token_path}"]
+
+
+@asynccontextmanager
+async def _wire(
+    slug: str, app: Any, base_url: str, token_path: str, config: dict[str, Any], expires_in: int | None
+) -> AsyncIterator[tuple[BaseDriver, SandboxState, OAuthTokenSource, FaultTransport]]:
+    state: SandboxState = app.state.sandbox
+    transport = FaultTransport(httpx.ASGITransport(app=app))
+    creds = state.tokens.credentials()
+    async with (
+        httpx.AsyncClient(transport=transport) as token_http,
+        httpx.AsyncClient(base_url=base_url, transport=transport) as client,
+    ):
+        source = OAuthTokenSource(
+            token_url=f"{base_url}{token_path}",
+            client_id=creds.client_id,
+            client_secret=creds.client_secret,
+            refresh_token=creds.refresh_token,
+            access_token=creds.access_token,
+            expires_in=expires_in,
+            provider=slug,
+            http=token_http,
+        )
+        client.auth = OAuth2Auth(source)
+        yield get_driver_class(slug)(client, config), state, source, transport
+
+
+@asynccontextmanager
+async def hubspot() -> AsyncIterator[Harness]:
+    app = hubspot_sandbox.create_app()
+    state: hubspot_sandbox.HubSpotState = app.state.sandbox
+    types = {CrmObject.CUSTOMER: "contacts", CrmObject.LEAD: "contacts", CrmObject.DEAL: "deals"}
+    types |= {CrmObject.CASE: "tickets", CrmObject.NOTE: "notes"}
+
+    def seed(obj: CrmObject, fields: dict[str, Any]) -> str:
+        return state.add(types[obj], fields).id
+
+    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+        return {
+            CrmObject.CUSTOMER: {"firstname": f"Ann{n}", "lastname": "Lee", "email": f"ann{n}@example.com"},
+            CrmObject.LEAD: {"firstname": f"Lou{n}", "lastname": "Park", "email": f"lou{n}@example.com"},
+            CrmObject.DEAL: {"dealname": f"Deal {n}", "amount": "1000", "dealstage": "appointmentscheduled"},
+            CrmObject.CASE: {"subject": f"Case {n}", "content": "Leaky tap", "hs_pipeline_stage": "1"},
+            CrmObject.NOTE: {"hs_note_body": f"Note {n}", "hs_timestamp": "2026-01-01T00:00:00.000Z"},
+        }[obj]
+
+    def customer_fields(last: str, phone: str, email: str) -> dict[str, Any]:
+        return {"firstname": "Ann", "lastname": last, "phone": phone, "email": email}
+
+    def records_with_key(obj: CrmObject, key: str) -> int:
+        rows = state.records.get(types[obj], {}).values()
+        return sum(1 for r in rows if not r.archived and r.properties.get("crm_sor_idempotency_key") == key)
+
+    config = {"portal_id": state.portal_id}
+    async with _wire("hubspot", app, "https://api.hubapi.com", "/oauth/v1/token", config, 1800) as wired:
+        driver, _, source, transport = wired
+        yield Harness(
+            slug="hubspot",
+            driver=driver,
+            state=state,
+            source=source,
+            transport=transport,
+            token_path="/oauth/v1/token",
+            seed=seed,
+            create_fields=create_fields,
+            customer_fields=customer_fields,
+            update_field={
+                CrmObject.CUSTOMER: "city",
+                CrmObject.DEAL: "description",
+                CrmObject.CASE: "hs_ticket_priority",
+            },
+            text_field={CrmObject.CUSTOMER: "lastname", CrmObject.DEAL: "dealname", CrmObject.CASE: "subject"},
+            create_route="POST /crm/v3/objects/{object_type}",
+            records_with_key=records_with_key,
+        )
+
+
+@asynccontextmanager
+async def salesforce() -> AsyncIterator[Harness]:
+    app = salesforce_sandbox.create_app()
+    state: salesforce_sandbox.SalesforceState = app.state.sandbox
+    sobjects = {CrmObject.CUSTOMER: "Contact", CrmObject.LEAD: "Lead", CrmObject.DEAL: "Opportunity"}
+    sobjects |= {CrmObject.CASE: "Case", CrmObject.NOTE: "Task", CrmObject.APPOINTMENT: "Event"}
+
+    def seed(obj: CrmObject, fields: dict[str, Any]) -> str:
+        return state.add(sobjects[obj], fields)["Id"]
+
+    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+        return {
+            CrmObject.CUSTOMER: {"FirstName": f"Ann{n}", "LastName": "Lee", "Email": f"ann{n}@example.com"},
+            CrmObject.LEAD: {"FirstName": f"Lou{n}", "LastName": "Park", "Company": "Acme"},
+            CrmObject.DEAL: {"Name": f"Deal {n}", "StageName": "Prospecting", "CloseDate": "2026-12-31"},
+            CrmObject.CASE: {"Subject": f"Case {n}", "Description": "Leaky tap", "Status": "New"},
+            CrmObject.NOTE: {"Subject": f"Call {n}", "Description": "Transcript"},
+            CrmObject.APPOINTMENT: {
+                "Subject": f"Viewing {n}",
+                "ActivityDateTime": "2026-12-01T15:00:00.000+0000",
+                "DurationInMinutes": 30,
+            },
+        }[obj]
+
+    def customer_fields(last: str, phone: str, email: str) -> dict[str, Any]:
+        return {"FirstName": "Ann", "LastName": last, "Phone": phone, "Email": email}
+
+    def records_with_key(obj: CrmObject, key: str) -> int:
+        return sum(1 for r in state.live(sobjects[obj]) if r.get("CrmSorKey__c") == key)
+
+    base = state.instance_url
+    config = {"instance_url": base}
+    async with _wire("salesforce", app, base, "/services/oauth2/token", config, None) as wired:
+        driver, _, source, transport = wired
+        yield Harness(
+            slug="salesforce",
+            driver=driver,
+            state=state,
+            source=source,
+            transport=transport,
+            token_path="/services/oauth2/token",
+            seed=seed,
+            create_fields=create_fields,
+            customer_fields=customer_fields,
+            update_field={
+                CrmObject.CUSTOMER: "Title",
+                CrmObject.DEAL: "Description",
+                CrmObject.CASE: "Priority",
+            },
+            text_field={CrmObject.CUSTOMER: "LastName", CrmObject.DEAL: "Name", CrmObject.CASE: "Subject"},
+            create_route="PATCH /services/data/{version}/sobjects/{sobject}/{field}/{value}",
+            records_with_key=records_with_key,
+        )
+
+
+HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
+    "hubspot": hubspot,
+    "salesforce": salesforce,
+}

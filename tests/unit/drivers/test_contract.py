@@ -1,0 +1,262 @@
+"""The driver contract, run against every registered driver and its wire sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drivers import errors
+from drivers.base import CrmObject
+from drivers.registry import DRIVERS, PartnershipOnlyError, get_driver_class
+from tests.unit.drivers.harness import HARNESSES, Harness
+
+PROBE = CrmObject.DEAL  # every driver supports it; the error-path tests only need some readable record
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+async def h(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    async with HARNESSES[request.param]() as harness:
+        yield harness
+
+
+def test_every_registered_driver_has_a_harness() -> None:
+    assert set(HARNESSES) == set(DRIVERS)
+
+
+@pytest.mark.parametrize("slug", sorted(DRIVERS))
+def test_driver_declares_its_contract(slug: str) -> None:
+    cls = get_driver_class(slug)
+    assert cls.slug == slug
+    assert {CrmObject.CUSTOMER, CrmObject.NOTE, PROBE} <= cls.supported_objects
+    for key in cls.default_field_catalog:
+        assert CrmObject(key.split(".")[0]) in cls.supported_objects, key
+    assert "customer.phone" in cls.default_field_catalog and "note.body" in cls.default_field_catalog
+
+
+def test_opentable_is_partnership_only_and_points_to_custom_webhook() -> None:
+    with pytest.raises(PartnershipOnlyError, match="partnership-only.*custom_webhook"):
+        get_driver_class("opentable")
+
+
+async def test_connection_ok(h: Harness) -> None:
+    check = await h.driver.test_connection()
+    assert check.ok and check.reason is None
+
+
+async def test_connection_reports_a_revoked_grant(h: Harness) -> None:
+    h.state.tokens.expire_all()
+    h.state.tokens.revoke_refresh()
+    check = await h.driver.test_connection()
+    assert not check.ok and check.reason is not None and "auth_error" in check.reason
+
+
+@pytest.mark.parametrize("dialled", ["+1 415 555 0100", "4155550100", "(415) 555-0100", "+14155550100"])
+async def test_lookup_by_a_differently_formatted_phone(h: Harness, dialled: str) -> None:
+    h.seed(CrmObject.CUSTOMER, h.customer_fields("Other", "+1 212 555 0199", "other@example.com"))
+    wanted = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "415.555.0100", "ann@example.com"))
+    found = await h.driver.lookup_customer(phone=dialled)
+    assert found is not None and found.external_id == wanted
+    assert found.email == "ann@example.com" and found.name == "Ann Lee"
+
+
+async def test_lookup_prefers_phone_then_email_then_id(h: Harness) -> None:
+    by_phone = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
+    by_email = h.seed(CrmObject.CUSTOMER, h.customer_fields("Kim", "+1 212 555 0100", "kim@example.com"))
+    assert (await h.driver.lookup_customer(phone="4155550100", email="kim@example.com")).external_id == by_phone  # type: ignore[union-attr]
+    found = await h.driver.lookup_customer(phone="+1 303 555 0100", email="KIM@example.com")
+    assert found is not None and found.external_id == by_email
+    found = await h.driver.lookup_customer(email="nobody@example.com", external_id=by_email)
+    assert found is not None and found.external_id == by_email
+
+
+async def test_lookup_misses_return_none(h: Harness) -> None:
+    h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
+    assert await h.driver.lookup_customer(phone="+1 415 555 0199") is None
+    assert await h.driver.lookup_customer(phone="not a phone") is None
+    assert await h.driver.lookup_customer(email="nobody@example.com") is None
+    missing = await h.driver.create_record(PROBE, h.create_fields(PROBE, 1), "gone")
+    await h.driver.delete_record(PROBE, missing.external_id)
+    assert await h.driver.lookup_customer(external_id=missing.external_id) is None
+
+
+async def test_lookup_needs_an_identifier(h: Harness) -> None:
+    with pytest.raises(errors.InvalidRequestError):
+        await h.driver.lookup_customer()
+
+
+async def test_search_records_finds_by_text(h: Harness) -> None:
+    for n in range(3):
+        h.seed(CrmObject.DEAL, h.create_fields(CrmObject.DEAL, n))
+    target = h.seed(CrmObject.DEAL, h.create_fields(CrmObject.DEAL, 77) | {h.text_field[PROBE]: "Zebra Crossing"})
+    found = await h.driver.search_records(CrmObject.DEAL, "zebra", limit=5)
+    assert [r.external_id for r in found] == [target]
+    assert found[0].object is CrmObject.DEAL and found[0].fields[h.text_field[PROBE]] == "Zebra Crossing"
+
+
+@pytest.mark.parametrize("obj", [CrmObject.CUSTOMER, CrmObject.LEAD, CrmObject.DEAL, CrmObject.CASE])
+async def test_create_then_get(h: Harness, obj: CrmObject) -> None:
+    fields = h.create_fields(obj, 1)
+    result = await h.driver.create_record(obj, fields, f"create-{obj}")
+    assert result.created and result.record_url and result.external_id in result.record_url
+    record = await h.driver.get_record(obj, result.external_id)
+    for name, value in fields.items():
+        assert str(record.fields[name]) == str(value)
+
+
+async def test_idempotent_create_survives_a_lost_response(h: Harness) -> None:
+    fields = h.create_fields(CrmObject.LEAD, 1)
+    h.state.knobs.fail_after_next, h.state.knobs.fail_after_route = 1, h.create_route
+    with pytest.raises(errors.UnavailableError) as lost:
+        await h.driver.create_record(CrmObject.LEAD, fields, "conv-1:lead")
+    assert lost.value.retryable
+    assert h.records_with_key(CrmObject.LEAD, "conv-1:lead") == 1  # the provider did create it
+
+    retried = await h.driver.create_record(CrmObject.LEAD, fields, "conv-1:lead")
+    again = await h.driver.create_record(CrmObject.LEAD, dict(reversed(fields.items())), "conv-1:lead")
+    assert not retried.created and again == retried
+    assert h.records_with_key(CrmObject.LEAD, "conv-1:lead") == 1
+
+
+async def test_same_key_with_different_fields_is_a_conflict(h: Harness) -> None:
+    first = await h.driver.create_record(CrmObject.LEAD, h.create_fields(CrmObject.LEAD, 1), "k")
+    with pytest.raises(errors.ConflictError) as conflict:
+        await h.driver.create_record(CrmObject.LEAD, h.create_fields(CrmObject.LEAD, 2), "k")
+    assert not conflict.value.retryable
+    assert (await h.driver.get_record(CrmObject.LEAD, first.external_id)).fields == (
+        await h.driver.get_record(CrmObject.LEAD, first.external_id)
+    ).fields
+    assert h.records_with_key(CrmObject.LEAD, "k") == 1
+
+
+@pytest.mark.parametrize("obj", [CrmObject.CUSTOMER, CrmObject.DEAL, CrmObject.CASE])
+async def test_partial_update_leaves_other_fields_alone(h: Harness, obj: CrmObject) -> None:
+    fields = h.create_fields(obj, 1)
+    created = await h.driver.create_record(obj, fields, f"upd-{obj}")
+    name = h.update_field[obj]
+    assert name not in fields
+    await h.driver.update_record(obj, created.external_id, {name: "High"})
+    record = await h.driver.get_record(obj, created.external_id)
+    assert record.fields[name] == "High"
+    for other, value in fields.items():
+        assert str(record.fields[other]) == str(value)
+
+
+async def test_list_recent_follows_pages(h: Harness) -> None:
+    h.state.knobs.page_size_cap = 4
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    seeded = [h.seed(CrmObject.DEAL, h.create_fields(CrmObject.DEAL, n)) for n in range(10)]
+    before = sum(h.state.calls.values())
+    records = await h.driver.list_recent(CrmObject.DEAL, since, limit=100)
+    assert [r.external_id for r in records] == seeded  # oldest first, nothing lost between pages
+    assert sum(h.state.calls.values()) - before == 3  # 4 + 4 + 2
+    stamps = [r.updated_at for r in records]
+    assert all(s is not None for s in stamps) and stamps == sorted(stamps)  # type: ignore[type-var]
+
+
+async def test_list_recent_stops_at_limit_and_honours_since(h: Harness) -> None:
+    h.state.knobs.page_size_cap = 4
+    seeded = [h.seed(CrmObject.DEAL, h.create_fields(CrmObject.DEAL, n)) for n in range(10)]
+    assert [
+        r.external_id for r in await h.driver.list_recent(CrmObject.DEAL, datetime(2000, 1, 1, tzinfo=UTC), 6)
+    ] == seeded[:6]
+    assert await h.driver.list_recent(CrmObject.DEAL, datetime.now(UTC) + timedelta(days=1), 10) == []
+
+
+async def test_expired_token_is_refreshed_exactly_once(h: Harness) -> None:
+    record_id = h.seed(PROBE, h.create_fields(PROBE, 1))
+    h.state.tokens.expire_all()
+    assert (await h.driver.get_record(PROBE, record_id)).external_id == record_id
+    assert (await h.driver.get_record(PROBE, record_id)).external_id == record_id
+    assert h.token_calls == 1
+
+
+async def test_failed_refresh_is_an_auth_error(h: Harness) -> None:
+    record_id = h.seed(PROBE, h.create_fields(PROBE, 1))
+    h.state.tokens.expire_all()
+    h.state.tokens.revoke_refresh()
+    with pytest.raises(errors.AuthError) as failure:
+        await h.driver.get_record(PROBE, record_id)
+    assert not failure.value.retryable and failure.value.provider_code == "invalid_grant"
+    assert h.token_calls == 1
+
+
+async def test_rate_limit_is_retryable_with_retry_after(h: Harness) -> None:
+    record_id = h.seed(PROBE, h.create_fields(PROBE, 1))
+    h.state.knobs.limit_next = 1
+    with pytest.raises(errors.RateLimitedError) as limited:
+        await h.driver.get_record(PROBE, record_id)
+    assert limited.value.retryable and limited.value.retry_after is not None
+    assert limited.value.retry_after > timedelta(0)
+    h.state.knobs.limit_next, h.state.knobs.retry_after = 1, "7"
+    with pytest.raises(errors.RateLimitedError) as limited:
+        await h.driver.get_record(PROBE, record_id)
+    assert limited.value.retry_after == timedelta(seconds=7)
+    assert (await h.driver.get_record(PROBE, record_id)).external_id == record_id
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+async def test_server_errors_are_unavailable(h: Harness, status: int) -> None:
+    record_id = h.seed(PROBE, h.create_fields(PROBE, 1))
+    h.state.knobs.fail_next, h.state.knobs.fail_status = 1, status
+    with pytest.raises(errors.UnavailableError) as failure:
+        await h.driver.get_record(PROBE, record_id)
+    assert failure.value.retryable and failure.value.status_code == status
+    assert (await h.driver.get_record(PROBE, record_id)).external_id == record_id
+
+
+async def test_timeouts_are_unavailable(h: Harness) -> None:
+    h.transport.timeout_next = 1
+    with pytest.raises(errors.UnavailableError) as failure:
+        await h.driver.list_recent(PROBE, datetime(2000, 1, 1, tzinfo=UTC))
+    assert failure.value.retryable and failure.value.status_code is None
+    assert "ReadTimeout" in str(failure.value)
+
+
+async def test_delete_semantics_are_as_declared(h: Harness) -> None:
+    deal = await h.driver.create_record(PROBE, h.create_fields(PROBE, 1), "del-deal")
+    assert (await h.driver.delete_record(PROBE, deal.external_id)).model_dump() == {
+        "deleted": True,
+        "hard_deleted": False,
+    }
+    with pytest.raises(errors.NotFoundError):
+        await h.driver.get_record(PROBE, deal.external_id)
+    with pytest.raises(errors.NotFoundError):
+        await h.driver.delete_record(PROBE, deal.external_id)
+
+    customer = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
+    result = await h.driver.delete_record(CrmObject.CUSTOMER, customer, hard=True)
+    assert result.deleted and result.hard_deleted is type(h.driver).hard_delete_supported
+    assert await h.driver.lookup_customer(email="ann@example.com") is None
+
+
+async def test_describe_schema_lists_the_catalog_fields(h: Harness) -> None:
+    fields = {f.name: f for f in await h.driver.describe_schema(CrmObject.CUSTOMER)}
+    catalog = type(h.driver).default_field_catalog
+    assert {v for k, v in catalog.items() if k.startswith("customer.")} <= set(fields)
+    assert not fields[catalog["customer.phone"]].read_only
+
+
+async def test_transcript_note_is_one_record_appended_in_batches(h: Harness) -> None:
+    customer = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
+    note = await h.driver.append_note(customer, None, "Agent: hello", idempotency_key="conv-9:transcript")
+    retried = await h.driver.append_note(customer, None, "Agent: hello", idempotency_key="conv-9:transcript")
+    assert note.created and not retried.created and retried.external_id == note.external_id
+    await h.driver.append_note(customer, note.external_id, "Caller: hi\nAgent: how can I help?")
+    await h.driver.append_note(customer, note.external_id, "Caller: hi\nAgent: how can I help?")  # retried batch
+    body = (await h.driver.get_record(CrmObject.NOTE, note.external_id)).fields
+    assert body[type(h.driver).default_field_catalog["note.body"]] == "Agent: hello\nCaller: hi\nAgent: how can I help?"
+
+
+async def test_unsupported_object_is_an_invalid_request(h: Harness) -> None:
+    with pytest.raises(errors.InvalidRequestError):
+        await h.driver.get_record("widget", "1")  # type: ignore[arg-type]
+
+
+async def test_errors_never_carry_customer_content(h: Harness) -> None:
+    created = await h.driver.create_record(PROBE, h.create_fields(PROBE, 1), "pii")
+    with pytest.raises(errors.InvalidRequestError) as bad:
+        await h.driver.update_record(PROBE, created.external_id, {"secret_field_ann": "ann@example.com"})
+    assert bad.value.status_code == 400 and bad.value.provider_code
+    assert "ann" not in str(bad.value) and "secret" not in str(bad.value)
