@@ -6,13 +6,19 @@ import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import httpx
 from moto.server import ThreadedMotoServer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
 
+from sandboxes import hubspot as hubspot_sandbox
+from sandboxes import salesforce as salesforce_sandbox
+from sandboxes.common import SandboxState
 from settings import KmsSettings, Settings
 from store.models import Tenant
 from vault.audit import AuditTrail
@@ -79,3 +85,19 @@ async def make_tenant(sessions: async_sessionmaker[AsyncSession], provider: str 
         session.add(Tenant(id=tenant_id, name=f"tenant {tenant_id.hex[:6]}", provider=provider, status=status,
                            settings=dict(config or {})))
     return tenant_id
+
+
+async def connect_to_sandbox(vault: CredentialVault, sessions: async_sessionmaker[AsyncSession],
+                             state: SandboxState, provider: str = "hubspot", *, expires_in: int | None = 1800,
+                             config: dict[str, Any] | None = None, status: str = "active") -> uuid.UUID:
+    """A tenant holding a live OAuth token pair the sandbox issued, as a finished connect flow leaves it."""
+    tenant = await make_tenant(sessions, provider, status=status, config=config)
+    creds = state.tokens.credentials()
+    expires_at = None if expires_in is None else datetime.now(UTC) + timedelta(seconds=expires_in)
+    await vault.store(tenant, provider, {"auth": "oauth2", **asdict(creds)}, actor=SYSTEM, expires_at=expires_at)
+    return tenant
+
+
+def sandbox(slug: str) -> tuple[Starlette, SandboxState, httpx.ASGITransport]:
+    app = hubspot_sandbox.create_app() if slug == "hubspot" else salesforce_sandbox.create_app()
+    return app, app.state.sandbox, httpx.ASGITransport(app=app)

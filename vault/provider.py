@@ -1,0 +1,142 @@
+"""`VaultDriverProvider`: the `DriverProvider` that hands activities and routes a ready, authenticated driver.
+
+`open(tenant_id, actor)` loads the tenant (provider slug and `tenants.settings`), decrypts its credential
+as `actor` (audited), builds an httpx client for the driver's base URL with the right auth flow — OAuth2
+with the vault's persistent single-flight token source, or a static bearer / API key — and closes it
+afterwards. Tests and the dev stack point it at a sandbox with `transport=` (e.g. an ASGI transport) or a
+`client_factory`, and tenant settings may carry `base_url` / `token_url` overrides (loopback sandboxes).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from drivers.auth import ApiKeyAuth, BearerAuth, OAuth2Auth
+from drivers.base import BaseDriver
+from drivers.errors import AuthError
+from drivers.registry import get_driver_class
+from settings import OAuthClientSettings
+from store.models import Tenant
+from vault.connections import Actor
+from vault.credentials import Credential, CredentialVault
+from vault.tokens import PersistentTokenSource, TokenBroker
+
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+ClientFactory = Callable[[str, httpx.Auth | None], httpx.AsyncClient]
+
+
+class UnknownTenantError(LookupError):
+    """No tenant with that id."""
+
+
+class TenantDisabledError(AuthError, LookupError):
+    """The tenant is disabled: an auth error to drivers' callers, a lookup error to the protocol's callers."""
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """What a route needs to know about a tenant's connection, without any secret."""
+
+    tenant_id: uuid.UUID
+    provider: str
+    status: str
+    settings: dict[str, Any]
+
+
+def auth_kind(secret: Mapping[str, Any]) -> str:
+    """`oauth2` | `bearer` | `api_key`: stated by the blob, else inferred from what it holds."""
+    kind = secret.get("auth")
+    if kind:
+        return str(kind)
+    if secret.get("refresh_token"):
+        return "oauth2"
+    return "bearer" if secret.get("access_token") else "api_key"
+
+
+def driver_config(tenant: TenantConfig, credential: Credential) -> dict[str, Any]:
+    """The tenant's provider settings plus what the credential knows (Salesforce's instance_url).
+
+    A setting pinned on the tenant (a dev sandbox URL) wins over the token response's.
+    """
+    config = dict(tenant.settings)
+    if credential.secret.get("instance_url"):
+        config.setdefault("instance_url", credential.secret["instance_url"])
+    return config
+
+
+class VaultDriverProvider:
+    """Implements `vault.connections.DriverProvider` on top of the credential vault.
+
+    Attributes:
+        tokens: the per-process token broker (tests read `tokens.refreshes`).
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: CredentialVault, *,
+                 transport: httpx.AsyncBaseTransport | None = None, client_factory: ClientFactory | None = None,
+                 timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+                 oauth_clients: Mapping[str, OAuthClientSettings] | None = None) -> None:
+        self._sessions, self.vault = sessions, vault
+        self._transport, self._timeout = transport, timeout
+        self._client_factory = client_factory or self._default_client
+        clients = {slug: (app.client_id, app.client_secret.get_secret_value())
+                   for slug, app in (oauth_clients or {}).items()}
+        self.tokens = TokenBroker(vault, self.token_http, clients)
+
+    def _default_client(self, base_url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=base_url, auth=auth, timeout=self._timeout, transport=self._transport)
+
+    def token_http(self) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        """A plain client (no auth flow) for token endpoints, through the same transport."""
+        return self._client_factory("", None)
+
+    async def tenant(self, tenant_id: uuid.UUID) -> TenantConfig:
+        async with self._sessions() as session:
+            row = await session.get(Tenant, tenant_id)
+        if row is None:
+            raise UnknownTenantError(f"no tenant {tenant_id}")
+        return TenantConfig(row.id, row.provider, row.status, dict(row.settings or {}))
+
+    @asynccontextmanager
+    async def open(self, tenant_id: uuid.UUID, actor: Actor) -> AsyncIterator[BaseDriver]:
+        tenant = await self.tenant(tenant_id)
+        if tenant.status == "disabled":
+            raise TenantDisabledError(f"tenant {tenant_id} is disabled", provider=tenant.provider)
+        credential = await self.vault.load(tenant_id, actor, provider=tenant.provider)
+        async with self.open_with(tenant, credential, actor) as driver:
+            yield driver
+
+    @asynccontextmanager
+    async def open_with(self, tenant: TenantConfig, credential: Credential, actor: Actor
+                        ) -> AsyncIterator[BaseDriver]:
+        """A driver for an already decrypted credential (the connect flow tests one before activating)."""
+        if credential.needs_reconnect:
+            raise AuthError("the connection needs to be reconnected", provider=tenant.provider)
+        cls = get_driver_class(tenant.provider)
+        config = driver_config(tenant, credential)
+        auth = self._auth(cls, config, credential, actor)
+        async with self._client_factory(cls.api_base_url(config), auth) as client:
+            yield cls(client, config)
+
+    def _auth(self, cls: type[BaseDriver], config: dict[str, Any], credential: Credential, actor: Actor
+              ) -> httpx.Auth:
+        secret, kind = credential.secret, auth_kind(credential.secret)
+        if kind == "oauth2":
+            token_url = cls.oauth_token_url(config)
+            if not token_url:
+                raise AuthError("the provider has no OAuth token endpoint", provider=cls.slug)
+            source: PersistentTokenSource = self.tokens.source(credential, token_url=token_url, actor=actor)
+            return OAuth2Auth(source, scheme=str(config.get("auth_scheme", "Bearer")))
+        if kind == "bearer" and secret.get("access_token"):
+            return BearerAuth(str(secret["access_token"]))
+        if kind == "api_key" and secret.get("api_key"):
+            return ApiKeyAuth(str(secret["api_key"]), header=str(config.get("api_key_header", "Authorization")),
+                              prefix=config.get("api_key_prefix"), query_param=config.get("api_key_query_param"))
+        raise AuthError(f"the stored credential has no usable {kind} secret", provider=cls.slug)
