@@ -21,7 +21,7 @@ from drivers.base import (
     normalize_phone,
 )
 from drivers.errors import ConflictError, InvalidRequestError, NotFoundError
-from drivers.idempotency import ensure_same_request, request_fingerprint
+from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 
 _TYPES = {
     CrmObject.CUSTOMER: "contacts",
@@ -244,6 +244,7 @@ class HubSpotDriver(BaseDriver):
     ) -> CreateResult:
         object_type = _TYPES[obj]
         if idempotency_key is not None:
+            idempotency_key = provider_key(idempotency_key)
             replay = await self._replay(object_type, idempotency_key, fingerprint)
             if replay is not None:
                 return replay

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
@@ -17,7 +18,11 @@ from typing import Any
 
 from drivers.errors import ConflictError
 
-__all__ = ["ensure_same_request", "request_fingerprint"]
+__all__ = ["ensure_same_request", "provider_key", "request_fingerprint"]
+
+# Keys made of these characters travel safely in a URL path segment (Salesforce external-id upsert,
+# HubSpot idProperty reads); anything else, e.g. "/", is rejected or mis-routed by the providers.
+_PATH_SAFE_KEY = re.compile(r"[A-Za-z0-9_.:@-]{1,80}")
 
 
 def _canonical(value: Any) -> Any:
@@ -51,3 +56,10 @@ def ensure_same_request(provider: str, stored_fingerprint: str | None, fingerpri
         raise ConflictError(
             "idempotency key reused with different fields", provider=provider, provider_code="IDEMPOTENCY_KEY_REUSED"
         )
+
+
+def provider_key(idempotency_key: str) -> str:
+    """The value stored in the provider's unique key field: the key itself when path-safe, else its hash."""
+    if _PATH_SAFE_KEY.fullmatch(idempotency_key):
+        return idempotency_key
+    return "sha256-" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()

@@ -21,7 +21,7 @@ from drivers.base import (
     normalize_phone,
 )
 from drivers.errors import ConflictError, DriverError, InvalidRequestError, NotFoundError, RateLimitedError
-from drivers.idempotency import ensure_same_request, request_fingerprint
+from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.soql import soql_datetime, soql_quote, sosl_escape
 
 _SOBJECTS = {
@@ -248,7 +248,7 @@ class SalesforceDriver(BaseDriver):
 
     async def _upsert(self, obj: CrmObject, fields: dict[str, Any], key: str, fingerprint: str) -> CreateResult:
         sobject = _SOBJECTS[obj]
-        path = f"{self._data}/sobjects/{sobject}/{self._key_field}/{quote(key, safe='')}"
+        path = f"{self._data}/sobjects/{sobject}/{self._key_field}/{quote(provider_key(key), safe='')}"
         # Read first: an upsert on an existing key would overwrite it before we could detect a conflict.
         try:
             found = await self._request("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})

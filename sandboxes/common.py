@@ -59,6 +59,8 @@ class TokenIssuer:
         self.client_id = f"{prefix}-client-id"
         self.client_secret = f"{prefix}-client-secret"
         self.rotate_refresh_tokens = False
+        # Without rotation, echo the presented refresh token (HubSpot) instead of omitting it (Salesforce).
+        self.echo_refresh_token = False
         self._access: dict[str, float | None] = {}
         self._refresh: set[str] = set()
         self._codes: set[str] = set()
@@ -113,7 +115,7 @@ class TokenIssuer:
         if old not in self._refresh:
             return "invalid_grant"
         if not self.rotate_refresh_tokens:
-            return self.issue_access(), None
+            return self.issue_access(), old if self.echo_refresh_token else None
         self._refresh.discard(old)
         return self.issue_access(), self.issue_refresh()
 

@@ -140,7 +140,7 @@ class HubSpotWire:
         return JSONResponse(
             {
                 "token_type": "bearer",
-                "refresh_token": refresh or "unchanged",
+                "refresh_token": refresh,
                 "access_token": access,
                 "expires_in": state.tokens.ttl_seconds,
                 "token_use": "access_token",
@@ -217,6 +217,7 @@ def _conflict(state: HubSpotState, object_type: str, props: dict[str, Any], own_
 def create_app(state: HubSpotState | None = None) -> Starlette:
     """The HubSpot sandbox app; `app.state.sandbox` is the HubSpotState tests inspect and steer."""
     st = state or HubSpotState(tokens=TokenIssuer("hubspot", 1800))
+    st.tokens.echo_refresh_token = True
     wire = HubSpotWire()
 
     def table(request: Request) -> tuple[str, dict[str, HsRecord]] | Response:

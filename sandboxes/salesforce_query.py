@@ -259,6 +259,7 @@ _SOSL = re.compile(
     r"(?:RETURNING\s+(?P<ret>.+?))?\s*(?:LIMIT\s+(?P<limit>\d+))?\s*$",
     re.I | re.S,
 )
+_RETURNING_LIST = re.compile(r"\s*\w+\s*(?:\([^(){}]*\))?\s*(?:,\s*\w+\s*(?:\([^(){}]*\))?\s*)*")
 _RETURN = re.compile(r"\s*(\w+)\s*(?:\(([^()]*)\))?\s*(?:,|$)")
 
 
@@ -280,6 +281,8 @@ def parse_sosl(text: str) -> Sosl:
         else:
             current += ch
     words = [*words, current] if current else words
+    if m.group("ret") and not _RETURNING_LIST.fullmatch(m.group("ret")):
+        raise QueryError("MALFORMED_SEARCH", "unexpected token in the RETURNING clause")
     returning = []
     for obj, inner in _RETURN.findall(m.group("ret") or ""):
         limit = re.search(r"\bLIMIT\s+(\d+)\s*$", inner or "", re.I)
