@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, BigIntPK, ContentRow, created_at, utcnow, uuid_pk
@@ -179,7 +179,9 @@ class MirrorOutbox(Base):
     """Mirror intents, written in the same transaction as the class-(c) row; the relay drains them."""
 
     __tablename__ = "mirror_outbox"
-    __table_args__ = classified("b", Index("ix_outbox_unrelayed", "relayed_at", "id"))
+    # ix_outbox_row: the sweep asks "does this row already have an intent in flight?" per stuck row.
+    __table_args__ = classified("b", Index("ix_outbox_unrelayed", "relayed_at", "id"),
+                                Index("ix_outbox_row", "table_name", "row_id"))
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
@@ -213,7 +215,11 @@ class IdempotencyRecord(Base):
 
 class Incident(Base):
     __tablename__ = "incidents"
-    __table_args__ = classified("b", Index("ix_incidents_tenant_status", "tenant_id", "status"))
+    # At most one open incident per (tenant, kind, row): the lifecycle and the sweep both escalate.
+    __table_args__ = classified("b", Index("ix_incidents_tenant_status", "tenant_id", "status"),
+                                Index("uq_incidents_open_row", "tenant_id", "kind", "table_name", "row_id",
+                                      unique=True, postgresql_where=text("status = 'open'"),
+                                      sqlite_where=text("status = 'open'")))
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID]
