@@ -62,12 +62,16 @@ def document(*, request: type[BaseModel] | None = None, responses: dict[int, typ
     return mark
 
 
-def _walk(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
+def _walk(routes: list[BaseRoute], prefix: str = "",
+          convertors: dict[str, Any] | None = None) -> Iterator[tuple[str, Route, dict[str, Any]]]:
+    """(full path, route, path convertors including those of enclosing mounts) for every Route."""
     for route in routes:
         if isinstance(route, Route):
-            yield prefix + route.path_format, route
+            yield prefix + route.path_format, route, (convertors or {}) | route.param_convertors
         elif isinstance(route, Mount):
-            yield from _walk(route.routes, prefix + route.path_format)
+            mounted = {k: v for k, v in route.param_convertors.items() if k != "path"}
+            yield from _walk(route.routes, prefix + route.path_format.removesuffix("/{path}"),
+                             (convertors or {}) | mounted)
 
 
 def _parameter(name: str, convertor: Any) -> dict[str, Any]:
@@ -86,7 +90,8 @@ def _problem(description: str) -> dict[str, Any]:
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 
 
-def _operation(route: Route, path: str, method: str, refs: dict[Any, Any]) -> dict[str, Any]:
+def _operation(route: Route, path: str, convertors: dict[str, Any], method: str,
+               refs: dict[Any, Any]) -> dict[str, Any]:
     endpoint = route.endpoint
     doc = inspect.getdoc(endpoint) or ""
     summary, _, description = doc.partition("\n\n")
@@ -96,8 +101,8 @@ def _operation(route: Route, path: str, method: str, refs: dict[Any, Any]) -> di
     }
     if description.strip():
         operation["description"] = description.strip()
-    if route.param_convertors:
-        operation["parameters"] = [_parameter(n, c) for n, c in route.param_convertors.items()]
+    if convertors:
+        operation["parameters"] = [_parameter(n, c) for n, c in convertors.items()]
     meta: OperationDoc | None = getattr(endpoint, "__openapi__", None)
     if meta is None:
         operation["responses"] = {"200": {"description": "OK"}, "default": _problem("Error")}
@@ -125,7 +130,7 @@ def build_spec(routes: list[BaseRoute], title: str = "crm-sor", version: str = "
     """The OpenAPI document for `routes`."""
     found = list(_walk(routes))
     models: set[tuple[type[BaseModel], JsonSchemaMode]] = set()
-    for _, route in found:
+    for _, route, _ in found:
         meta: OperationDoc | None = getattr(route.endpoint, "__openapi__", None)
         if meta is not None:
             if meta.request is not None:
@@ -134,11 +139,11 @@ def build_spec(routes: list[BaseRoute], title: str = "crm-sor", version: str = "
     ordered = sorted(models, key=lambda item: (item[0].__name__, item[1]))
     refs, defs = models_json_schema(ordered, ref_template="#/components/schemas/{model}")
     paths: dict[str, dict[str, Any]] = {}
-    for path, route in found:
+    for path, route, convertors in found:
         for method in sorted(route.methods or ()):
             if method == "HEAD":
                 continue
-            paths.setdefault(path, {})[method.lower()] = _operation(route, path, method.lower(), refs)
+            paths.setdefault(path, {})[method.lower()] = _operation(route, path, convertors, method.lower(), refs)
     schemas = dict(defs.get("$defs", {}))
     schemas["Problem"] = PROBLEM_SCHEMA
     return {"openapi": "3.1.0", "info": {"title": title, "version": version},
