@@ -1,0 +1,185 @@
+"""Shared pieces of the forget tests: a DriverProvider over the in-process HubSpot sandbox, a subject with
+rows in every class-(c) table and records in the sandbox CRM, and a worker running the real activities.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+import worker as composition
+from activities.erasure import ErasureActivities
+from drivers.auth import BearerAuth
+from drivers.base import BaseDriver, CrmObject, DeleteResult
+from drivers.errors import DeleteUnsupportedError
+from drivers.hubspot import HubSpotDriver
+from sandboxes import hubspot as hubspot_sandbox
+from settings import Settings
+from store import erasure_requests as requests
+from store.erasure import Subject, subject_hash
+from store.models import (
+    Appointment,
+    Case,
+    Conversation,
+    Customer,
+    ErasureRequest,
+    Lead,
+    Message,
+    QualificationState,
+    Tenant,
+)
+from vault.connections import Actor
+from workflows.forget import ForgetWorkflow
+from workflows.forget_types import ForgetInput, forget_workflow_id
+
+PHONE, EMAIL, NAME = "+14155550123", "dana.erase@example.com", "Dana Erasemé"
+
+
+class NoDeleteHubSpotDriver(HubSpotDriver):
+    """A real HubSpot driver whose provider account cannot delete tickets (as some plans and providers)."""
+
+    slug = "hubspot_nodelete"
+
+    async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
+        if object is CrmObject.CASE:
+            raise DeleteUnsupportedError("tickets cannot be deleted on this account", provider=self.slug)
+        return await super().delete_record(object, external_id, hard=hard)
+
+
+@dataclass
+class SandboxDrivers:
+    """DriverProvider over one in-process HubSpot sandbox; each tenant maps to a driver class."""
+
+    app: Any = field(default_factory=hubspot_sandbox.create_app)
+    classes: dict[uuid.UUID, type[BaseDriver]] = field(default_factory=dict)
+    opened: list[Actor] = field(default_factory=list)
+    base_url: ClassVar[str] = "https://api.hubapi.com"
+
+    @property
+    def state(self) -> hubspot_sandbox.HubSpotState:
+        state: hubspot_sandbox.HubSpotState = self.app.state.sandbox
+        return state
+
+    def open(self, tenant_id: uuid.UUID, actor: Actor) -> AbstractAsyncContextManager[BaseDriver]:
+        return self._open(tenant_id, actor)
+
+    @asynccontextmanager
+    async def _open(self, tenant_id: uuid.UUID, actor: Actor) -> AsyncIterator[BaseDriver]:
+        cls = self.classes.get(tenant_id)
+        if cls is None:
+            raise LookupError("unknown tenant")
+        self.opened.append(actor)
+        token = self.state.tokens.issue_access()
+        async with httpx.AsyncClient(base_url=self.base_url, transport=httpx.ASGITransport(app=self.app),
+                                     auth=BearerAuth(token)) as client:
+            yield cls(client, {"portal_id": self.state.portal_id})
+
+    def live(self, object_type: str, record_id: str) -> bool:
+        record = self.state.records.get(object_type, {}).get(record_id)
+        return record is not None and not record.archived
+
+    def exists(self, object_type: str, record_id: str) -> bool:
+        return record_id in self.state.records.get(object_type, {})
+
+
+@dataclass
+class Seeded:
+    tenant_id: uuid.UUID
+    customer_id: uuid.UUID
+    crm: dict[str, tuple[str, str]]  # role -> (sandbox object type, record id)
+    rows: dict[str, list[uuid.UUID]]  # table -> row ids of the subject
+    other_customer_id: uuid.UUID
+    other_crm_id: str
+
+
+async def seed_subject(sessions: async_sessionmaker[AsyncSession], drivers: SandboxDrivers,
+                       driver_class: type[BaseDriver] = HubSpotDriver) -> Seeded:
+    """A tenant with the subject in every class-(c) table (synced and unsynced) and in the CRM, plus an
+    unrelated customer whose rows and records must survive."""
+    tenant_id = uuid.uuid4()
+    drivers.classes[tenant_id] = driver_class
+    st = drivers.state
+    contact = st.add("contacts", {"firstname": "Dana", "lastname": "Erase", "email": EMAIL, "phone": PHONE})
+    lead = st.add("contacts", {"firstname": "Dana", "lifecyclestage": "lead", "mobilephone": "(415) 555-0123"})
+    note = st.add("notes", {"hs_note_body": f"Caller {NAME} asked about a viewing", "hs_timestamp": "2026-01-01"})
+    ticket = st.add("tickets", {"subject": "Leaky tap", "content": f"{NAME} reports a leak", "hs_pipeline_stage": "1"})
+    other = st.add("contacts", {"firstname": "Omar", "lastname": "Keep", "email": "omar.keep@example.com"})
+    now = datetime.now(UTC)
+    synced = {"sync_state": "synced", "synced_at": now}
+    async with sessions() as session, session.begin():
+        session.add(Tenant(id=tenant_id, name="Erasure Realty", provider=driver_class.slug, status="active"))
+        customer = Customer(tenant_id=tenant_id, name=NAME, phone=PHONE, email=EMAIL.upper(),
+                            crm_external_id=contact.id, **synced)
+        other_customer = Customer(tenant_id=tenant_id, name="Omar Keep", phone="+14155550999",
+                                  email="omar.keep@example.com", crm_external_id=other.id, **synced)
+        session.add_all([customer, other_customer])
+        await session.flush()
+        conversation = Conversation(tenant_id=tenant_id, customer_id=customer.id, summary=f"{NAME} called",
+                                    crm_external_id=note.id, **synced)
+        other_conversation = Conversation(tenant_id=tenant_id, customer_id=other_customer.id, summary="kept")
+        session.add_all([conversation, other_conversation])
+        await session.flush()
+        messages = [Message(tenant_id=tenant_id, conversation_id=conversation.id, turn_id=str(n), role="customer",
+                            text=f"My number is {PHONE}") for n in range(2)]
+        lead_row = Lead(tenant_id=tenant_id, customer_id=customer.id, conversation_id=conversation.id,
+                        crm_external_id=lead.id, fields={"lead.budget_max": 500000}, **synced)
+        session.add_all([*messages, lead_row,
+                         Message(tenant_id=tenant_id, conversation_id=other_conversation.id, turn_id="0",
+                                 role="customer", text="keep me")])
+        await session.flush()
+        state = QualificationState(tenant_id=tenant_id, lead_id=lead_row.id, stage="qualified")
+        appointment = Appointment(tenant_id=tenant_id, customer_id=customer.id, starts_at=now, service="viewing")
+        case = Case(tenant_id=tenant_id, customer_id=customer.id, subject="Leaky tap", crm_external_id=ticket.id,
+                    **synced)
+        session.add_all([state, appointment, case])
+        await session.flush()
+        rows = {"customers": [customer.id], "conversations": [conversation.id], "messages": [m.id for m in messages],
+                "leads": [lead_row.id], "qualification_states": [state.id], "appointments": [appointment.id],
+                "cases": [case.id]}
+    crm = {"contact": ("contacts", contact.id), "lead": ("contacts", lead.id), "note": ("notes", note.id),
+           "ticket": ("tickets", ticket.id)}
+    return Seeded(tenant_id, customer.id, crm, rows, other_customer.id, other.id)
+
+
+async def create_request(sessions: async_sessionmaker[AsyncSession], settings: Settings, tenant_id: uuid.UUID,
+                         subject: Subject) -> ForgetInput:
+    """What POST /api/tenant/forget records before it starts the workflow."""
+    key = settings.subject_hash_key.get_secret_value()
+    hashed = subject_hash(key.encode(), tenant_id, subject)
+    request_id = uuid.uuid4()
+    async with sessions() as session, session.begin():
+        session.add(ErasureRequest(id=request_id, tenant_id=tenant_id, subject_hash=hashed, requested_by="test",
+                                   status=requests.RUNNING, workflow_id=forget_workflow_id(tenant_id, hashed),
+                                   sealed_identifiers=requests.seal_subject(requests.sealing_key(key), tenant_id,
+                                                                            request_id, subject)))
+    return ForgetInput(request_id=request_id, tenant_id=tenant_id, subject_hash=hashed, crm_attempts=2,
+                       crm_initial_retry_seconds=0.1, crm_max_retry_seconds=0.2)
+
+
+def forget_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                  drivers: SandboxDrivers, task_queue: str) -> Worker:
+    acts = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
+    return composition.build_worker(client, settings, workflows=[ForgetWorkflow], activities=acts.all(),
+                                    task_queue=task_queue)
+
+
+async def count_rows(sessions: async_sessionmaker[AsyncSession], rows: dict[str, list[uuid.UUID]]) -> int:
+    models: dict[str, Any] = {"customers": Customer, "conversations": Conversation, "messages": Message,
+                              "leads": Lead, "qualification_states": QualificationState,
+                              "appointments": Appointment, "cases": Case}
+    total = 0
+    async with sessions() as session:
+        for table, ids in rows.items():
+            model = models[table]
+            total += int((await session.execute(select(func.count()).where(model.id.in_(ids)))).scalar_one())
+    return total

@@ -1,0 +1,230 @@
+"""ForgetWorkflow on the real dev server with the real erasure activities, database and HubSpot sandbox."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import workflow
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Worker
+
+from drivers.hubspot import HubSpotDriver
+from settings import Settings
+from store import erasure_requests as requests
+from store.erasure import Subject
+from store.models import AuditLog, Customer, ErasureOutcome, ErasureRequest, Message
+from tests.integration.forget_support import (
+    EMAIL,
+    NAME,
+    PHONE,
+    NoDeleteHubSpotDriver,
+    SandboxDrivers,
+    count_rows,
+    create_request,
+    forget_worker,
+    seed_subject,
+)
+from workflows.forget import ForgetWorkflow
+from workflows.forget_types import ForgetInput, ForgetResult, forget_workflow_id
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SUBJECT = Subject(phone=PHONE, email=EMAIL)
+
+
+@workflow.defn(sandboxed=False)  # test-only stand-in for a record lifecycle that is still waiting
+class ParkedLifecycle:
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+
+def readable_history(history_json: str) -> str:
+    """The history JSON plus every payload decoded: payload data is base64 in the JSON form."""
+    decoded: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if "data" in node and "metadata" in node and isinstance(node["data"], str):
+                decoded.append(base64.b64decode(node["data"]).decode("utf-8", "replace"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(history_json))
+    return history_json + "\n" + "\n".join(decoded)
+
+
+async def run_forget(client: Client, input: ForgetInput, task_queue: str) -> ForgetResult:
+    return await client.execute_workflow(ForgetWorkflow.run, input,
+                                         id=forget_workflow_id(input.tenant_id, input.subject_hash),
+                                         task_queue=task_queue, execution_timeout=timedelta(minutes=2))
+
+
+async def outcomes(sessions: async_sessionmaker[AsyncSession], request_id: uuid.UUID) -> list[ErasureOutcome]:
+    async with sessions() as session:
+        result = await session.execute(select(ErasureOutcome).where(ErasureOutcome.request_id == request_id))
+        return list(result.scalars())
+
+
+async def request_row(sessions: async_sessionmaker[AsyncSession], request_id: uuid.UUID) -> ErasureRequest:
+    async with sessions() as session:
+        row = await session.get(ErasureRequest, request_id)
+    assert row is not None
+    return row
+
+
+async def test_forget_deletes_crm_records_scrubs_every_table_and_records_outcomes(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers)
+    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        result = await run_forget(temporal_client, forget, task_queue)
+
+    assert result.status == "completed" and result.outcomes == {"deleted": 4}
+    assert await count_rows(sessions, seeded.rows) == 0
+    assert result.local_rows_scrubbed == sum(len(ids) for ids in seeded.rows.values()) == 8
+    # The CRM: contacts are GDPR-deleted (gone), notes and tickets archived, the other customer untouched.
+    for role in ("contact", "lead"):
+        assert not drivers.exists(*seeded.crm[role])
+    for role in ("note", "ticket"):
+        assert drivers.exists(*seeded.crm[role]) and not drivers.live(*seeded.crm[role])
+    assert drivers.live("contacts", seeded.other_crm_id)
+    by_object = {o.object: o for o in await outcomes(sessions, forget.request_id)}
+    assert set(by_object) == {"customer", "lead", "note", "case"}
+    assert all(o.outcome == "deleted" and not o.needs_operator for o in by_object.values())
+    assert by_object["customer"].hard_deleted and by_object["lead"].hard_deleted
+    assert by_object["note"].hard_deleted is False and by_object["case"].hard_deleted is False
+    async with sessions() as session:
+        kept = (await session.execute(select(Customer.id).where(Customer.tenant_id == seeded.tenant_id))).scalars()
+        assert list(kept) == [seeded.other_customer_id]
+        assert len(list((await session.execute(select(Message.id).where(
+            Message.tenant_id == seeded.tenant_id))).scalars())) == 1
+    row = await request_row(sessions, forget.request_id)
+    assert row.status == "completed" and row.completed_at is not None and row.sealed_identifiers is None
+
+
+async def test_identifiers_never_reach_temporal_history_or_audit_rows(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers)
+    subject = Subject(phone=PHONE, email=EMAIL, external_id=seeded.crm["contact"][1], customer_id=seeded.customer_id)
+    forget = await create_request(sessions, settings, seeded.tenant_id, subject)
+    async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        await run_forget(temporal_client, forget, task_queue)
+    handle = temporal_client.get_workflow_handle(forget_workflow_id(seeded.tenant_id, forget.subject_hash))
+    history = readable_history((await handle.fetch_history()).to_json())
+    async with sessions() as session:
+        audit = list((await session.execute(select(AuditLog).where(
+            AuditLog.request_id == str(forget.request_id)))).scalars())
+    audit_text = json.dumps([[a.action, a.actor_id, a.purpose, a.details, a.subject_hash] for a in audit])
+    assert {a.action for a in audit} >= {"erasure.hold", "erasure.crm_delete", "erasure.local_scrub",
+                                          "erasure.finished"}
+    assert all(a.subject_hash == forget.subject_hash for a in audit)
+    forbidden = [PHONE, PHONE.lstrip("+"), "4155550123", EMAIL, EMAIL.split("@")[0], NAME, "Dana"]
+    # The CRM id and our customer id were identifiers of this request: the audit must not name them either.
+    for text, extra in ((history, []), (audit_text, [seeded.crm["contact"][1], str(seeded.customer_id)])):
+        for value in [*forbidden, *extra]:
+            assert value not in text, f"{value!r} leaked"
+    assert str(forget.request_id) in history  # the scan looked at the right history
+
+
+async def test_delete_unsupported_becomes_divergent_with_operator_flag_and_audit(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers, NoDeleteHubSpotDriver)
+    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        result = await run_forget(temporal_client, forget, task_queue)
+
+    assert result.status == "needs_attention" and result.outcomes == {"deleted": 3, "divergent": 1}
+    case = next(o for o in await outcomes(sessions, forget.request_id) if o.object == "case")
+    assert case.outcome == "divergent" and case.needs_operator and case.external_id == seeded.crm["ticket"][1]
+    assert drivers.live(*seeded.crm["ticket"])  # still at the provider: the operator must delete it by hand
+    async with sessions() as session:
+        flagged = list((await session.execute(select(AuditLog).where(
+            AuditLog.request_id == str(forget.request_id), AuditLog.action == "erasure.crm_divergent"))).scalars())
+    assert len(flagged) == 1 and flagged[0].details["outcome_id"] == str(case.id)
+    assert flagged[0].details["needs_operator"] is True and flagged[0].subject_hash == forget.subject_hash
+    assert await count_rows(sessions, seeded.rows) == 0  # local rows are ours to erase regardless
+    assert (await request_row(sessions, forget.request_id)).sealed_identifiers is None  # nothing left to retry
+
+
+async def test_rerun_after_lost_outcomes_reports_not_found_instead_of_failing(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers)
+    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        await run_forget(temporal_client, forget, task_queue)
+        # As if the worker died after each CRM delete but before recording it: every target is pending again.
+        async with sessions() as session, session.begin():
+            await session.execute(update(ErasureOutcome).where(ErasureOutcome.request_id == forget.request_id)
+                                  .values(outcome="pending", hard_deleted=None))
+            await session.execute(update(ErasureRequest).where(ErasureRequest.id == forget.request_id)
+                                  .values(status="running"))
+        again = await run_forget(temporal_client, forget, task_queue)
+    assert again.status == "completed" and again.outcomes == {"not_found": 4}
+
+
+async def test_failed_crm_steps_are_recorded_and_a_retry_run_finishes_them(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers)
+    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    drivers.state.knobs.fail_next = 10_000  # the CRM answers 503 to everything
+    async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        first = await run_forget(temporal_client, forget, task_queue)
+        row = await request_row(sessions, forget.request_id)
+        assert first.status == "needs_attention" and first.outcomes == {"failed": 4}
+        assert row.error == "discover:unavailable" and row.sealed_identifiers is not None  # kept for the retry
+        assert all(o.error == "unavailable" and o.attempts == 1 for o in await outcomes(sessions, forget.request_id))
+        assert await count_rows(sessions, seeded.rows) == 0  # the local scrub does not wait for the CRM
+        assert drivers.live(*seeded.crm["contact"])
+
+        drivers.state.knobs.fail_next = 0
+        async with sessions() as session, session.begin():
+            assert await requests.reopen(session, forget.request_id, seeded.tenant_id) is not None
+        second = await run_forget(temporal_client, forget, task_queue)
+    assert second.status == "completed" and second.outcomes == {"deleted": 4}
+    assert not drivers.exists(*seeded.crm["contact"])
+    row = await request_row(sessions, forget.request_id)
+    assert row.error is None and row.sealed_identifiers is None
+
+
+async def test_lifecycles_of_the_subjects_rows_are_cancelled_first(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers, HubSpotDriver)
+    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    parked_queue = f"{task_queue}-parked"
+    ids = [f"mirror:{seeded.tenant_id}:customers:{seeded.customer_id}",
+           f"mirror:{seeded.tenant_id}:cases:{seeded.rows['cases'][0]}"]
+    untouched = f"mirror:{seeded.tenant_id}:customers:{seeded.other_customer_id}"
+    async with Worker(temporal_client, task_queue=parked_queue, workflows=[ParkedLifecycle]), \
+            forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        for workflow_id in [*ids, untouched]:
+            await temporal_client.start_workflow(ParkedLifecycle.run, id=workflow_id, task_queue=parked_queue)
+        result = await run_forget(temporal_client, forget, task_queue)
+        statuses = {wid: (await temporal_client.get_workflow_handle(wid).describe()).status for wid in ids}
+        other = temporal_client.get_workflow_handle(untouched)
+        other_status = (await other.describe()).status
+        await other.terminate()
+    assert result.lifecycles_cancelled == 2
+    assert set(statuses.values()) == {WorkflowExecutionStatus.CANCELED}
+    assert other_status == WorkflowExecutionStatus.RUNNING
