@@ -4,6 +4,7 @@ tenant's field mapping and the classification of CRM failures.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -28,16 +29,29 @@ from drivers.errors import (
 )
 from store.models import TenantCrmFieldMapping
 from vault.connections import DriverProvider
+from vault.credentials import CredentialVault
+from vault.crypto import CredentialKeyError
+from vault.provider import VaultDriverProvider
+
+log = logging.getLogger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
 def driver_provider(request: Request) -> DriverProvider:
-    """The DriverProvider the app was built with (`AppContext.extras["drivers"]`)."""
+    """The app's DriverProvider: `AppContext.extras["drivers"]` when one was handed in (tests, the dev stack),
+    else the vault's, built on first use from settings."""
     ctx = context_of(request)
-    provider: DriverProvider | None = getattr(ctx, "drivers", None) or ctx.extras.get("drivers")
+    provider: DriverProvider | None = ctx.extras.get("drivers")
     if provider is None:
-        raise Problem(503, "crm-not-configured", "This deployment has no CRM connection provider configured.")
+        try:
+            vault = CredentialVault.from_settings(ctx.settings, ctx.sessions)
+        except CredentialKeyError:
+            log.error("no usable credential encryption key: CRM routes cannot open drivers")
+            raise Problem(503, "crm-not-configured", "This deployment cannot open CRM connections.",
+                          "The credential encryption key is missing or malformed.") from None
+        provider = ctx.extras["drivers"] = VaultDriverProvider(ctx.sessions, vault,
+                                                               oauth_clients=ctx.settings.oauth_clients)
     return provider
 
 
