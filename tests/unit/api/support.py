@@ -26,7 +26,7 @@ from drivers.hubspot import HubSpotDriver
 from sandboxes import hubspot as hubspot_sandbox
 from settings import Settings, TemporalSettings
 from store.models import Tenant
-from vault.connections import Actor
+from vault.connections import Actor, DriverProvider
 
 
 @dataclass
@@ -84,7 +84,7 @@ class _Gated(HubSpotDriver):
 
 
 def context(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-            drivers: SandboxProvider | None) -> AppContext:
+            drivers: DriverProvider | None) -> AppContext:
     ctx = AppContext(settings=settings, engine=engine, sessions=sessions,
                      temporal=TemporalGateway(TemporalSettings(address="127.0.0.1:1")))
     if drivers is not None:
