@@ -13,24 +13,30 @@ from datetime import timedelta
 from typing import Any
 
 import pydantic
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.erasure import ErasureActivities
 from api.temporal import connect_temporal
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
+from vault.credentials import CredentialVault
+from vault.provider import VaultDriverProvider
+from workflows.forget import ForgetWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: list[type] = []
+WORKFLOWS: list[type] = [ForgetWorkflow]
 
 
-def build_activities(settings: Settings) -> list[Callable[..., Any]]:
-    """Activity callables bound to this process's engine, vault and driver factory."""
-    engine = create_engine(settings.database_url)
-    sessions = session_factory(engine)
-    del sessions  # used by the activity classes that later issues add
-    return []
+def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> list[Callable[..., Any]]:
+    """Activity callables bound to this process's engine (or the given one), vault and driver factory."""
+    sessions = session_factory(engine or create_engine(settings.database_url))
+    drivers = VaultDriverProvider(sessions, CredentialVault.from_settings(settings, sessions),
+                                  oauth_clients=settings.oauth_clients)
+    erasure = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
+    return [*erasure.all()]
 
 
 def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type] | None = None,
