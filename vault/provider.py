@@ -22,7 +22,7 @@ from drivers.auth import ApiKeyAuth, BearerAuth, OAuth2Auth
 from drivers.base import BaseDriver
 from drivers.errors import AuthError
 from drivers.registry import get_driver_class
-from settings import OAuthClientSettings
+from settings import OAuthClientSettings, Settings
 from store.models import Tenant
 from vault.connections import Actor
 from vault.credentials import Credential, CredentialVault
@@ -89,6 +89,11 @@ class VaultDriverProvider:
         clients = {slug: (app.client_id, app.client_secret.get_secret_value())
                    for slug, app in (oauth_clients or {}).items()}
         self.tokens = TokenBroker(vault, self.token_http, clients)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> VaultDriverProvider:
+        """This process's provider: the vault from settings (raises CredentialKeyError without a usable key)."""
+        return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients)
 
     def _default_client(self, base_url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=base_url, auth=auth, timeout=self._timeout, transport=self._transport)

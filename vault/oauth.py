@@ -1,0 +1,119 @@
+"""OAuth connect metadata and wire steps: one table of providers, authorize URLs with state and PKCE, and the
+authorization-code exchange.
+
+Adding an OAuth provider (Zoho, athenahealth) means one `OAUTH_PROVIDERS` entry; its token endpoint comes
+from the driver (`Driver.oauth_token_url(config)`), so the refresh path and the connect path agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from drivers.auth import TokenSet
+from drivers.errors import AuthError, UnavailableError
+
+STATE_TTL = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class OAuthProvider:
+    """How one provider's authorization-code flow starts.
+
+    Attributes:
+        authorize_url: the consent page; `sandbox_authorize_url` when the tenant is a sandbox org.
+        scopes: what we ask for, joined with `scope_separator`.
+        pkce: whether the provider documents PKCE (S256) on this flow; we send it only where it does.
+    """
+
+    slug: str
+    authorize_url: str
+    scopes: tuple[str, ...]
+    pkce: bool
+    sandbox_authorize_url: str | None = None
+    scope_separator: str = " "
+    extra_params: tuple[tuple[str, str], ...] = ()
+
+
+OAUTH_PROVIDERS: dict[str, OAuthProvider] = {
+    # PKCE is off for HubSpot: only its v3 token endpoint mentions code_verifier, and the driver refreshes at v1.
+    "hubspot": OAuthProvider(
+        slug="hubspot",
+        authorize_url="https://app.hubspot.com/oauth/authorize",
+        scopes=("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read",
+                "crm.objects.deals.write", "tickets"),
+        pkce=False,
+    ),
+    "salesforce": OAuthProvider(
+        slug="salesforce",
+        authorize_url="https://login.salesforce.com/services/oauth2/authorize",
+        sandbox_authorize_url="https://test.salesforce.com/services/oauth2/authorize",
+        scopes=("api", "refresh_token"),
+        pkce=True,
+    ),
+}
+
+
+def state_hash(state: str) -> str:
+    """Only this digest is stored: a database reader cannot complete someone's pending connect."""
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def new_code_verifier() -> str:
+    return secrets.token_urlsafe(64)[:96]  # RFC 7636: 43–128 characters of [A-Za-z0-9-._~]
+
+
+def code_challenge(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def authorize_url(meta: OAuthProvider, config: dict[str, Any], *, client_id: str, redirect_uri: str, state: str,
+                  code_verifier: str | None) -> str:
+    """The URL the operator's browser opens. Tenant settings may override it (`authorize_url`, dev sandboxes)."""
+    base = config.get("authorize_url") or (
+        meta.sandbox_authorize_url if config.get("is_sandbox") and meta.sandbox_authorize_url else meta.authorize_url)
+    params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+              "scope": meta.scope_separator.join(meta.scopes), "state": state, **dict(meta.extra_params)}
+    if code_verifier is not None:
+        params |= {"code_challenge": code_challenge(code_verifier), "code_challenge_method": "S256"}
+    return f"{base}?{urlencode(params)}"
+
+
+async def exchange_code(http: httpx.AsyncClient, *, provider: str, token_url: str, client_id: str,
+                        client_secret: str, code: str, redirect_uri: str, code_verifier: str | None) -> TokenSet:
+    """The authorization-code grant (form-encoded, client credentials in the body, RFC 6749 §4.1.3)."""
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+            "client_id": client_id, "client_secret": client_secret}
+    if code_verifier is not None:
+        form["code_verifier"] = code_verifier
+    try:
+        response = await http.post(token_url, data=form)
+    except httpx.TransportError as exc:
+        raise UnavailableError(f"token endpoint unreachable ({type(exc).__name__})", provider=provider) from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    body = body if isinstance(body, dict) else {}
+    if response.status_code >= 500:
+        raise UnavailableError("token endpoint failed", provider=provider, status_code=response.status_code)
+    if response.status_code != 200 or not body.get("access_token"):
+        code_name = body.get("error")
+        raise AuthError("authorization code refused", provider=provider, status_code=response.status_code,
+                        provider_code=str(code_name) if code_name else None)
+    expires_in = body.get("expires_in")
+    return TokenSet(access_token=str(body["access_token"]), refresh_token=str(body.get("refresh_token") or ""),
+                    expires_in=int(expires_in) if expires_in is not None else None,
+                    instance_url=body.get("instance_url"))
