@@ -142,6 +142,10 @@ class SandboxState:
         cap = self.knobs.page_size_cap or maximum
         return max(1, min(asked, maximum, cap))
 
+    @property
+    def calls_in_window(self) -> int:
+        return len(self._window)
+
     def take_interval_budget(self) -> int | None:
         """Count this call in the rolling window; remaining budget, or None when unlimited."""
         limit = self.knobs.interval_limit
