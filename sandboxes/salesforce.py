@@ -11,10 +11,7 @@ Recycle Bin (GET then 404 ENTITY_IS_DELETED), and `nextRecordsUrl` paging honour
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -25,23 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandboxes import salesforce_schema as schema
-from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, oauth_routes
+from sandboxes.common import Handler, SandboxState, TokenIssuer, control_routes, guarded, oauth_routes
 from sandboxes.salesforce_query import QueryError, evaluate, parse_soql, parse_sosl
 from sandboxes.salesforce_search import sosl_hits
+from sandboxes.salesforce_wire import ORG_ID, USER_ID, SalesforceWire, errors, public, sf_time
 
 DATA = "/services/data/{version}"
 SOBJ = DATA + "/sobjects/{sobject}"
-ORG_ID = "00DSB0000000001AAA"
-USER_ID = "005SB0000000001AAA"
-
-
-def sf_time(state: SandboxState) -> str:
-    moment = state.now()
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
-
-
-def errors(status: int, code: str, message: str, fields: list[str] | None = None) -> JSONResponse:
-    return JSONResponse([{"message": message, "errorCode": code, "fields": fields or []}], status_code=status)
 
 
 @dataclass
@@ -83,48 +70,6 @@ class SalesforceState(SandboxState):
         return [r for r in self.records.get(sobject, {}).values() if not r["IsDeleted"]]
 
 
-class SalesforceWire:
-    def unauthorized(self, reason: str) -> Response:
-        response = errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        response.headers["WWW-Authenticate"] = "Token"
-        return response
-
-    def rate_limited(self, state: SalesforceState) -> Response:
-        response = errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
-        if state.knobs.retry_after is not None:
-            response.headers["Retry-After"] = state.knobs.retry_after
-        return response
-
-    def server_error(self, status: int) -> Response:
-        code = "SERVER_UNAVAILABLE" if status == 503 else "UNKNOWN_EXCEPTION"
-        return errors(status, code, "An unexpected error occurred. Please include this ErrorId if you contact support")
-
-    def decorate(self, response: Response, state: SalesforceState) -> None:
-        state.api_usage += 1
-        response.headers["Sforce-Limit-Info"] = f"api-usage={state.api_usage}/{state.api_usage_limit}"
-
-    def token_response(self, state: SalesforceState, access: str, refresh: str | None) -> Response:
-        issued_at = str(int(time.time() * 1000))
-        identity = f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}"
-        digest = hashlib.sha256(f"{identity}{issued_at}".encode()).digest()
-        body = {
-            "access_token": access,
-            "signature": base64.b64encode(digest).decode(),
-            "scope": "refresh_token api",
-            "instance_url": state.instance_url,
-            "id": identity,
-            "token_type": "Bearer",
-            "issued_at": issued_at,
-        }
-        if refresh is not None:  # only for the code grant, or a refresh grant with rotation on
-            body["refresh_token"] = refresh
-        return JSONResponse(body)
-
-    def token_error(self, code: str) -> Response:
-        description = {"invalid_grant": "expired access/refresh token", "invalid_client": "invalid client credentials"}
-        return JSONResponse({"error": code, "error_description": description.get(code, code)}, status_code=400)
-
-
 def _order_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
     # Salesforce timestamps share one fixed-width format, so their strings sort chronologically.
     return lambda row: (row.get(name) is None, str(row.get(name) or ""))
@@ -135,15 +80,26 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
     st = state or SalesforceState(tokens=TokenIssuer("salesforce", 7200))
     wire = SalesforceWire()
 
-    def public(sobject: str, row: dict[str, Any], version: str, names: list[str] | None = None) -> dict[str, Any]:
-        attributes = {"type": sobject, "url": f"/services/data/{version}/sobjects/{sobject}/{row['Id']}"}
-        return {"attributes": attributes} | {k: row.get(k) for k in (names or list(row))}
+    def on_sobject(handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            sobject = str(request.path_params["sobject"])
+            if sobject not in schema.ID_PREFIX:
+                return errors(404, "NOT_FOUND", "The requested resource does not exist")
+            return await handler(request, sobject)
 
-    def check_sobject(request: Request) -> str | Response:
-        sobject = str(request.path_params["sobject"])
-        if sobject not in schema.ID_PREFIX:
-            return errors(404, "NOT_FOUND", "The requested resource does not exist")
-        return sobject
+        return endpoint
+
+    def on_row(handler: Callable[[Request, str, dict[str, Any]], Awaitable[Response]]) -> Handler:
+        @on_sobject
+        async def endpoint(request: Request, sobject: str) -> Response:
+            row = st.records.get(sobject, {}).get(request.path_params["record_id"])
+            if row is None:
+                return errors(404, "NOT_FOUND", "The requested resource does not exist")
+            if row["IsDeleted"]:
+                return errors(404, "ENTITY_IS_DELETED", "entity is deleted")
+            return await handler(request, sobject, row)
+
+        return endpoint
 
     def check_fields(sobject: str, values: dict[str, Any], creating: bool) -> Response | None:
         known, ro = schema.fields_of(sobject), schema.read_only(sobject)
@@ -160,18 +116,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
             return errors(400, "DUPLICATE_VALUE", f"duplicate value found: {schema.EXTERNAL_ID_FIELD}")
         return None
 
-    def locate(sobject: str, record_id: str) -> dict[str, Any] | Response:
-        row = st.records.get(sobject, {}).get(record_id)
-        if row is None:
-            return errors(404, "NOT_FOUND", "The requested resource does not exist")
-        if row["IsDeleted"]:
-            return errors(404, "ENTITY_IS_DELETED", "entity is deleted")
-        return row
-
-    async def create(request: Request) -> Response:
-        sobject = check_sobject(request)
-        if isinstance(sobject, Response):
-            return sobject
+    @on_sobject
+    async def create(request: Request, sobject: str) -> Response:
         values = await request.json()
         problem = check_fields(sobject, values, creating=True)
         if problem:
@@ -179,23 +125,13 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         row = st.add(sobject, values)
         return JSONResponse({"id": row["Id"], "success": True, "errors": []}, status_code=201)
 
-    async def read(request: Request) -> Response:
-        sobject = check_sobject(request)
-        if isinstance(sobject, Response):
-            return sobject
-        row = locate(sobject, request.path_params["record_id"])
-        if isinstance(row, Response):
-            return row
+    @on_row
+    async def read(request: Request, sobject: str, row: dict[str, Any]) -> Response:
         wanted = request.query_params.get("fields")
         return JSONResponse(public(sobject, row, request.path_params["version"], wanted.split(",") if wanted else None))
 
-    async def update(request: Request) -> Response:
-        sobject = check_sobject(request)
-        if isinstance(sobject, Response):
-            return sobject
-        row = locate(sobject, request.path_params["record_id"])
-        if isinstance(row, Response):
-            return row
+    @on_row
+    async def update(request: Request, sobject: str, row: dict[str, Any]) -> Response:
         values = await request.json()
         problem = check_fields(sobject, {k: v for k, v in values.items() if k != schema.EXTERNAL_ID_FIELD}, False)
         if problem:
@@ -204,21 +140,14 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         st.touch(sobject, row)
         return Response(status_code=204)
 
-    async def delete(request: Request) -> Response:
-        sobject = check_sobject(request)
-        if isinstance(sobject, Response):
-            return sobject
-        row = locate(sobject, request.path_params["record_id"])
-        if isinstance(row, Response):
-            return row
+    @on_row
+    async def delete(request: Request, sobject: str, row: dict[str, Any]) -> Response:
         row["IsDeleted"] = True  # to the Recycle Bin: still there for queryAll and undelete
         st.touch(sobject, row)
         return Response(status_code=204)
 
-    async def by_external_id(request: Request) -> Response:
-        sobject = check_sobject(request)
-        if isinstance(sobject, Response):
-            return sobject
+    @on_sobject
+    async def by_external_id(request: Request, sobject: str) -> Response:
         name, value = request.path_params["field"], request.path_params["value"]
         if name != "Id" and "x" not in schema.fields_of(sobject).get(name, ("", ""))[1]:
             return errors(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {name}")
@@ -293,10 +222,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         found = [public(s, r, request.path_params["version"], f or ["Id"]) for s, r, f in sosl_hits(st, sosl)]
         return JSONResponse({"searchRecords": found})
 
-    async def describe(request: Request) -> Response:
-        sobject = check_sobject(request)
-        if isinstance(sobject, Response):
-            return sobject
+    @on_sobject
+    async def describe(request: Request, sobject: str) -> Response:
         return JSONResponse(schema.describe(sobject, request.path_params["version"]))
 
     async def limits(request: Request) -> Response:
