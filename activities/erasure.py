@@ -19,7 +19,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.erasure_discovery import OBJECT_OF_TABLE, dedupe, lookup_customers, search_related
+from activities.erasure_discovery import (
+    OBJECT_OF_TABLE,
+    crm_object_for,
+    dedupe,
+    lookup_customers,
+    search_related,
+)
 from activities.erasure_types import (
     DeleteTargetInput,
     DeleteTargetResult,
@@ -175,8 +181,8 @@ class ErasureActivities:
             error: str | None = None
             try:
                 async with self._drivers.open(input.tenant_id, self._actor(input.request_id)) as driver:
-                    deleted = await driver.delete_record(CrmObject(outcome.object), outcome.external_id,
-                                                         hard=driver.hard_delete_supported)
+                    obj = crm_object_for(CrmObject(outcome.object), driver.supported_objects)
+                    deleted = await driver.delete_record(obj, outcome.external_id, hard=driver.hard_delete_supported)
                 result, hard = requests.DELETED, deleted.hard_deleted
             except NotFoundError:
                 result = requests.NOT_FOUND  # already gone: a re-run must not fail on it

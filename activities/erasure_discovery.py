@@ -60,10 +60,23 @@ def carries_identifier(record: Record, subject: Subject, region: str) -> bool:
     return False
 
 
+def crm_object_for(obj: CrmObject, supported: frozenset[CrmObject]) -> CrmObject:
+    """The object a recorded id really lives in: without an appointment object, the lifecycle mirrors an
+    appointment as a note on the customer (activities/crm_plan.plan_appointment)."""
+    if obj is CrmObject.APPOINTMENT and obj not in supported:
+        return CrmObject.NOTE
+    return obj
+
+
 def dedupe(targets: list[Target]) -> list[Target]:
+    """One target per record. A lead recorded with a customer's id is that customer's record (HubSpot's lead
+    is the person's contact in a lifecycle stage): deleting it twice would report a false not_found."""
+    customers = {external_id for obj, external_id, _ in targets if obj == CrmObject.CUSTOMER.value}
     seen: set[tuple[str, str]] = set()
     unique = []
     for obj, external_id, source in targets:
+        if obj == CrmObject.LEAD.value and external_id in customers:
+            continue
         if (obj, external_id) not in seen:
             seen.add((obj, external_id))
             unique.append((obj, external_id, source))

@@ -110,8 +110,10 @@ async def seed_subject(sessions: async_sessionmaker[AsyncSession], drivers: Sand
     drivers.classes[tenant_id] = driver_class
     st = drivers.state
     contact = st.add("contacts", {"firstname": "Dana", "lastname": "Erase", "email": EMAIL, "phone": PHONE})
-    lead = st.add("contacts", {"firstname": "Dana", "lifecyclestage": "lead", "mobilephone": "(415) 555-0123"})
+    # Entered by hand at the tenant (no local row): found by searching leads for the subject's phone.
+    lead = st.add("contacts", {"firstname": "D.", "lifecyclestage": "lead", "mobilephone": PHONE})
     note = st.add("notes", {"hs_note_body": f"Caller {NAME} asked about a viewing", "hs_timestamp": "2026-01-01"})
+    booking = st.add("notes", {"hs_note_body": "Appointment (booked): viewing", "hs_timestamp": "2026-01-02"})
     ticket = st.add("tickets", {"subject": "Leaky tap", "content": f"{NAME} reports a leak", "hs_pipeline_stage": "1"})
     other = st.add("contacts", {"firstname": "Omar", "lastname": "Keep", "email": "omar.keep@example.com"})
     now = datetime.now(UTC)
@@ -131,14 +133,17 @@ async def seed_subject(sessions: async_sessionmaker[AsyncSession], drivers: Sand
         await session.flush()
         messages = [Message(tenant_id=tenant_id, conversation_id=conversation.id, turn_id=str(n), role="customer",
                             text=f"My number is {PHONE}") for n in range(2)]
+        # HubSpot's lead of a known customer is that customer's contact (activities/crm_plan.plan_lead).
         lead_row = Lead(tenant_id=tenant_id, customer_id=customer.id, conversation_id=conversation.id,
-                        crm_external_id=lead.id, fields={"lead.budget_max": 500000}, **synced)
+                        crm_external_id=contact.id, fields={"lead.budget_max": 500000}, **synced)
         session.add_all([*messages, lead_row,
                          Message(tenant_id=tenant_id, conversation_id=other_conversation.id, turn_id="0",
                                  role="customer", text="keep me")])
         await session.flush()
         state = QualificationState(tenant_id=tenant_id, lead_id=lead_row.id, stage="qualified")
-        appointment = Appointment(tenant_id=tenant_id, customer_id=customer.id, starts_at=now, service="viewing")
+        # Without an appointment object the booking is a note on the customer (crm_plan.plan_appointment).
+        appointment = Appointment(tenant_id=tenant_id, customer_id=customer.id, starts_at=now, service="viewing",
+                                  crm_external_id=booking.id, **synced)
         case = Case(tenant_id=tenant_id, customer_id=customer.id, subject="Leaky tap", crm_external_id=ticket.id,
                     **synced)
         session.add_all([state, appointment, case])
@@ -147,7 +152,7 @@ async def seed_subject(sessions: async_sessionmaker[AsyncSession], drivers: Sand
                 "leads": [lead_row.id], "qualification_states": [state.id], "appointments": [appointment.id],
                 "cases": [case.id]}
     crm = {"contact": ("contacts", contact.id), "lead": ("contacts", lead.id), "note": ("notes", note.id),
-           "ticket": ("tickets", ticket.id)}
+           "booking": ("notes", booking.id), "ticket": ("tickets", ticket.id)}
     return Seeded(tenant_id, customer.id, crm, rows, other_customer.id, other.id)
 
 

@@ -68,7 +68,8 @@ async def test_operator_erases_a_subject_and_reads_the_outcomes(
     assert body["status"] == "completed" and body["local_rows_scrubbed"] == 8
     assert body["identifiers_retained"] is False and body["needs_operator"] == 0
     assert sorted((o["object"], o["outcome"]) for o in body["outcomes"]) == [
-        ("case", "deleted"), ("customer", "deleted"), ("lead", "deleted"), ("note", "deleted")]
+        ("appointment", "deleted"), ("case", "deleted"), ("customer", "deleted"), ("lead", "deleted"),
+        ("note", "deleted")]
     assert await count_rows(sessions, seeded.rows) == 0
     assert not drivers.exists(*seeded.crm["contact"])
     async with sessions() as session:

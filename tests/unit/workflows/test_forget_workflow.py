@@ -91,20 +91,25 @@ async def test_forget_deletes_crm_records_scrubs_every_table_and_records_outcome
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         result = await run_forget(temporal_client, forget, task_queue)
 
-    assert result.status == "completed" and result.outcomes == {"deleted": 4}
+    assert result.status == "completed" and result.outcomes == {"deleted": 5}
     assert await count_rows(sessions, seeded.rows) == 0
     assert result.local_rows_scrubbed == sum(len(ids) for ids in seeded.rows.values()) == 8
     # The CRM: contacts are GDPR-deleted (gone), notes and tickets archived, the other customer untouched.
     for role in ("contact", "lead"):
         assert not drivers.exists(*seeded.crm[role])
-    for role in ("note", "ticket"):
+    for role in ("note", "booking", "ticket"):
         assert drivers.exists(*seeded.crm[role]) and not drivers.live(*seeded.crm[role])
     assert drivers.live("contacts", seeded.other_crm_id)
-    by_object = {o.object: o for o in await outcomes(sessions, forget.request_id)}
-    assert set(by_object) == {"customer", "lead", "note", "case"}
-    assert all(o.outcome == "deleted" and not o.needs_operator for o in by_object.values())
-    assert by_object["customer"].hard_deleted and by_object["lead"].hard_deleted
-    assert by_object["note"].hard_deleted is False and by_object["case"].hard_deleted is False
+    recorded = await outcomes(sessions, forget.request_id)
+    assert sorted((o.object, o.external_id, o.source) for o in recorded) == sorted([
+        ("customer", seeded.crm["contact"][1], "local"), ("lead", seeded.crm["lead"][1], "search"),
+        ("note", seeded.crm["note"][1], "local"), ("appointment", seeded.crm["booking"][1], "local"),
+        ("case", seeded.crm["ticket"][1], "local")])
+    assert all(o.outcome == "deleted" and not o.needs_operator and o.attempts == 1 for o in recorded)
+    # Contacts (customer and lead) are GDPR-deleted; HubSpot can only archive notes and tickets. The
+    # appointment (the row's object) lives in a HubSpot note, which is what was archived.
+    assert {o.object: o.hard_deleted for o in recorded} == {"customer": True, "lead": True, "note": False,
+                                                             "appointment": False, "case": False}
     async with sessions() as session:
         kept = (await session.execute(select(Customer.id).where(Customer.tenant_id == seeded.tenant_id))).scalars()
         assert list(kept) == [seeded.other_customer_id]
@@ -149,7 +154,7 @@ async def test_delete_unsupported_becomes_divergent_with_operator_flag_and_audit
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         result = await run_forget(temporal_client, forget, task_queue)
 
-    assert result.status == "needs_attention" and result.outcomes == {"deleted": 3, "divergent": 1}
+    assert result.status == "needs_attention" and result.outcomes == {"deleted": 4, "divergent": 1}
     case = next(o for o in await outcomes(sessions, forget.request_id) if o.object == "case")
     assert case.outcome == "divergent" and case.needs_operator and case.external_id == seeded.crm["ticket"][1]
     assert drivers.live(*seeded.crm["ticket"])  # still at the provider: the operator must delete it by hand
@@ -177,7 +182,7 @@ async def test_rerun_after_lost_outcomes_reports_not_found_instead_of_failing(
             await session.execute(update(ErasureRequest).where(ErasureRequest.id == forget.request_id)
                                   .values(status="running"))
         again = await run_forget(temporal_client, forget, task_queue)
-    assert again.status == "completed" and again.outcomes == {"not_found": 4}
+    assert again.status == "completed" and again.outcomes == {"not_found": 5}
 
 
 async def test_failed_crm_steps_are_recorded_and_a_retry_run_finishes_them(
@@ -200,7 +205,7 @@ async def test_failed_crm_steps_are_recorded_and_a_retry_run_finishes_them(
         async with sessions() as session, session.begin():
             assert await requests.reopen(session, forget.request_id, seeded.tenant_id) is not None
         second = await run_forget(temporal_client, forget, task_queue)
-    assert second.status == "completed" and second.outcomes == {"deleted": 4}
+    assert second.status == "completed" and second.outcomes == {"deleted": 5}  # the CRM-only lead found now
     assert not drivers.exists(*seeded.crm["contact"])
     row = await request_row(sessions, forget.request_id)
     assert row.error is None and row.sealed_identifiers is None
