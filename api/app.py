@@ -11,13 +11,13 @@ from starlette.routing import BaseRoute
 from api import openapi
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
-from api.routes import connect, forget, health, public, tools
+from api.routes import connect, forget, health, incidents, ingest, public, tools
 from api.temporal import TemporalGateway
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
-ROUTE_MODULES = [health, tools, public, forget, openapi, connect]
+ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents]
 
 
 def all_routes() -> list[BaseRoute]:

@@ -1,0 +1,143 @@
+"""The ingest routes' database work: each write is the class-(c) row plus its outbox intent, one transaction.
+
+Nothing here waits on the CRM or on Temporal; the relay carries the intents on. References (a customer,
+a conversation, a lead) must belong to the caller's tenant, otherwise they do not exist for it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import Problem
+from api.ingest_models import CustomerIn, LeadIn, MessageIn, QualificationIn, merged
+from store import content, outbox
+from store.base import ContentRow, SyncState, utcnow
+from store.models import Conversation, Customer, Lead, Message, QualificationState, Tenant
+
+
+async def require_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None or tenant.status == "disabled":
+        raise Problem(403, "tenant-inactive", "This token's tenant is unknown or disabled.")
+
+
+async def require_row(session: AsyncSession, model: Any, tenant_id: uuid.UUID, row_id: uuid.UUID, *,
+                      what: str, status: int = 422) -> Any:
+    row = await session.execute(select(model).where(model.tenant_id == tenant_id, model.id == row_id))
+    found = row.scalar_one_or_none()
+    if found is None:
+        raise Problem(status, f"unknown-{what}", f"No {what} {row_id} for this tenant (it may have been purged).")
+    return found
+
+
+async def existing(session: AsyncSession, model: Any, tenant_id: uuid.UUID, row_id: uuid.UUID | None) -> Any | None:
+    """A retried POST with the agent's own id: the row it made the first time (another tenant's: a conflict)."""
+    if row_id is None:
+        return None
+    found = await session.get(model, row_id)
+    if found is not None and found.tenant_id != tenant_id:
+        raise Problem(409, "id-conflict", "This id is already taken; use another one.")
+    return found
+
+
+async def insert(session: AsyncSession, row: ContentRow, table: str, key: str | None = None) -> None:
+    """The row and its `create` intent (flushed together in the caller's transaction)."""
+    session.add(row)
+    await session.flush()
+    await outbox.add(session, [outbox.intent_values(row.tenant_id, table, row.id, "create", key)])
+
+
+async def update(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID,
+                 values: dict[str, Any]) -> None:
+    """The change, the row set back to pending (so no purge can drop it), and its `update` intent."""
+    await content.touch_pending(session, table, tenant_id, row_id, values)
+    await outbox.add(session, [outbox.intent_values(tenant_id, table, row_id, "update")])
+
+
+async def new_customer(session: AsyncSession, tenant_id: uuid.UUID, body: CustomerIn) -> tuple[Customer, bool]:
+    found = await existing(session, Customer, tenant_id, body.id)
+    if found is not None:
+        return found, False
+    row = Customer(id=body.id or uuid.uuid4(), tenant_id=tenant_id, name=body.name, phone=body.phone,
+                   email=body.email, fields=dict(body.fields), crm_external_id=body.external_id,
+                   sync_state=SyncState.PENDING.value, sync_attempts=0)
+    await insert(session, row, "customers")
+    return row, True
+
+
+async def add_messages(session: AsyncSession, tenant_id: uuid.UUID, conversation_id: uuid.UUID,
+                       messages: list[MessageIn]) -> tuple[list[uuid.UUID], int]:
+    """New message rows (a resent turn is skipped) with one `append` intent each; (ids, duplicates)."""
+    turns = [m.turn_id for m in messages]
+    if len(set(turns)) != len(turns):
+        raise Problem(422, "duplicate-turn", "A turn_id appears twice in this request.")
+    known = await session.execute(select(Message.turn_id).where(Message.conversation_id == conversation_id,
+                                                                Message.turn_id.in_(turns)))
+    seen = set(known.scalars())
+    now = utcnow()
+    rows = [Message(id=uuid.uuid4(), tenant_id=tenant_id, conversation_id=conversation_id, turn_id=m.turn_id,
+                    role=m.role, text=m.text, spoken_at=m.spoken_at or now, created_at=now, updated_at=now,
+                    sync_state=SyncState.PENDING.value, sync_attempts=0)
+            for m in messages if m.turn_id not in seen]
+    if rows:
+        # First the conversation goes back to pending (and, on PostgreSQL, stays locked until commit): a purge
+        # racing with this insert then finds it unsynced and leaves it, so no message is ever orphaned.
+        if not await content.touch_pending(session, "conversations", tenant_id, conversation_id):
+            raise _no_conversation(conversation_id)
+        session.add_all(rows)
+        await session.flush()
+        await outbox.add(session, [outbox.intent_values(tenant_id, "messages", r.id, "append") for r in rows])
+    return [r.id for r in rows], len(seen)
+
+
+async def require_conversation(session: AsyncSession, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+    query = select(Conversation.id).where(Conversation.tenant_id == tenant_id, Conversation.id == conversation_id)
+    if (await session.execute(query)).first() is None:
+        raise _no_conversation(conversation_id)
+
+
+def _no_conversation(conversation_id: uuid.UUID) -> Problem:
+    return Problem(404, "unknown-conversation",
+                   f"No conversation {conversation_id} for this tenant (it may have been purged).")
+
+
+async def new_lead(session: AsyncSession, tenant_id: uuid.UUID, body: LeadIn) -> tuple[Lead, bool]:
+    found = await existing(session, Lead, tenant_id, body.id)
+    if found is not None:
+        return found, False
+    await check_refs(session, tenant_id, body.customer_id, body.conversation_id)
+    row = Lead(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
+               conversation_id=body.conversation_id, source=body.source, status=body.status,
+               fields=dict(body.fields), sync_state=SyncState.PENDING.value, sync_attempts=0)
+    await insert(session, row, "leads", body.idempotency_key())
+    if body.qualification is not None:
+        await set_qualification(session, tenant_id, row.id, body.qualification)
+    return row, True
+
+
+async def set_qualification(session: AsyncSession, tenant_id: uuid.UUID, lead_id: uuid.UUID,
+                            body: QualificationIn) -> uuid.UUID:
+    found = await session.execute(select(QualificationState).where(QualificationState.lead_id == lead_id,
+                                                                   QualificationState.tenant_id == tenant_id))
+    current = found.scalar_one_or_none()
+    if current is None:
+        row = QualificationState(id=uuid.uuid4(), tenant_id=tenant_id, lead_id=lead_id, stage=body.stage,
+                                 score=body.score, answers=dict(body.answers), sync_state=SyncState.PENDING.value,
+                                 sync_attempts=0)
+        await insert(session, row, "qualification_states")
+        return row.id
+    await update(session, "qualification_states", tenant_id, current.id,
+                 {"stage": body.stage, "score": body.score, "answers": merged(current.answers, body.answers)})
+    return current.id
+
+
+async def check_refs(session: AsyncSession, tenant_id: uuid.UUID, customer_id: uuid.UUID | None,
+                     conversation_id: uuid.UUID | None) -> None:
+    if customer_id is not None:
+        await require_row(session, Customer, tenant_id, customer_id, what="customer")
+    if conversation_id is not None:
+        await require_row(session, Conversation, tenant_id, conversation_id, what="conversation")

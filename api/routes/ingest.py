@@ -1,0 +1,248 @@
+"""Agent ingest: record what the agent learned (conversations, messages, customers, leads, appointments, cases).
+
+JWT as the agent; the tenant comes from the token, never from the body. Each write commits the class-(c)
+row and its mirror intent in one transaction and answers at once — 201 for a new row, 200 for a retried
+POST with the same id, 202 for an update — without waiting for the CRM or for Temporal (the relay
+delivers the intent; if Temporal is down, it catches up when Temporal returns).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from api import ingest_writes as writes
+from api.auth import require_agent
+from api.context import context_of
+from api.errors import Problem, read_json
+from api.ingest_models import (
+    AppointmentIn,
+    CaseIn,
+    ConversationIn,
+    ConversationPatch,
+    CustomerIn,
+    CustomerPatch,
+    LeadIn,
+    LeadPatch,
+    MessagesIn,
+    merged,
+)
+from api.lifecycle import workflow_id
+from store import content
+from store.base import ContentRow
+from store.models import Appointment, Case, Conversation, Customer, Lead
+
+B = TypeVar("B", bound=BaseModel)
+Write = Callable[[AsyncSession, uuid.UUID], Awaitable[JSONResponse]]
+
+
+async def _body(request: Request, model: type[B]) -> B:
+    require_agent(request)  # 401/403 before looking at the body
+    raw = await read_json(request, context_of(request).settings.api.max_body_bytes)
+    if not isinstance(raw, dict):
+        raise Problem(422, "invalid-body", "The body must be a JSON object.")
+    return model.model_validate(raw)  # ValidationError -> 422 problem (locations only, no values)
+
+
+async def _commit(request: Request, write: Write) -> JSONResponse:
+    """Run `write` in one transaction for the token's tenant, then nudge the relay."""
+    tenant_id = require_agent(request).require_tenant()
+    ctx = context_of(request)
+    async with ctx.sessions() as session, session.begin():
+        await writes.require_tenant(session, tenant_id)
+        response = await write(session, tenant_id)
+    relay = ctx.extras.get("relay")
+    if relay is not None:
+        relay.nudge()
+    return response
+
+
+def _accepted(row: ContentRow, table: str, created: bool, tenant_id: uuid.UUID, **extra: Any) -> JSONResponse:
+    wid_table, wid_row = ("conversations", extra["conversation_id"]) if table == "messages" else (table, row.id)
+    body = {"id": str(row.id), "table": table, "sync_state": row.sync_state,
+            "workflow_id": workflow_id(tenant_id, wid_table, wid_row)}
+    body.update({k: str(v) for k, v in extra.items()})
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+def _updated(table: str, tenant_id: uuid.UUID, row_id: uuid.UUID) -> JSONResponse:
+    return JSONResponse({"id": str(row_id), "table": table, "sync_state": "pending",
+                         "workflow_id": workflow_id(tenant_id, table, row_id)}, status_code=202)
+
+
+def _row_id(request: Request) -> uuid.UUID:
+    try:
+        return uuid.UUID(request.path_params["row_id"])
+    except ValueError:
+        raise Problem(404, "not-found", "No such record.") from None
+
+
+async def post_customer(request: Request) -> JSONResponse:
+    body = await _body(request, CustomerIn)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        row, created = await writes.new_customer(session, tenant_id, body)
+        return _accepted(row, "customers", created, tenant_id)
+
+    return await _commit(request, write)
+
+
+async def patch_customer(request: Request) -> JSONResponse:
+    body, row_id = await _body(request, CustomerPatch), _row_id(request)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        row = await writes.require_row(session, Customer, tenant_id, row_id, what="customer", status=404)
+        values = body.model_dump(exclude_unset=True, exclude={"fields"}) | {"fields": merged(row.fields, body.fields)}
+        await writes.update(session, "customers", tenant_id, row_id, values)
+        return _updated("customers", tenant_id, row_id)
+
+    return await _commit(request, write)
+
+
+async def post_conversation(request: Request) -> JSONResponse:
+    body = await _body(request, ConversationIn)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        found = await writes.existing(session, Conversation, tenant_id, body.id)
+        if found is not None:
+            return _accepted(found, "conversations", False, tenant_id)
+        if body.customer is not None:
+            customer, _ = await writes.new_customer(session, tenant_id, body.customer)
+            customer_id = customer.id
+        else:
+            assert body.customer_id is not None  # the model requires exactly one of them
+            customer_id = body.customer_id
+            await writes.require_row(session, Customer, tenant_id, customer_id, what="customer")
+        row = Conversation(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=customer_id,
+                           channel=body.channel, sync_attempts=0, sync_state="pending",
+                           **({"started_at": body.started_at} if body.started_at else {}))
+        await writes.insert(session, row, "conversations")
+        added, _ = await writes.add_messages(session, tenant_id, row.id, body.messages)
+        return _accepted(row, "conversations", True, tenant_id, customer_id=customer_id, messages=len(added))
+
+    return await _commit(request, write)
+
+
+async def patch_conversation(request: Request) -> JSONResponse:
+    body, row_id = await _body(request, ConversationPatch), _row_id(request)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        await writes.require_row(session, Conversation, tenant_id, row_id, what="conversation", status=404)
+        await writes.update(session, "conversations", tenant_id, row_id, body.model_dump(exclude_unset=True))
+        return _updated("conversations", tenant_id, row_id)
+
+    return await _commit(request, write)
+
+
+async def post_messages(request: Request) -> JSONResponse:
+    body, conversation_id = await _body(request, MessagesIn), _row_id(request)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        await writes.require_conversation(session, tenant_id, conversation_id)
+        added, duplicates = await writes.add_messages(session, tenant_id, conversation_id, body.messages)
+        return JSONResponse({"conversation_id": str(conversation_id), "accepted": len(added),
+                             "duplicates": duplicates, "message_ids": [str(i) for i in added],
+                             "workflow_id": workflow_id(tenant_id, "conversations", conversation_id)},
+                            status_code=202)
+
+    return await _commit(request, write)
+
+
+async def post_lead(request: Request) -> JSONResponse:
+    body = await _body(request, LeadIn)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        row, created = await writes.new_lead(session, tenant_id, body)
+        return _accepted(row, "leads", created, tenant_id)
+
+    return await _commit(request, write)
+
+
+async def patch_lead(request: Request) -> JSONResponse:
+    body, row_id = await _body(request, LeadPatch), _row_id(request)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        row = await writes.require_row(session, Lead, tenant_id, row_id, what="lead", status=404)
+        values: dict[str, Any] = {"fields": merged(row.fields, body.fields)}
+        if body.status is not None:
+            values["status"] = body.status
+        await writes.update(session, "leads", tenant_id, row_id, values)
+        if body.qualification is not None:
+            await writes.set_qualification(session, tenant_id, row_id, body.qualification)
+        return _updated("leads", tenant_id, row_id)
+
+    return await _commit(request, write)
+
+
+async def post_appointment(request: Request) -> JSONResponse:
+    body = await _body(request, AppointmentIn)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        found = await writes.existing(session, Appointment, tenant_id, body.id)
+        if found is not None:
+            return _accepted(found, "appointments", False, tenant_id)
+        await writes.check_refs(session, tenant_id, body.customer_id, body.conversation_id)
+        row = Appointment(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
+                          conversation_id=body.conversation_id, starts_at=body.starts_at, ends_at=body.ends_at,
+                          service=body.service, status=body.status, notes=body.notes, sync_state="pending",
+                          sync_attempts=0)
+        await writes.insert(session, row, "appointments", body.idempotency_key())
+        return _accepted(row, "appointments", True, tenant_id)
+
+    return await _commit(request, write)
+
+
+async def post_case(request: Request) -> JSONResponse:
+    body = await _body(request, CaseIn)
+
+    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+        found = await writes.existing(session, Case, tenant_id, body.id)
+        if found is not None:
+            return _accepted(found, "cases", False, tenant_id)
+        await writes.check_refs(session, tenant_id, body.customer_id, body.conversation_id)
+        row = Case(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
+                   conversation_id=body.conversation_id, subject=body.subject, description=body.description,
+                   status=body.status, priority=body.priority, sync_state="pending", sync_attempts=0)
+        await writes.insert(session, row, "cases", body.idempotency_key())
+        return _accepted(row, "cases", True, tenant_id)
+
+    return await _commit(request, write)
+
+
+async def get_record(request: Request) -> JSONResponse:
+    """Where a row stands in its lifecycle (states and ids only): pending, synced (until when), or gone."""
+    tenant_id = require_agent(request).require_tenant()
+    table, row_id = request.path_params["table"], _row_id(request)
+    if table not in content.TABLES:
+        raise Problem(404, "not-found", f"{table} is not a record table.")
+    async with context_of(request).sessions() as session:
+        row = await content.load(session, table, tenant_id, row_id)
+    if row is None:
+        raise Problem(404, "not-found", "No such record: it never existed or was purged after its window.")
+    stamp = {name: (value.isoformat() if (value := getattr(row, name)) else None)
+             for name in ("created_at", "synced_at", "purge_after")}
+    return JSONResponse({"id": str(row.id), "table": table, "sync_state": row.sync_state,
+                         "crm_external_id": row.crm_external_id, "sync_attempts": row.sync_attempts,
+                         "last_sync_error": row.last_sync_error, **stamp})
+
+
+PREFIX = "/api/agent"
+routes = [
+    Route(f"{PREFIX}/customers", post_customer, methods=["POST"]),
+    Route(f"{PREFIX}/customers/{{row_id}}", patch_customer, methods=["PATCH"]),
+    Route(f"{PREFIX}/conversations", post_conversation, methods=["POST"]),
+    Route(f"{PREFIX}/conversations/{{row_id}}", patch_conversation, methods=["PATCH"]),
+    Route(f"{PREFIX}/conversations/{{row_id}}/messages", post_messages, methods=["POST"]),
+    Route(f"{PREFIX}/leads", post_lead, methods=["POST"]),
+    Route(f"{PREFIX}/leads/{{row_id}}", patch_lead, methods=["PATCH"]),
+    Route(f"{PREFIX}/appointments", post_appointment, methods=["POST"]),
+    Route(f"{PREFIX}/cases", post_case, methods=["POST"]),
+    Route(f"{PREFIX}/records/{{table}}/{{row_id}}", get_record, methods=["GET"]),
+]

@@ -1,0 +1,139 @@
+"""Class-(c) rows through their lifecycle: retention windows, sync marks, and the guarded purge.
+
+The purge is the product's promise in SQL: every DELETE here carries `sync_state = 'synced' AND
+crm_external_id IS NOT NULL AND purge_after <= :as_of` in the statement itself, so no caller (a bug, a
+race with an update that set the row back to pending, a hand-written script) can purge a row the CRM does
+not hold. Sync marks are compare-and-set on `updated_at`: a row changed while its CRM write was in flight
+stays pending, and the next write carries the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
+
+from store.base import ContentRow, SyncState, utcnow
+from store.models import CONTENT_TABLES, Conversation, Message
+
+TABLES: dict[str, Any] = {model.__tablename__: model for model in CONTENT_TABLES}  # type: ignore[attr-defined]
+
+# Purge order for the sweep: children before parents (a conversation waits for its messages).
+PURGE_ORDER = ("messages", "qualification_states", "appointments", "cases", "leads", "conversations", "customers")
+
+
+def model_for(table: str) -> Any:
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise LookupError(f"{table!r} is not a class-(c) table") from None
+
+
+def retention_days(table: str, overrides: Mapping[str, int] | None = None) -> int:
+    """The table's window (declared in store/models.py), unless settings override it."""
+    if overrides and table in overrides:
+        return int(overrides[table])
+    days: int = model_for(table).__table__.info["retention_days"]
+    return days
+
+
+def retention(table: str, overrides: Mapping[str, int] | None = None) -> timedelta:
+    return timedelta(days=retention_days(table, overrides))
+
+
+def purgeable(model: Any, as_of: datetime) -> ColumnElement[bool]:
+    """The condition no purge may drop: synced, with the CRM's id, and past its window."""
+    condition = and_(model.sync_state == SyncState.SYNCED.value, model.crm_external_id.is_not(None),
+                     model.synced_at.is_not(None), model.purge_after.is_not(None), model.purge_after <= as_of)
+    if model is Conversation:
+        # A conversation outlives its messages: its transcript note is what they hang off.
+        condition = and_(condition, ~exists().where(Message.conversation_id == Conversation.id))
+    return condition
+
+
+async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id: uuid.UUID | None = None,
+                row_ids: list[uuid.UUID] | None = None, conversation_id: uuid.UUID | None = None,
+                limit: int | None = None) -> int:
+    """Delete purgeable rows (optionally of one tenant / these ids / one conversation's messages); count."""
+    model = model_for(table)
+    chosen = select(model.id).where(purgeable(model, as_of))
+    if tenant_id is not None:
+        chosen = chosen.where(model.tenant_id == tenant_id)
+    if row_ids is not None:
+        chosen = chosen.where(model.id.in_(row_ids))
+    if conversation_id is not None:
+        chosen = chosen.where(model.conversation_id == conversation_id)
+    if limit is not None:
+        chosen = chosen.order_by(model.purge_after).limit(limit)
+    # The guard is repeated on the DELETE itself: a row set back to pending after the SELECT stays.
+    result = await session.execute(
+        delete(model).where(model.id.in_(chosen.scalar_subquery()), purgeable(model, as_of))
+        .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def load(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID) -> Any | None:
+    model = model_for(table)
+    row = await session.execute(select(model).where(model.tenant_id == tenant_id, model.id == row_id))
+    return row.scalar_one_or_none()
+
+
+async def mark_synced(session: AsyncSession, table: str, row: ContentRow, external_id: str, synced_at: datetime,
+                      window: timedelta) -> bool:
+    """Record the CRM write, unless the row changed since it was read (then it stays pending): True if marked."""
+    model = model_for(table)
+    result = await session.execute(
+        update(model).where(model.id == row.id, model.updated_at == row.updated_at)
+        .values(sync_state=SyncState.SYNCED.value, crm_external_id=external_id, synced_at=synced_at,
+                purge_after=synced_at + window, last_sync_error=None, updated_at=model.updated_at)
+        .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def remember_external_id(session: AsyncSession, table: str, row_id: uuid.UUID, external_id: str) -> None:
+    """Keep a CRM id as soon as it exists (a transcript note), even though the row is not fully synced."""
+    model = model_for(table)
+    await session.execute(update(model).where(model.id == row_id)
+                          .values(crm_external_id=external_id, updated_at=model.updated_at)
+                          .execution_options(synchronize_session=False))
+
+
+async def record_failure(session: AsyncSession, table: str, row_id: uuid.UUID, error: str) -> int:
+    """Count a failed CRM write on the row (error type and status only); the new attempt count."""
+    model = model_for(table)
+    result = await session.execute(
+        update(model).where(model.id == row_id)
+        .values(sync_state=SyncState.FAILED.value, sync_attempts=model.sync_attempts + 1, last_sync_error=error,
+                updated_at=model.updated_at)
+        .returning(model.sync_attempts).execution_options(synchronize_session=False))
+    attempts = result.scalar_one_or_none()
+    return int(attempts or 0)
+
+
+async def touch_pending(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID,
+                        values: Mapping[str, Any] | None = None) -> bool:
+    """Apply an update from the agent and set the row back to pending, so no purge can drop the change."""
+    model = model_for(table)
+    result = await session.execute(
+        update(model).where(model.tenant_id == tenant_id, model.id == row_id)
+        .values(**dict(values or {}), sync_state=SyncState.PENDING.value, updated_at=utcnow())
+        .execution_options(synchronize_session=False))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def unsynced_before(session: AsyncSession, table: str, before: datetime, limit: int
+                          ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, row) of rows still not synced whose last change is older than `before`, oldest first.
+
+    `updated_at` moves only with content (sync bookkeeping keeps it), so an update restarts the clock.
+    """
+    model = model_for(table)
+    rows = await session.execute(
+        select(model.tenant_id, model.id).where(model.sync_state != SyncState.SYNCED.value, model.updated_at < before)
+        .order_by(model.updated_at).limit(limit))
+    return [(tenant, row) for tenant, row in rows]

@@ -1,0 +1,94 @@
+"""The mirror outbox: intents written in the same transaction as the class-(c) row, drained by the relay.
+
+Ops: `create` (a new row), `update` (the agent changed it), `append` (a message; its conversation's
+transcript takes it), `redrive` (an operator asked for a retry now), `ensure` (the sweep found a row whose
+lifecycle may be missing). Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL, so relays in several
+processes take disjoint batches; SQLite has a single writer, and a duplicate delivery is harmless anyway
+(workflow ids are deterministic and every signal is idempotent in effect).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.base import utcnow
+from store.models import MirrorOutbox
+
+OPS = ("create", "update", "append", "redrive", "ensure")
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One claimed outbox entry (ids only)."""
+
+    id: int
+    tenant_id: uuid.UUID
+    table_name: str
+    row_id: uuid.UUID
+    op: str
+    idempotency_key: str | None
+    created_at: datetime
+
+
+def intent_values(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, op: str,
+                  idempotency_key: str | None = None) -> dict[str, object]:
+    if op not in OPS:
+        raise ValueError(f"unknown outbox op {op!r}")
+    return {"tenant_id": tenant_id, "table_name": table, "row_id": row_id, "op": op,
+            "idempotency_key": idempotency_key, "created_at": utcnow(), "relay_attempts": 0}
+
+
+async def add(session: AsyncSession, intents: list[dict[str, object]]) -> None:
+    """Queue intents in the caller's transaction (one executemany for a batch of messages)."""
+    if intents:
+        await session.execute(insert(MirrorOutbox), intents)
+
+
+async def claim(session: AsyncSession, limit: int, *, skip_locked: bool) -> list[Intent]:
+    """The oldest unrelayed intents, locked for this transaction where the database can do that."""
+    query = (select(MirrorOutbox.id, MirrorOutbox.tenant_id, MirrorOutbox.table_name, MirrorOutbox.row_id,
+                    MirrorOutbox.op, MirrorOutbox.idempotency_key, MirrorOutbox.created_at)
+             .where(MirrorOutbox.relayed_at.is_(None)).order_by(MirrorOutbox.id).limit(limit))
+    if skip_locked:
+        query = query.with_for_update(skip_locked=True)
+    rows = await session.execute(query)
+    return [Intent(*row) for row in rows.all()]
+
+
+async def mark_relayed(session: AsyncSession, ids: list[int]) -> None:
+    if ids:
+        await session.execute(update(MirrorOutbox).where(MirrorOutbox.id.in_(ids)).values(relayed_at=utcnow()))
+
+
+async def count_failed_attempt(session: AsyncSession, ids: list[int]) -> None:
+    if ids:
+        await session.execute(update(MirrorOutbox).where(MirrorOutbox.id.in_(ids))
+                              .values(relay_attempts=MirrorOutbox.relay_attempts + 1))
+
+
+async def pending_for(session: AsyncSession, table: str, row_id: uuid.UUID) -> bool:
+    """Whether the row already has an intent waiting for the relay."""
+    found = await session.execute(select(exists().where(
+        MirrorOutbox.table_name == table, MirrorOutbox.row_id == row_id, MirrorOutbox.relayed_at.is_(None))))
+    return bool(found.scalar())
+
+
+async def backlog(session: AsyncSession) -> int:
+    count = await session.execute(select(func.count()).select_from(MirrorOutbox)
+                                  .where(MirrorOutbox.relayed_at.is_(None)))
+    return int(count.scalar_one())
+
+
+async def prune_relayed(session: AsyncSession, older_than: timedelta, as_of: datetime, limit: int) -> int:
+    """Drop delivered intents after a grace period (kept a while for debugging a relay)."""
+    chosen = (select(MirrorOutbox.id).where(MirrorOutbox.relayed_at.is_not(None),
+                                            MirrorOutbox.relayed_at < as_of - older_than)
+              .order_by(MirrorOutbox.id).limit(limit))
+    result = await session.execute(delete(MirrorOutbox).where(MirrorOutbox.id.in_(chosen.scalar_subquery()))
+                                   .execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -1,0 +1,115 @@
+"""Test plumbing for the lifecycle: a worker with the lifecycle workflows, a relay, an agent API client.
+
+Everything is real: the Temporal server handed in (dev or time-skipping), the database, the provider
+sandbox behind the `DriverProvider`. Only the wiring is shortened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pydantic
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Worker
+
+from activities.mirror import MirrorActivities
+from activities.sweep import SweepActivities
+from activities.transcript import TranscriptActivities
+from api.app import create_app
+from api.auth import mint_token
+from api.context import AppContext
+from api.lifecycle import LifecycleOptions
+from api.relay import OutboxRelay
+from api.temporal import TemporalGateway
+from settings import Settings
+from store import content
+from vault.connections import DriverProvider
+from workflows.record_lifecycle import RecordLifecycleWorkflow
+from workflows.sweep import SweepWorkflow
+from workflows.transcript import TranscriptWorkflow
+from workflows.types import LifecyclePolicy
+
+LIFECYCLE_WORKFLOWS: list[type] = [RecordLifecycleWorkflow, TranscriptWorkflow, SweepWorkflow]
+FAST = LifecyclePolicy(first_backoff=timedelta(milliseconds=200), max_backoff=timedelta(seconds=2),
+                       crm_timeout=timedelta(seconds=20))
+
+
+def lifecycle_activities(sessions: async_sessionmaker[AsyncSession], drivers: DriverProvider
+                         ) -> list[Callable[..., Any]]:
+    return [*MirrorActivities(sessions, drivers).all(), *TranscriptActivities(sessions, drivers).all(),
+            *SweepActivities(sessions).all()]
+
+
+def lifecycle_worker(client: Client, sessions: async_sessionmaker[AsyncSession], drivers: DriverProvider,
+                     task_queue: str) -> Worker:
+    return Worker(client, task_queue=task_queue, workflows=LIFECYCLE_WORKFLOWS,
+                  activities=lifecycle_activities(sessions, drivers),
+                  workflow_failure_exception_types=[pydantic.ValidationError],
+                  graceful_shutdown_timeout=timedelta(seconds=5))
+
+
+def relay_for(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], client: Client | TemporalGateway,
+              task_queue: str, *, policy: LifecyclePolicy = FAST, debounce: timedelta = timedelta(seconds=1),
+              max_batch: int = 25) -> OutboxRelay:
+    gateway = client if isinstance(client, TemporalGateway) else None
+
+    async def source() -> Client:
+        return await gateway.client() if gateway is not None else client  # type: ignore[return-value]
+
+    options = LifecycleOptions(task_queue=task_queue, policy=policy, debounce=debounce, max_batch=max_batch)
+    return OutboxRelay(engine, sessions, source, options)
+
+
+@asynccontextmanager
+async def agent_api(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+                    tenant_id: uuid.UUID, *, relay: OutboxRelay | None = None,
+                    temporal: TemporalGateway | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app (in-process) with an agent token for the tenant."""
+    context = AppContext(settings=settings, engine=engine, sessions=sessions,
+                         temporal=temporal or TemporalGateway(settings.temporal))
+    if relay is not None:
+        context.extras["relay"] = relay
+    token = mint_token(settings, subject="agent-test", role="agent", tenant_id=tenant_id)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(context=context)),
+                                 base_url="http://api.test",
+                                 headers={"Authorization": f"Bearer {token}"}) as client:
+        yield client
+
+
+def operator_headers(settings: Settings, tenant_id: uuid.UUID | None = None) -> dict[str, str]:
+    token = mint_token(settings, subject="operator-test", role="operator", tenant_id=tenant_id)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def row_of(sessions: async_sessionmaker[AsyncSession], table: str, tenant_id: uuid.UUID,
+                 row_id: uuid.UUID) -> Any | None:
+    async with sessions() as session:
+        return await content.load(session, table, tenant_id, row_id)
+
+
+async def is_running(client: Client, workflow_id: str) -> bool:
+    description = await client.get_workflow_handle(workflow_id).describe()
+    return description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def eventually(check: Callable[[], Any], *, within: float = 30.0, every: float = 0.1) -> Any:
+    """Poll an async or sync check until it returns something truthy (then return it); fail after `within`."""
+    import asyncio
+    import inspect
+
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(every)
