@@ -9,12 +9,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any, ClassVar
 
 import httpx
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field
 
 from drivers.errors import (
     AuthError,
@@ -26,6 +24,15 @@ from drivers.errors import (
     UnavailableError,
     parse_retry_after,
 )
+from drivers.models import (
+    ConnectionCheck,
+    CreateResult,
+    CrmObject,
+    CustomerRecord,
+    DeleteResult,
+    FieldInfo,
+    Record,
+)
 
 __all__ = [
     "BaseDriver",
@@ -36,64 +43,11 @@ __all__ = [
     "DeleteResult",
     "FieldInfo",
     "Record",
+    "appended",
+    "full_name",
+    "national_digits",
     "normalize_phone",
 ]
-
-
-class CrmObject(StrEnum):
-    """Canonical objects; each driver maps them to its provider's objects."""
-
-    CUSTOMER = "customer"  # HubSpot contact, Salesforce Contact
-    LEAD = "lead"
-    DEAL = "deal"
-    CASE = "case"  # HubSpot ticket
-    APPOINTMENT = "appointment"
-    NOTE = "note"  # transcripts land here, associated with the customer
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class CustomerRecord(_Model):
-    external_id: str
-    name: str | None = None
-    phone: str | None = None
-    email: str | None = None
-    fields: dict[str, Any] = Field(default_factory=dict)
-    url: str | None = None
-
-
-class Record(_Model):
-    object: CrmObject
-    external_id: str
-    fields: dict[str, Any] = Field(default_factory=dict)
-    url: str | None = None
-    updated_at: datetime | None = None
-
-
-class CreateResult(_Model):
-    external_id: str
-    record_url: str | None = None
-    created: bool = True  # False when an idempotent retry found the record the first call made
-
-
-class DeleteResult(_Model):
-    deleted: bool
-    hard_deleted: bool
-
-
-class FieldInfo(_Model):
-    name: str
-    label: str
-    type: str
-    required: bool = False
-    read_only: bool = False
-
-
-class ConnectionCheck(_Model):
-    ok: bool
-    reason: str | None = None
 
 
 def normalize_phone(raw: str, default_region: str = "US") -> str | None:
@@ -109,6 +63,27 @@ def normalize_phone(raw: str, default_region: str = "US") -> str | None:
     if not phonenumbers.is_possible_number(number):
         return None
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def national_digits(e164: str) -> str:
+    """The national significant number of an E.164 phone: what phone-field searches match on."""
+    return str(phonenumbers.parse(e164).national_number)
+
+
+def full_name(*parts: str | None) -> str | None:
+    return " ".join(p for p in parts if p) or None
+
+
+def appended(current: str | None, text: str) -> str | None:
+    """`current` with `text` on a new line, or None when it already ends with `text`.
+
+    None means a retried append already landed (the batch is the note's tail), so writing again would
+    duplicate it. The cost: the same batch text twice in a row is kept once.
+    """
+    current = current or ""
+    if current.endswith(text):
+        return None
+    return f"{current}\n{text}" if current else text
 
 
 _STATUS_ERRORS: dict[int, type[DriverError]] = {
@@ -134,6 +109,9 @@ class BaseDriver(abc.ABC):
     default_field_catalog: ClassVar[dict[str, str]]
     hard_delete_supported: ClassVar[bool] = False
     token_url: ClassVar[str | None] = None  # OAuth token endpoint; None when the provider has no OAuth
+    # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").
+    idempotency_field: ClassVar[str] = "crm_sor_idempotency_key"
+    fingerprint_field: ClassVar[str] = "crm_sor_fingerprint"
 
     @classmethod
     def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
@@ -149,6 +127,14 @@ class BaseDriver(abc.ABC):
         self.client = client
         self.config: dict[str, Any] = dict(config or {})
         self.default_region: str = str(self.config.get("default_region", "US"))
+
+    @property
+    def _key_field(self) -> str:
+        return str(self.config.get("idempotency_field", self.idempotency_field))
+
+    @property
+    def _fingerprint_field(self) -> str:
+        return str(self.config.get("fingerprint_field", self.fingerprint_field))
 
     # ----- verbs -------------------------------------------------------------------------------
 
@@ -256,6 +242,10 @@ class BaseDriver(abc.ABC):
 
     # ----- shared plumbing ---------------------------------------------------------------------
 
+    def _same_phone(self, e164: str, *stored: str | None) -> bool:
+        """Whether any stored phone is `e164` once normalized (search hits match digits, not countries)."""
+        return any(normalize_phone(raw, self.default_region) == e164 for raw in stored if raw)
+
     def _require(self, object: CrmObject | str) -> CrmObject:
         try:
             canonical = CrmObject(object)
@@ -278,6 +268,13 @@ class BaseDriver(abc.ABC):
             await response.aread()
             raise self._error_for(method, response)
         return response
+
+    async def _request_or_none(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:
+        """Like _request, but a 404 means "absent" (None) rather than NotFoundError."""
+        try:
+            return await self._request(method, url, **kwargs)
+        except NotFoundError:
+            return None
 
     async def _request_json(self, method: str, url: str, **kwargs: Any) -> Any:
         response = await self._request(method, url, **kwargs)

@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-import phonenumbers
 
 from drivers.base import (
     BaseDriver,
@@ -18,9 +17,11 @@ from drivers.base import (
     DeleteResult,
     FieldInfo,
     Record,
-    normalize_phone,
+    appended,
+    full_name,
+    national_digits,
 )
-from drivers.errors import ConflictError, InvalidRequestError, NotFoundError
+from drivers.errors import ConflictError, InvalidRequestError
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 
 _TYPES = {
@@ -85,14 +86,6 @@ class HubSpotDriver(BaseDriver):
         "note.body": "hs_note_body",
         "note.timestamp": "hs_timestamp",
     }
-
-    @property
-    def _key_property(self) -> str:
-        return str(self.config.get("idempotency_property", "crm_sor_idempotency_key"))
-
-    @property
-    def _fingerprint_property(self) -> str:
-        return str(self.config.get("fingerprint_property", "crm_sor_fingerprint"))
 
     # ----- verbs -------------------------------------------------------------------------------
 
@@ -174,11 +167,10 @@ class HubSpotDriver(BaseDriver):
             fingerprint = request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text})
             return await self._create(CrmObject.NOTE, properties, idempotency_key, fingerprint, associations)
         note = await self._read("notes", note_external_id, ["hs_note_body"])
-        current = note["properties"].get("hs_note_body") or ""
-        if not current.endswith(text):  # a retried batch already landed: appending again would duplicate it
+        body = appended(note["properties"].get("hs_note_body"), text)
+        if body is not None:
             path = f"/crm/v3/objects/notes/{quote(note_external_id, safe='')}"
-            body = {"properties": {"hs_note_body": f"{current}\n{text}" if current else text}}
-            await self._request("PATCH", path, json=body)
+            await self._request("PATCH", path, json={"properties": {"hs_note_body": body}})
         return CreateResult(
             external_id=note_external_id, record_url=self._url("notes", note_external_id), created=False
         )
@@ -189,7 +181,7 @@ class HubSpotDriver(BaseDriver):
         await self._request("GET", "/crm/v3/objects/contacts", params={"limit": 1})
 
     async def _find_customer_by_phone(self, e164: str) -> CustomerRecord | None:
-        national = str(phonenumbers.parse(e164).national_number)
+        national = national_digits(e164)
         # Stored phones are free text; HubSpot's calculated searchable numbers hold the national digits,
         # so they match whatever formatting the tenant typed. Country codes are checked below.
         groups = [
@@ -204,13 +196,12 @@ class HubSpotDriver(BaseDriver):
         body = {"filterGroups": groups, "properties": self._properties(CrmObject.CUSTOMER), "limit": 10}
         for result in (await self._request_json("POST", "/crm/v3/objects/contacts/search", json=body))["results"]:
             props = result["properties"]
-            phones = (normalize_phone(props.get(n) or "", self.default_region) for n in ("phone", "mobilephone"))
-            if e164 in phones:
+            if self._same_phone(e164, props.get("phone"), props.get("mobilephone")):
                 return self._customer(result)
         return None
 
     async def _find_customer_by_email(self, email: str) -> CustomerRecord | None:
-        body = await self._read_optional("contacts", email, self._properties(CrmObject.CUSTOMER), id_property="email")
+        body = await self._read("contacts", email, self._properties(CrmObject.CUSTOMER), "email", missing_ok=True)
         return self._customer(body) if body is not None else None
 
     async def _get_customer(self, external_id: str) -> CustomerRecord:
@@ -248,7 +239,7 @@ class HubSpotDriver(BaseDriver):
             replay = await self._replay(object_type, idempotency_key, fingerprint)
             if replay is not None:
                 return replay
-            properties = properties | {self._key_property: idempotency_key, self._fingerprint_property: fingerprint}
+            properties = properties | {self._key_field: idempotency_key, self._fingerprint_field: fingerprint}
         body = {"properties": properties, "associations": associations}
         try:
             created = await self._request_json("POST", f"/crm/v3/objects/{object_type}", json=body)
@@ -261,30 +252,26 @@ class HubSpotDriver(BaseDriver):
         return CreateResult(external_id=created["id"], record_url=self._url(object_type, created["id"]), created=True)
 
     async def _replay(self, object_type: str, key: str, fingerprint: str) -> CreateResult | None:
-        wanted = [self._fingerprint_property]
-        found = await self._read_optional(object_type, key, wanted, id_property=self._key_property)
+        wanted = [self._fingerprint_field]
+        found = await self._read(object_type, key, wanted, self._key_field, missing_ok=True)
         if found is None:
             return None
-        ensure_same_request(self.slug, found["properties"].get(self._fingerprint_property), fingerprint)
+        ensure_same_request(self.slug, found["properties"].get(self._fingerprint_field), fingerprint)
         return CreateResult(external_id=found["id"], record_url=self._url(object_type, found["id"]), created=False)
 
     async def _read(
-        self, object_type: str, record_id: str, properties: list[str], id_property: str | None = None
+        self,
+        object_type: str,
+        record_id: str,
+        properties: list[str],
+        id_property: str | None = None,
+        *,
+        missing_ok: bool = False,
     ) -> Any:
-        params = {"properties": ",".join(properties)}
-        if id_property:
-            params["idProperty"] = id_property
-        return await self._request_json(
-            "GET", f"/crm/v3/objects/{object_type}/{quote(record_id, safe='')}", params=params
-        )
-
-    async def _read_optional(
-        self, object_type: str, record_id: str, properties: list[str], *, id_property: str
-    ) -> Any | None:
-        try:
-            return await self._read(object_type, record_id, properties, id_property)
-        except NotFoundError:
-            return None
+        params = {"properties": ",".join(properties)} | ({"idProperty": id_property} if id_property else {})
+        path = f"/crm/v3/objects/{object_type}/{quote(record_id, safe='')}"
+        response = await (self._request_or_none if missing_ok else self._request)("GET", path, params=params)
+        return response.json() if response is not None else None
 
     async def _search(self, object_type: str, body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         """Follow `paging.next.after` until `limit` results or the last page."""
@@ -325,10 +312,9 @@ class HubSpotDriver(BaseDriver):
 
     def _customer(self, body: dict[str, Any]) -> CustomerRecord:
         props = body.get("properties") or {}
-        name = " ".join(p for p in (props.get("firstname"), props.get("lastname")) if p) or None
         return CustomerRecord(
             external_id=body["id"],
-            name=name,
+            name=full_name(props.get("firstname"), props.get("lastname")),
             phone=props.get("phone") or props.get("mobilephone"),
             email=props.get("email"),
             fields=dict(props),

@@ -8,7 +8,6 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
-import phonenumbers
 
 from drivers.base import (
     BaseDriver,
@@ -18,9 +17,11 @@ from drivers.base import (
     DeleteResult,
     FieldInfo,
     Record,
-    normalize_phone,
+    appended,
+    full_name,
+    national_digits,
 )
-from drivers.errors import ConflictError, DriverError, InvalidRequestError, NotFoundError, RateLimitedError
+from drivers.errors import ConflictError, DriverError, InvalidRequestError, RateLimitedError
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.soql import soql_datetime, soql_quote, sosl_escape
 
@@ -58,6 +59,8 @@ class SalesforceDriver(BaseDriver):
     sandbox_token_url: ClassVar[str] = "https://test.salesforce.com/services/oauth2/token"
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
     hard_delete_supported = False
+    idempotency_field = "CrmSorKey__c"
+    fingerprint_field = "CrmSorFingerprint__c"
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "FirstName",
         "customer.last_name": "LastName",
@@ -112,14 +115,6 @@ class SalesforceDriver(BaseDriver):
     def _data(self) -> str:
         version = str(self.config.get("api_version", "v62.0"))
         return f"/services/data/{version if version.startswith('v') else 'v' + version}"
-
-    @property
-    def _key_field(self) -> str:
-        return str(self.config.get("idempotency_field", "CrmSorKey__c"))
-
-    @property
-    def _fingerprint_field(self) -> str:
-        return str(self.config.get("fingerprint_field", "CrmSorFingerprint__c"))
 
     # ----- verbs -------------------------------------------------------------------------------
 
@@ -189,9 +184,10 @@ class SalesforceDriver(BaseDriver):
             created = await self._request_json("POST", f"{self._data}/sobjects/Task", json=fields)
             return CreateResult(external_id=created["id"], record_url=self._url("Task", created["id"]), created=True)
         path = self._row_path(CrmObject.NOTE, note_external_id)
-        current = (await self._request_json("GET", path, params={"fields": "Description"})).get("Description") or ""
-        if not current.endswith(text):  # a retried batch already landed: appending again would duplicate it
-            await self._request("PATCH", path, json={"Description": f"{current}\n{text}" if current else text})
+        current = (await self._request_json("GET", path, params={"fields": "Description"})).get("Description")
+        body = appended(current, text)
+        if body is not None:
+            await self._request("PATCH", path, json={"Description": body})
         return CreateResult(external_id=note_external_id, record_url=self._url("Task", note_external_id), created=False)
 
     # ----- provider hooks ----------------------------------------------------------------------
@@ -200,12 +196,11 @@ class SalesforceDriver(BaseDriver):
         await self._request("GET", f"{self._data}/limits")
 
     async def _find_customer_by_phone(self, e164: str) -> CustomerRecord | None:
-        national = str(phonenumbers.parse(e164).national_number)
+        national = national_digits(e164)
         # SOSL phone search ignores the stored formatting; the country code is checked below.
         returning = f"Contact({', '.join(_CUSTOMER_FIELDS)} LIMIT 10)"
         for row in await self._sosl(f"FIND {{{sosl_escape(national)}}} IN PHONE FIELDS RETURNING {returning}"):
-            phones = (normalize_phone(row.get(n) or "", self.default_region) for n in ("Phone", "MobilePhone"))
-            if e164 in phones:
+            if self._same_phone(e164, row.get("Phone"), row.get("MobilePhone")):
                 return self._customer(row)
         return None
 
@@ -250,10 +245,7 @@ class SalesforceDriver(BaseDriver):
         sobject = _SOBJECTS[obj]
         path = f"{self._data}/sobjects/{sobject}/{self._key_field}/{quote(provider_key(key), safe='')}"
         # Read first: an upsert on an existing key would overwrite it before we could detect a conflict.
-        try:
-            found = await self._request("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
-        except NotFoundError:
-            found = None
+        found = await self._request_or_none("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
         if found is not None:
             existing = self._single(found).json()
             ensure_same_request(self.slug, existing.get(self._fingerprint_field), fingerprint)
@@ -303,7 +295,7 @@ class SalesforceDriver(BaseDriver):
     def _customer(self, row: dict[str, Any]) -> CustomerRecord:
         return CustomerRecord(
             external_id=row["Id"],
-            name=row.get("Name") or " ".join(p for p in (row.get("FirstName"), row.get("LastName")) if p) or None,
+            name=row.get("Name") or full_name(row.get("FirstName"), row.get("LastName")),
             phone=row.get("Phone") or row.get("MobilePhone"),
             email=row.get("Email"),
             fields={k: v for k, v in row.items() if k != "attributes"},
