@@ -58,8 +58,9 @@ class Harness:
 
 @asynccontextmanager
 async def _wire(
-    slug: str, app: Any, base_url: str, token_path: str, config: dict[str, Any], expires_in: int | None
-) -> AsyncIterator[tuple[BaseDriver, SandboxState, OAuthTokenSource, FaultTransport]]:
+    slug: str, app: Any, base_url: str, token_path: str, config: dict[str, Any], expires_in: int | None, **spec: Any
+) -> AsyncIterator[Harness]:
+    """The driver on an OAuth client whose token source and API calls both reach the sandbox in-process."""
     state: SandboxState = app.state.sandbox
     transport = FaultTransport(httpx.ASGITransport(app=app))
     creds = state.tokens.credentials()
@@ -78,7 +79,8 @@ async def _wire(
             http=token_http,
         )
         client.auth = OAuth2Auth(source)
-        yield get_driver_class(slug)(client, config), state, source, transport
+        driver = get_driver_class(slug)(client, config)
+        yield Harness(slug, driver, state, source, transport, token_path, **spec)
 
 
 @asynccontextmanager
@@ -108,27 +110,26 @@ async def hubspot() -> AsyncIterator[Harness]:
         return sum(1 for r in rows if not r.archived and r.properties.get("crm_sor_idempotency_key") == key)
 
     config = {"portal_id": state.portal_id}
-    async with _wire("hubspot", app, "https://api.hubapi.com", "/oauth/v1/token", config, 1800) as wired:
-        driver, _, source, transport = wired
-        yield Harness(
-            slug="hubspot",
-            driver=driver,
-            state=state,
-            source=source,
-            transport=transport,
-            token_path="/oauth/v1/token",
-            seed=seed,
-            create_fields=create_fields,
-            customer_fields=customer_fields,
-            update_field={
-                CrmObject.CUSTOMER: "city",
-                CrmObject.DEAL: "description",
-                CrmObject.CASE: "hs_ticket_priority",
-            },
-            text_field={CrmObject.CUSTOMER: "lastname", CrmObject.DEAL: "dealname", CrmObject.CASE: "subject"},
-            create_route="POST /crm/v3/objects/{object_type}",
-            records_with_key=records_with_key,
-        )
+    async with _wire(
+        "hubspot",
+        app,
+        "https://api.hubapi.com",
+        "/oauth/v1/token",
+        config,
+        1800,
+        seed=seed,
+        create_fields=create_fields,
+        customer_fields=customer_fields,
+        update_field={
+            CrmObject.CUSTOMER: "city",
+            CrmObject.DEAL: "description",
+            CrmObject.CASE: "hs_ticket_priority",
+        },
+        text_field={CrmObject.CUSTOMER: "lastname", CrmObject.DEAL: "dealname", CrmObject.CASE: "subject"},
+        create_route="POST /crm/v3/objects/{object_type}",
+        records_with_key=records_with_key,
+    ) as harness:
+        yield harness
 
 
 @asynccontextmanager
@@ -163,27 +164,26 @@ async def salesforce() -> AsyncIterator[Harness]:
 
     base = state.instance_url
     config = {"instance_url": base}
-    async with _wire("salesforce", app, base, "/services/oauth2/token", config, None) as wired:
-        driver, _, source, transport = wired
-        yield Harness(
-            slug="salesforce",
-            driver=driver,
-            state=state,
-            source=source,
-            transport=transport,
-            token_path="/services/oauth2/token",
-            seed=seed,
-            create_fields=create_fields,
-            customer_fields=customer_fields,
-            update_field={
-                CrmObject.CUSTOMER: "Title",
-                CrmObject.DEAL: "Description",
-                CrmObject.CASE: "Priority",
-            },
-            text_field={CrmObject.CUSTOMER: "LastName", CrmObject.DEAL: "Name", CrmObject.CASE: "Subject"},
-            create_route="PATCH /services/data/{version}/sobjects/{sobject}/{field}/{value}",
-            records_with_key=records_with_key,
-        )
+    async with _wire(
+        "salesforce",
+        app,
+        base,
+        "/services/oauth2/token",
+        config,
+        None,
+        seed=seed,
+        create_fields=create_fields,
+        customer_fields=customer_fields,
+        update_field={
+            CrmObject.CUSTOMER: "Title",
+            CrmObject.DEAL: "Description",
+            CrmObject.CASE: "Priority",
+        },
+        text_field={CrmObject.CUSTOMER: "LastName", CrmObject.DEAL: "Name", CrmObject.CASE: "Subject"},
+        create_route="PATCH /services/data/{version}/sobjects/{sobject}/{field}/{value}",
+        records_with_key=records_with_key,
+    ) as harness:
+        yield harness
 
 
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {

@@ -172,6 +172,17 @@ async def test_expired_token_is_refreshed_exactly_once(h: Harness) -> None:
     assert h.token_calls == 1
 
 
+@pytest.mark.parametrize("rotate", [False, True])
+async def test_the_refresh_grant_survives_repeated_expiry(h: Harness, rotate: bool) -> None:
+    # Whether or not the provider rotates refresh tokens, what we keep must still work next time.
+    record_id = h.seed(PROBE, h.create_fields(PROBE, 1))
+    h.state.tokens.rotate_refresh_tokens = rotate
+    for refreshes in (1, 2, 3):
+        h.state.tokens.expire_all()
+        assert (await h.driver.get_record(PROBE, record_id)).external_id == record_id
+        assert h.token_calls == refreshes
+
+
 async def test_failed_refresh_is_an_auth_error(h: Harness) -> None:
     record_id = h.seed(PROBE, h.create_fields(PROBE, 1))
     h.state.tokens.expire_all()
