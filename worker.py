@@ -18,16 +18,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.erasure import ErasureActivities
+from activities.vault import VaultActivities
 from api.temporal import connect_temporal
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 from vault.credentials import CredentialVault
 from vault.provider import VaultDriverProvider
 from workflows.forget import ForgetWorkflow
+from workflows.rewrap_credentials import RewrapCredentialsWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: list[type] = [ForgetWorkflow]
+WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow]
 
 
 def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> list[Callable[..., Any]]:
@@ -36,7 +38,7 @@ def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> l
     drivers = VaultDriverProvider(sessions, CredentialVault.from_settings(settings, sessions),
                                   oauth_clients=settings.oauth_clients)
     erasure = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
-    return [*erasure.all()]
+    return [*erasure.all(), *VaultActivities(drivers.vault).all()]
 
 
 def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type] | None = None,

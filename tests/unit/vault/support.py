@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ class KmsServer:
 @contextmanager
 def moto_kms() -> Iterator[KmsServer]:
     """moto's KMS as a real HTTP server on 127.0.0.1 (an ephemeral port), with one symmetric key."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one INFO line per KMS request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
