@@ -7,10 +7,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cli import credentials, dev, schema, serve
+from cli import admin, credentials, dev, schema, serve
 
 # One line per command module.
-COMMAND_MODULES = [dev, serve, schema, credentials]
+COMMAND_MODULES = [dev, serve, schema, credentials, admin]
 
 
 class CliError(Exception):
