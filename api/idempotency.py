@@ -1,6 +1,7 @@
 """Idempotency for the public /v1 API over the `idempotency_ledger` table.
 
-`claim()` either hands the caller a fresh claim on (tenant, scope, key), or answers for it:
+`once()` runs a request's work at most once per (tenant, scope, key); its `claim()` either hands the caller a
+fresh claim, or answers for the key:
 - the same key with the same body, already done → the first answer, replayed;
 - the same key with a different body → 422 `idempotency-key-reused`;
 - the same key while the first request is still running → 409 `idempotency-in-progress`.
@@ -14,6 +15,7 @@ finds the record the crashed attempt may have made instead of making a second on
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -36,16 +38,32 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class Replay:
-    """The stored answer of the first request with this key."""
+class Outcome:
+    """The answer of the first request with a key; `replayed` when it is handed out again."""
 
     status: int
     external_id: str | None
-    record_url: str | None
+    record_url: str | None = None
+    replayed: bool = False
+
+
+async def once(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str,
+               fingerprint: str, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
+    """Run `work` once per (tenant, scope, key): replay its recorded outcome, or 409/422 (see `claim`)."""
+    claimed = await claim(sessions, tenant_id, scope, key, fingerprint)
+    if isinstance(claimed, Outcome):
+        return claimed
+    try:
+        outcome = await work()
+    except BaseException:  # failures are not recorded: the same key may try again
+        await release(sessions, claimed)
+        raise
+    await complete(sessions, claimed, outcome)
+    return outcome
 
 
 async def claim(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str,
-                fingerprint: str) -> Claim | Replay:
+                fingerprint: str) -> Claim | Outcome:
     """Claim (tenant, scope, key) for a request with `fingerprint`, or answer for the earlier one."""
     for _ in range(3):  # a claim released between our insert and our read: try again
         try:
@@ -66,8 +84,8 @@ async def claim(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
                 raise Problem(422, "idempotency-key-reused", "This idempotency key was used with a different body.",
                               "Use a new idempotency_key for a different request.")
             if existing.status == "done":
-                return Replay(status=existing.response_status or 200, external_id=existing.external_id,
-                              record_url=existing.record_url)
+                return Outcome(status=existing.response_status or 200, external_id=existing.external_id,
+                               record_url=existing.record_url, replayed=True)
             if utcnow() - existing.created_at < STALE_AFTER:
                 raise Problem(409, "idempotency-in-progress",
                               "A request with this idempotency key is still being processed.",
@@ -84,12 +102,11 @@ async def claim(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
                   headers={"Retry-After": "1"})
 
 
-async def complete(sessions: async_sessionmaker[AsyncSession], claimed: Claim, *, status: int,
-                   external_id: str | None, record_url: str | None) -> None:
+async def complete(sessions: async_sessionmaker[AsyncSession], claimed: Claim, outcome: Outcome) -> None:
     async with sessions.begin() as session:
         await session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == claimed.id).values(
-            status="done", response_status=status, external_id=external_id, record_url=record_url,
-            completed_at=utcnow()))
+            status="done", response_status=outcome.status, external_id=outcome.external_id,
+            record_url=outcome.record_url, completed_at=utcnow()))
 
 
 async def release(sessions: async_sessionmaker[AsyncSession], claimed: Claim) -> None:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from api.ingest_models import CustomerIn, QualificationIn
+from api.ingest_models import Fields as LeadFields
 from drivers.base import CrmObject
 
 # A CRM field value: scalars only. Every CRM we speak takes strings, numbers and booleans per field;
@@ -173,6 +175,27 @@ class CreateRecordRequest(_Wire):
 class CreateRecordResponse(_Wire):
     external_id: str
     record_url: str | None = None
+
+
+class LeadRequest(_Wire):
+    """A lead from the tenant's own system (a web form, a booking page), mirrored to its CRM by the lifecycle."""
+
+    idempotency_key: Key = Field(description="The same key with the same body replays the first answer; "
+                                             "with a different body it is a 422.")
+    customer: CustomerIn | None = Field(default=None, description="Who the lead is; becomes a CRM contact.")
+    source: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "api"
+    status: Annotated[str, StringConstraints(min_length=1, max_length=32)] = "new"
+    fields: LeadFields = Field(default_factory=dict, description="Canonical keys: budget_max or lead.budget_max.")
+    qualification: QualificationIn | None = None
+
+
+class LeadAccepted(_Wire):
+    """Accepted: stored and queued for the CRM; `workflow_id` is its lifecycle run in the Temporal UI."""
+
+    lead_id: str
+    customer_id: str | None = None
+    sync_state: str
+    workflow_id: str
 
 
 class ProblemOut(_Wire):

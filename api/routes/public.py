@@ -1,4 +1,4 @@
-"""The public API for the tenant's own systems: `POST /v1/crm/create-record` (and `POST /v1/leads`).
+"""The public API for the tenant's own systems: `POST /v1/crm/create-record` and `POST /v1/leads`.
 
 API keys (api/keys.py) bound to one tenant, with scopes; 200 requests/min per key (api/ratelimit.py);
 idempotency over the ledger (api/idempotency.py). CRM failures are problem+json with a stable `reason`.
@@ -7,16 +7,20 @@ idempotency over the ledger (api/idempotency.py). CRM failures are problem+json 
 from __future__ import annotations
 
 import logging
+import uuid
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api import idempotency, schemas
+from api import idempotency, ingest_writes, schemas
 from api.context import context_of
 from api.crm import classify, driver_provider, failure_problem, load_field_map, request_id, require_supported
 from api.errors import read_json
+from api.ingest_models import LeadIn
 from api.keys import KeyPrincipal, require_api_key
+from api.lifecycle import workflow_id
 from api.openapi import document
 from api.ratelimit import enforce
 from drivers.errors import DriverError
@@ -25,7 +29,9 @@ from vault.connections import Actor
 
 log = logging.getLogger(__name__)
 
-CREATE_SCOPE = "api:create-record"
+CREATE_SCOPE, LEADS_SCOPE = "api:create-record", "api:leads"
+CRM_ERRORS = {404: "The CRM has no such record", 409: "Idempotency key in use, or the CRM is not connected",
+              502: "The CRM refused our credentials", 503: "The CRM is unavailable or throttling"}
 
 
 async def _authorize(request: Request, scope: str) -> KeyPrincipal:
@@ -34,15 +40,13 @@ async def _authorize(request: Request, scope: str) -> KeyPrincipal:
     return principal
 
 
-def _actor(principal: KeyPrincipal, purpose: str, rid: str) -> Actor:
-    # The tenant's own system, acting through a key: audited under the key's id, never the key itself.
-    return Actor(type="tool", id=f"api_key:{principal.key_id}", purpose=purpose, request_id=rid)
+def _answer(model: BaseModel, outcome: idempotency.Outcome, rid: str) -> JSONResponse:
+    headers = {"X-Request-ID": rid} | ({"Idempotent-Replayed": "true"} if outcome.replayed else {})
+    return JSONResponse(model.model_dump(mode="json"), status_code=outcome.status, headers=headers)
 
 
-@document(request=schemas.CreateRecordRequest, auth="api_key",
-          responses={201: schemas.CreateRecordResponse, 200: schemas.CreateRecordResponse},
-          errors={404: "The CRM has no such record", 409: "Idempotency key in use, or the CRM is not connected",
-                  502: "The CRM refused our credentials", 503: "The CRM is unavailable or throttling"})
+@document(request=schemas.CreateRecordRequest, auth="api_key", errors=CRM_ERRORS,
+          responses={201: schemas.CreateRecordResponse, 200: schemas.CreateRecordResponse})
 async def create_record(request: Request) -> Response:
     """Create a record in the tenant's CRM (scope `crm:write`).
 
@@ -53,35 +57,66 @@ async def create_record(request: Request) -> Response:
     ctx = context_of(request)
     body = schemas.CreateRecordRequest.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
     rid = request_id(request)
-    fingerprint = request_fingerprint(body.object, dict(body.fields))
-    claimed = await idempotency.claim(ctx.sessions, principal.tenant_id, CREATE_SCOPE, body.idempotency_key,
-                                      fingerprint)
-    if isinstance(claimed, idempotency.Replay):
-        answer = schemas.CreateRecordResponse(external_id=claimed.external_id or "", record_url=claimed.record_url)
-        return JSONResponse(answer.model_dump(mode="json"), status_code=claimed.status,
-                            headers={"Idempotent-Replayed": "true", "X-Request-ID": rid})
-    try:
-        async with driver_provider(request).open(principal.tenant_id, _actor(principal, "v1.create_record", rid)) \
-                as driver:
-            require_supported(driver, body.object)
-            fields = await load_field_map(ctx.sessions, principal.tenant_id, driver)
-            # Namespaced so a client's key can never collide with the keys the lifecycle uses for its own writes.
-            result = await driver.create_record(body.object, fields.to_provider(body.object, dict(body.fields)),
-                                                f"v1:{body.idempotency_key}")
-    except (DriverError, LookupError) as exc:
-        await idempotency.release(ctx.sessions, claimed)
-        failure = classify(exc)
-        log.warning("v1 create-record for tenant %s: CRM failure %s (%s)", principal.tenant_id, failure.reason,
-                    type(exc).__name__)
-        raise failure_problem(failure) from None
-    except BaseException:
-        await idempotency.release(ctx.sessions, claimed)
-        raise
-    status = 201 if result.created else 200
-    await idempotency.complete(ctx.sessions, claimed, status=status, external_id=result.external_id,
-                               record_url=result.record_url)
-    answer = schemas.CreateRecordResponse(external_id=result.external_id, record_url=result.record_url)
-    return JSONResponse(answer.model_dump(mode="json"), status_code=status, headers={"X-Request-ID": rid})
+    # The tenant's own system, acting through a key: audited under the key's id, never the key itself.
+    actor = Actor(type="tool", id=f"api_key:{principal.key_id}", purpose="v1.create_record", request_id=rid)
+
+    async def create() -> idempotency.Outcome:
+        try:
+            async with driver_provider(request).open(principal.tenant_id, actor) as driver:
+                require_supported(driver, body.object)
+                fields = await load_field_map(ctx.sessions, principal.tenant_id, driver)
+                # Namespaced so a client's key never collides with the keys the lifecycle uses for its writes.
+                result = await driver.create_record(body.object, fields.to_provider(body.object, dict(body.fields)),
+                                                    f"v1:{body.idempotency_key}")
+        except (DriverError, LookupError) as exc:
+            failure = classify(exc)
+            log.warning("v1 create-record for tenant %s: CRM failure %s (%s)", principal.tenant_id, failure.reason,
+                        type(exc).__name__)
+            raise failure_problem(failure) from None
+        return idempotency.Outcome(status=201 if result.created else 200, external_id=result.external_id,
+                                   record_url=result.record_url)
+
+    outcome = await idempotency.once(ctx.sessions, principal.tenant_id, CREATE_SCOPE, body.idempotency_key,
+                                     request_fingerprint(body.object, dict(body.fields)), create)
+    return _answer(schemas.CreateRecordResponse(external_id=outcome.external_id or "", record_url=outcome.record_url),
+                   outcome, rid)
 
 
-routes = [Route("/v1/crm/create-record", create_record, methods=["POST"])]
+@document(request=schemas.LeadRequest, auth="api_key", responses={202: schemas.LeadAccepted},
+          errors={409: "Idempotency key in use"})
+async def create_lead(request: Request) -> Response:
+    """Hand a lead from the tenant's own system to the lifecycle (scope `leads:write`).
+
+    Stored with its mirror intent in one transaction and answered at once (202); the lifecycle writes it to the
+    CRM. Idempotent on `idempotency_key` like `/v1/crm/create-record`.
+    """
+    principal = await _authorize(request, "leads:write")
+    ctx = context_of(request)
+    body = schemas.LeadRequest.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
+    tenant = principal.tenant_id
+    # Ids derived from the key: a retry whose first attempt committed finds its rows instead of adding more.
+    lead_id = uuid.uuid5(tenant, f"v1-lead:{body.idempotency_key}")
+    customer_id = uuid.uuid5(tenant, f"v1-customer:{body.idempotency_key}") if body.customer else None
+
+    async def ingest() -> idempotency.Outcome:
+        async with ctx.sessions() as session, session.begin():
+            await ingest_writes.require_tenant(session, tenant)
+            if body.customer is not None:
+                await ingest_writes.new_customer(session, tenant, body.customer.model_copy(update={"id": customer_id}))
+            await ingest_writes.new_lead(session, tenant, LeadIn(
+                id=lead_id, customer_id=customer_id, source=body.source, status=body.status, fields=body.fields,
+                qualification=body.qualification))
+        relay = ctx.extras.get("relay")
+        if relay is not None:
+            relay.nudge()
+        return idempotency.Outcome(status=202, external_id=str(lead_id))
+
+    fingerprint = request_fingerprint("lead", body.model_dump(mode="json", exclude={"idempotency_key"}))
+    outcome = await idempotency.once(ctx.sessions, tenant, LEADS_SCOPE, body.idempotency_key, fingerprint, ingest)
+    accepted = schemas.LeadAccepted(lead_id=str(lead_id), customer_id=str(customer_id) if customer_id else None,
+                                    sync_state="pending", workflow_id=workflow_id(tenant, "leads", lead_id))
+    return _answer(accepted, outcome, request_id(request))
+
+
+routes = [Route("/v1/crm/create-record", create_record, methods=["POST"]),
+          Route("/v1/leads", create_lead, methods=["POST"])]
