@@ -57,11 +57,11 @@ class Credential:
     secret: dict[str, Any] = field(repr=False)
 
 
-def _ref(row: TenantCredential) -> RowRef:
+def row_ref(row: TenantCredential) -> RowRef:
     return RowRef(row.tenant_id, row.provider, row.id)
 
 
-def _sealed(row: TenantCredential) -> Sealed:
+def row_sealed(row: TenantCredential) -> Sealed:
     return Sealed(row.scheme, row.key_version, row.nonce, row.ciphertext, row.wrapped_key)
 
 
@@ -130,7 +130,7 @@ class CredentialVault:
         return row
 
     async def _decrypt(self, row: TenantCredential) -> Credential:
-        secret = json.loads(await self.sealer.open(_ref(row), _sealed(row)))
+        secret = json.loads(await self.sealer.open(row_ref(row), row_sealed(row)))
         return Credential(id=row.id, tenant_id=row.tenant_id, provider=row.provider, version=row.version,
                           scheme=row.scheme, expires_at=row.expires_at, rotated_at=row.rotated_at,
                           needs_reconnect=row.needs_reconnect, secret=secret)
@@ -198,7 +198,7 @@ class CredentialVault:
     async def _write(self, session: AsyncSession, row: TenantCredential, secret: dict[str, Any], *,
                      expires_at: datetime | None, rotated_at: datetime | None, scheme: str | None = None,
                      rewrap_only: bool = False) -> Credential:
-        sealed = await self.sealer.seal(_ref(row), _encode(secret), scheme)
+        sealed = await self.sealer.seal(row_ref(row), _encode(secret), scheme)
         # New secret material means the connection works again; a mere re-wrap changes nothing else.
         needs_reconnect = bool(row.needs_reconnect) if rewrap_only else False
         values: dict[str, Any] = {

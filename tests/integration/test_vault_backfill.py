@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import psycopg
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
@@ -28,10 +24,9 @@ from activities.vault import VaultActivities
 from activities.vault_types import RewrapBatchInput
 from cli.main import main as cli_main
 from settings import Settings, get_settings
-from store.migrate import upgrade_to_head
 from store.models import TenantCredential
 from store.session import create_engine, session_factory
-from tests.unit.vault.support import ACTOR, SYSTEM, KmsServer, make_tenant, make_vault, moto_kms
+from tests.unit.vault.support import ACTOR, SYSTEM, KmsServer, make_tenant, make_vault, moto_kms, scratch_database
 from vault.credentials import CredentialVault
 from workflows.rewrap_credentials import WORKFLOW_ID, RewrapCredentialsWorkflow
 
@@ -45,24 +40,9 @@ def kms_server() -> Iterator[KmsServer]:
 
 
 @pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[str]:
-    server = os.environ.get("CRM_TEST_DATABASE_URL")
-    if not server:
-        url = f"sqlite+aiosqlite:///{tmp_path / 'backfill.db'}"
-        upgrade_to_head(url)
+def own_database() -> Iterator[str]:
+    with scratch_database() as url:
         yield url
-        return
-    admin = make_url(server).set(drivername="postgresql")
-    name = f"crm_sor_backfill_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

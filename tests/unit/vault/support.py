@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +15,9 @@ from typing import Any
 
 import boto3
 import httpx
+import psycopg
 from moto.server import ThreadedMotoServer
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -21,6 +25,7 @@ from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
 from sandboxes.common import SandboxState
 from settings import KmsSettings, Settings
+from store.migrate import upgrade_to_head
 from store.models import Tenant
 from vault.audit import AuditTrail
 from vault.connections import Actor
@@ -103,3 +108,27 @@ async def connect_to_sandbox(vault: CredentialVault, sessions: async_sessionmake
 def sandbox(slug: str) -> tuple[Starlette, SandboxState, httpx.ASGITransport]:
     app = hubspot_sandbox.create_app() if slug == "hubspot" else salesforce_sandbox.create_app()
     return app, app.state.sandbox, httpx.ASGITransport(app=app)
+
+
+@contextmanager
+def scratch_database(postgres: str | None = None, *, from_env: bool = True) -> Iterator[str]:
+    """A migrated database of its own: a fresh database on the PostgreSQL server `postgres` (or, with
+    `from_env`, CRM_TEST_DATABASE_URL's), else a SQLite file; dropped afterwards. For whole-table scans."""
+    server = postgres or (os.environ.get("CRM_TEST_DATABASE_URL") if from_env else None)
+    if not server:
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
+            upgrade_to_head(url)
+            yield url
+        return
+    admin = make_url(server).set(drivername="postgresql")
+    dsn, name = admin.render_as_string(hide_password=False), f"crm_sor_scratch_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+        upgrade_to_head(url)
+        yield url
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
