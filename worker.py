@@ -18,18 +18,26 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.erasure import ErasureActivities
+from activities.mirror import MirrorActivities
+from activities.sweep import SweepActivities
+from activities.transcript import TranscriptActivities
 from activities.vault import VaultActivities
+from api.lifecycle import ensure_sweep_schedule
 from api.temporal import connect_temporal
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 from vault.credentials import CredentialVault
 from vault.provider import VaultDriverProvider
 from workflows.forget import ForgetWorkflow
+from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.rewrap_credentials import RewrapCredentialsWorkflow
+from workflows.sweep import SweepWorkflow
+from workflows.transcript import TranscriptWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow]
+WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow, RecordLifecycleWorkflow, TranscriptWorkflow,
+                          SweepWorkflow]
 
 
 def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> list[Callable[..., Any]]:
@@ -38,7 +46,9 @@ def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> l
     drivers = VaultDriverProvider(sessions, CredentialVault.from_settings(settings, sessions),
                                   oauth_clients=settings.oauth_clients)
     erasure = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
-    return [*erasure.all(), *VaultActivities(drivers.vault).all()]
+    lifecycle = [*MirrorActivities(sessions, drivers).all(), *TranscriptActivities(sessions, drivers).all(),
+                 *SweepActivities(sessions).all()]
+    return [*erasure.all(), *VaultActivities(drivers.vault).all(), *lifecycle]
 
 
 def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type] | None = None,
@@ -59,6 +69,7 @@ def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type
 async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
     client = await connect_temporal(settings.temporal)
+    await ensure_sweep_schedule(client, settings.temporal.task_queue)  # idempotent: every worker may register it
     worker = build_worker(client, settings)
     log.info("worker polling task queue %s", settings.temporal.task_queue)
     if stop is None:
