@@ -9,7 +9,9 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
-from settings import get_settings
+from settings import Settings, get_settings
+from vault.credentials import env_key_for
+from vault.crypto import CredentialKeyError
 
 
 def register(subparsers: Any) -> None:
@@ -22,8 +24,19 @@ def register(subparsers: Any) -> None:
     worker.set_defaults(handler=run_worker)
 
 
+def check_credential_key(settings: Settings) -> None:
+    """Stop at startup, with the reason, when credentials could not be decrypted (vault issue)."""
+    from cli.main import CliError
+
+    try:
+        env_key_for(settings, kms_configured=bool(settings.kms.key_id))
+    except CredentialKeyError as exc:
+        raise CliError(str(exc)) from None
+
+
 def run_api(args: argparse.Namespace) -> int:
     settings = get_settings()
+    check_credential_key(settings)
     uvicorn.run(create_app(settings), host=args.host or settings.api.host, port=args.port or settings.api.port,
                 log_level="info")
     return 0
@@ -32,5 +45,7 @@ def run_api(args: argparse.Namespace) -> int:
 def run_worker(args: argparse.Namespace) -> int:
     import worker
 
-    asyncio.run(worker.run_worker(get_settings()))
+    settings = get_settings()
+    check_credential_key(settings)
+    asyncio.run(worker.run_worker(settings))
     return 0

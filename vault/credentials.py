@@ -84,6 +84,19 @@ class LockedCredential:
         return self.replaced
 
 
+def env_key_for(settings: Settings, *, kms_configured: bool) -> EnvKey | None:
+    """The env key, or None when KMS carries every row and no env key is set; raises CredentialKeyError.
+
+    Processes call this at startup (`crm-sor api|worker`) so a bad key stops them with a clear message.
+    """
+    try:
+        return load_env_key(settings)
+    except CredentialKeyError:
+        if kms_configured and settings.credential_encryption_key is None:
+            return None
+        raise
+
+
 class CredentialVault:
     """Encrypted tenant credentials. Every successful decrypt writes an audit row naming the actor."""
 
@@ -100,15 +113,8 @@ class CredentialVault:
         """
         if kms is None and settings.kms.key_id:
             kms = KmsEnvelope.from_settings(settings.kms)
-        env_key: EnvKey | None
-        try:
-            env_key = load_env_key(settings)
-        except CredentialKeyError:
-            missing = settings.credential_encryption_key is None
-            if kms is None or not missing:
-                raise
-            env_key = None
-        return cls(sessions, Sealer(env_key, kms), AuditTrail(sessions))
+        return cls(sessions, Sealer(env_key_for(settings, kms_configured=kms is not None), kms),
+                   AuditTrail(sessions))
 
     # ----- reads -------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import uuid
 import pytest
 from pydantic import SecretStr
 
-from settings import Settings
+from cli.main import main as cli_main
+from settings import Settings, get_settings
 from vault.crypto import CredentialKeyError, DecryptError, EnvKey, RowBinding, load_env_key, parse_env_key, seal, unseal
 
 
@@ -61,3 +62,17 @@ def test_missing_env_key_in_dev_is_a_throwaway_key() -> None:
     first = load_env_key(Settings(env="dev", credential_encryption_key=None))
     second = load_env_key(Settings(env="dev", credential_encryption_key=None))
     assert len(first.key) == 32 and first.key != second.key
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_processes_refuse_to_start_without_a_usable_key(command: str, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CRM_ENV", "production")
+    monkeypatch.delenv("CRM_CREDENTIAL_ENCRYPTION_KEY", raising=False)
+    monkeypatch.delenv("CRM_KMS__KEY_ID", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert cli_main([command]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert "CRM_CREDENTIAL_ENCRYPTION_KEY is required when CRM_ENV='production'" in capsys.readouterr().err
