@@ -195,3 +195,22 @@ async def test_an_unreachable_token_endpoint_is_retryable_and_keeps_the_connecti
     with pytest.raises(UnavailableError):
         await lookup(provider, tenant, "nobody@example.com")
     assert not (await provider.vault.load(tenant, SYSTEM)).needs_reconnect
+
+
+async def test_salesforce_refreshes_on_invalid_session_and_keeps_its_refresh_token(
+        settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    _, state, transport = sandbox("salesforce")
+    recorder = Recorder()
+    provider = recording_provider(settings, sessions, transport, recorder)
+    tenant = await connect_to_sandbox(provider.vault, sessions, state, "salesforce", expires_in=None,
+                                      config={"instance_url": "https://sandbox-org.my.salesforce.com"})
+    before = (await provider.vault.load(tenant, SYSTEM)).secret
+    state.tokens.expire_all()  # Salesforce states no expiry: only the 401 INVALID_SESSION_ID tells
+
+    assert await lookup_all([provider] * 10, tenant, "nobody@example.com") == [None] * 10
+
+    assert state.calls["POST /services/oauth2/token"] == 1 and recorder.statuses[401] == 10
+    after = await provider.vault.load(tenant, SYSTEM)
+    # The refresh response omits refresh_token (no rotation): the stored one is kept, not lost.
+    assert after.secret["refresh_token"] == before["refresh_token"] and after.expires_at is None
+    assert after.secret["access_token"] != before["access_token"]
