@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from api import openapi
+from api import openapi, relay
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from api.routes import connect, forget, health, incidents, ingest, public, tools
@@ -38,7 +38,8 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
         owned = context is None
         app.state.ctx = context if context is not None else build_context(settings or get_settings())
         try:
-            yield
+            async with relay.serving(app.state.ctx):  # the outbox relay runs in every API process
+                yield
         finally:
             if owned:
                 for extra in app.state.ctx.extras.values():  # e.g. the rate limiter's Redis pool

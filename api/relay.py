@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.context import AppContext
 from api.lifecycle import SIGNALS, Delivery, LifecycleOptions, deliver
 from store import outbox
 from store.models import Message, Tenant
@@ -168,3 +169,20 @@ async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
     finally:
         stop.set()
         await task
+
+
+def relay_for(ctx: AppContext) -> OutboxRelay:
+    """The relay of an API process: its engine, its lazily connected Temporal client, settings' windows."""
+    options = LifecycleOptions(task_queue=ctx.settings.temporal.task_queue,
+                               retention_overrides=ctx.settings.retention.overrides_days)
+    return OutboxRelay(ctx.engine, ctx.sessions, ctx.temporal.client, options)
+
+
+@asynccontextmanager
+async def serving(ctx: AppContext) -> AsyncIterator[None]:
+    """For the API's lifespan: run this process's relay; ingest routes nudge it through `ctx.extras["relay"]`."""
+    relay = ctx.extras.get("relay")
+    if not isinstance(relay, OutboxRelay):
+        relay = ctx.extras["relay"] = relay_for(ctx)
+    async with running(relay):
+        yield

@@ -8,18 +8,25 @@ import uuid
 from dataclasses import asdict
 from datetime import timedelta
 
+import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow
 
 import worker
+from api.app import create_app
+from api.auth import mint_token
+from api.context import AppContext
 from api.lifecycle import SWEEP_SCHEDULE_ID, ensure_sweep_schedule
+from api.relay import OutboxRelay
+from api.temporal import TemporalGateway
 from sandboxes import hubspot as hubspot_sandbox
 from sandboxes.serve import serve_in_task
 from settings import Settings
 from store.models import AuditLog
-from tests.support.lifecycle import agent_api, eventually, relay_for, row_of
+from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, row_of
+from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 from vault.connections import Actor
 from vault.credentials import CredentialVault
@@ -72,3 +79,23 @@ async def test_sweep_schedule_registers_idempotently(temporal_client: Client, ta
 async def _synced(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID):  # type: ignore[no-untyped-def]
     row = await row_of(sessions, "customers", tenant, row_id)
     return row if row is not None and row.sync_state == "synced" else None
+
+
+async def test_api_process_relays_on_its_own(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+        temporal_client: Client, task_queue: str) -> None:
+    """The app's lifespan runs the relay; an ingest nudges it (no explicit drain anywhere)."""
+    drivers = SandboxDriverProvider(sessions)
+    tenant = await create_tenant(sessions)
+    settings = settings.model_copy(update={"temporal": settings.temporal.model_copy(update={"task_queue": task_queue})})
+    context = AppContext(settings=settings, engine=engine, sessions=sessions,
+                         temporal=TemporalGateway(settings.temporal, client=temporal_client))
+    app = create_app(context=context)
+    token = mint_token(settings, subject="agent", role="agent", tenant_id=tenant)
+    async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), app.router.lifespan_context(app), \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test",
+                              headers={"Authorization": f"Bearer {token}"}) as api:
+        customer = (await api.post("/api/agent/customers", json={"name": "Lise Meitner"})).json()
+        await eventually(lambda: _synced(sessions, tenant, uuid.UUID(customer["id"])))
+    assert isinstance(context.extras["relay"], OutboxRelay) and context.extras["relay"].delivered >= 1
+    await drivers.aclose()
