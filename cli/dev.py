@@ -27,6 +27,7 @@ import uvicorn
 
 from api.app import create_app
 from api.temporal import connect_temporal
+from cli import demo
 from settings import STATE_DIR, Settings, get_settings
 from store.migrate import upgrade_to_head
 from workflows import search_attributes
@@ -36,7 +37,7 @@ log = logging.getLogger("crm-sor.dev")
 # Setup steps that run after migrations and before the worker and API start (the demo tenant, sandbox
 # servers…). Each gets the settings and returns lines to print under the URLs.
 DevHook = Callable[[Settings], Awaitable[list[str]]]
-DEV_HOOKS: list[DevHook] = []
+DEV_HOOKS: list[DevHook] = [demo.setup_demo]
 
 
 def register(subparsers: Any) -> None:
