@@ -18,10 +18,12 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import Uuid, bindparam, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from store.base import ContentRow
 from store.models import (
@@ -165,25 +167,32 @@ async def scrub_rows(session: AsyncSession, tenant_id: uuid.UUID,
 async def erasure_blocks_mirror(session: AsyncSession, tenant_id: uuid.UUID, table_name: str,
                                 row_id: uuid.UUID) -> bool:
     """True when a CRM write for this row must become a no-op: the row is gone (scrubbed or purged), or it,
-    or a row it hangs off (its customer, conversation or lead), is held by an erasure.
+    or a row it hangs off (its customer, conversation or lead, and their customer), is held by an erasure.
 
-    Call it inside the CRM-write activity right before the driver call. It reads ids only.
+    Call it inside the CRM-write activity right before the driver call. One statement, ids only.
     """
-    model: Any = TABLES.get(table_name)
-    if model is None:
+    if table_name not in TABLES:
         return False
-    row = (await session.execute(select(model).where(model.tenant_id == tenant_id, model.id == row_id))).scalar()
-    if row is None:
-        return True
-    related = {row.id} | {value for name in ("customer_id", "conversation_id", "lead_id")
-                          if (value := getattr(row, name, None)) is not None}
-    # One level up: a message's conversation's customer, a qualification state's lead's customer.
-    for parent_model, attribute in ((Conversation, "conversation_id"), (Lead, "lead_id")):
-        parent_id = getattr(row, attribute, None)
-        if parent_id is not None:
-            owner = await session.execute(select(parent_model.customer_id).where(
-                parent_model.tenant_id == tenant_id, parent_model.id == parent_id))
-            related |= {value for value in owner.scalars() if value is not None}
-    hit = await session.execute(select(ErasureHold.id).where(
-        ErasureHold.tenant_id == tenant_id, ErasureHold.row_id.in_(related)).limit(1))
-    return hit.first() is not None
+    found = await session.execute(_guard_statement(table_name), {"tenant_id": tenant_id, "row_id": row_id})
+    row = found.first()
+    return row is None or bool(row[1])
+
+
+@cache
+def _guard_statement(table_name: str) -> Any:
+    """Built once per table: the guard sits on every CRM write, and building ORM expressions costs more
+    than running them."""
+    model: Any = TABLES[table_name]
+    tenant, row = bindparam("tenant_id", type_=Uuid()), bindparam("row_id", type_=Uuid())
+    related: list[Any] = [model.id] + [getattr(model, name) for name in ("customer_id", "conversation_id", "lead_id")
+                                       if hasattr(model, name)]
+    query = select(model.id)
+    # One level up: a message's (or lead's) conversation's customer, a qualification state's lead's customer.
+    parents: tuple[tuple[Any, str], ...] = ((Conversation, "conversation_id"), (Lead, "lead_id"))
+    for parent, attribute in parents:
+        if hasattr(model, attribute) and model is not parent:
+            alias: Any = aliased(parent)
+            query = query.outerjoin(alias, (alias.id == getattr(model, attribute)) & (alias.tenant_id == tenant))
+            related.append(alias.customer_id)
+    held = exists().where(ErasureHold.tenant_id == tenant, ErasureHold.row_id.in_(related))
+    return query.add_columns(held).where(model.tenant_id == tenant, model.id == row)

@@ -58,16 +58,27 @@ class NoDeleteHubSpotDriver(HubSpotDriver):
 
 @dataclass
 class SandboxDrivers:
-    """DriverProvider over one in-process HubSpot sandbox; each tenant maps to a driver class."""
+    """DriverProvider over an in-process HubSpot sandbox; each tenant maps to a driver class (and, with
+    `per_tenant`, to a CRM of its own)."""
 
     app: Any = field(default_factory=hubspot_sandbox.create_app)
     classes: dict[uuid.UUID, type[BaseDriver]] = field(default_factory=dict)
+    per_tenant: bool = False
+    apps: dict[uuid.UUID, Any] = field(default_factory=dict)
     opened: list[Actor] = field(default_factory=list)
     base_url: ClassVar[str] = "https://api.hubapi.com"
 
     @property
     def state(self) -> hubspot_sandbox.HubSpotState:
         state: hubspot_sandbox.HubSpotState = self.app.state.sandbox
+        return state
+
+    def connect(self, tenant_id: uuid.UUID, driver_class: type[BaseDriver]) -> hubspot_sandbox.HubSpotState:
+        self.classes[tenant_id] = driver_class
+        if not self.per_tenant:
+            return self.state
+        app = self.apps[tenant_id] = hubspot_sandbox.create_app()
+        state: hubspot_sandbox.HubSpotState = app.state.sandbox
         return state
 
     def open(self, tenant_id: uuid.UUID, actor: Actor) -> AbstractAsyncContextManager[BaseDriver]:
@@ -79,10 +90,11 @@ class SandboxDrivers:
         if cls is None:
             raise LookupError("unknown tenant")
         self.opened.append(actor)
-        token = self.state.tokens.issue_access()
-        async with httpx.AsyncClient(base_url=self.base_url, transport=httpx.ASGITransport(app=self.app),
-                                     auth=BearerAuth(token)) as client:
-            yield cls(client, {"portal_id": self.state.portal_id})
+        app = self.apps.get(tenant_id, self.app)
+        state: hubspot_sandbox.HubSpotState = app.state.sandbox
+        async with httpx.AsyncClient(base_url=self.base_url, transport=httpx.ASGITransport(app=app),
+                                     auth=BearerAuth(state.tokens.issue_access())) as client:
+            yield cls(client, {"portal_id": state.portal_id})
 
     def live(self, object_type: str, record_id: str) -> bool:
         record = self.state.records.get(object_type, {}).get(record_id)
@@ -107,8 +119,7 @@ async def seed_subject(sessions: async_sessionmaker[AsyncSession], drivers: Sand
     """A tenant with the subject in every class-(c) table (synced and unsynced) and in the CRM, plus an
     unrelated customer whose rows and records must survive."""
     tenant_id = uuid.uuid4()
-    drivers.classes[tenant_id] = driver_class
-    st = drivers.state
+    st = drivers.connect(tenant_id, driver_class)
     contact = st.add("contacts", {"firstname": "Dana", "lastname": "Erase", "email": EMAIL, "phone": PHONE})
     # Entered by hand at the tenant (no local row): found by searching leads for the subject's phone.
     lead = st.add("contacts", {"firstname": "D.", "lifecyclestage": "lead", "mobilephone": PHONE})
