@@ -1,0 +1,96 @@
+"""Mirroring while a forget runs: the lifecycle's real CRM-write activities meet the erasure guard and write
+nothing, and what arrived meanwhile is scrubbed with the rest."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
+
+from activities.mirror import MirrorActivities
+from activities.transcript import TranscriptActivities
+from activities.types import MirrorRecordInput, SyncTranscriptInput
+from drivers.base import CrmObject, DeleteResult
+from drivers.hubspot import HubSpotDriver
+from settings import Settings
+from store.erasure import Subject
+from store.models import Case, Message
+from tests.integration.forget_support import (
+    EMAIL,
+    PHONE,
+    SandboxDrivers,
+    count_rows,
+    create_request,
+    forget_worker,
+    seed_subject,
+)
+from workflows.forget import ForgetWorkflow
+from workflows.forget_types import forget_workflow_id
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+LATE_TEXT = "Also, my new address is 12 Late Street"
+
+
+def paused_driver(entered: asyncio.Event, release: asyncio.Event) -> type[HubSpotDriver]:
+    class PausedHubSpotDriver(HubSpotDriver):
+        """The real driver; the forget's first delete waits, so the test can mirror while the forget runs."""
+
+        paused = False
+
+        async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
+            if not type(self).paused:
+                type(self).paused = True
+                entered.set()
+                await release.wait()
+            return await super().delete_record(object, external_id, hard=hard)
+
+    return PausedHubSpotDriver
+
+
+async def test_records_mirrored_while_the_forget_runs_do_not_reach_the_crm(
+        temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        task_queue: str) -> None:
+    entered, release = asyncio.Event(), asyncio.Event()
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers, paused_driver(entered, release))
+    tenant, conversation = seeded.tenant_id, seeded.rows["conversations"][0]
+    forget = await create_request(sessions, settings, tenant, Subject(phone=PHONE, email=EMAIL))
+    tickets_before = len(drivers.state.records.get("tickets", {}))
+    note_type, note_id = seeded.crm["note"]
+    env = ActivityEnvironment()
+    async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
+        handle = await temporal_client.start_workflow(
+            ForgetWorkflow.run, forget, id=forget_workflow_id(tenant, forget.subject_hash), task_queue=task_queue,
+            execution_timeout=timedelta(minutes=2))
+        await asyncio.wait_for(entered.wait(), timeout=60)
+        # The agent is still talking to the subject: a new message and a new case arrive mid-erasure.
+        async with sessions() as session, session.begin():
+            message = Message(tenant_id=tenant, conversation_id=conversation, turn_id="late", role="customer",
+                              text=LATE_TEXT)
+            case = Case(tenant_id=tenant, customer_id=seeded.customer_id, subject="Late complaint")
+            session.add_all([message, case])
+        mirrored = await env.run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
+            tenant_id=tenant, table="cases", row_id=case.id, retention=timedelta(days=90)))
+        transcribed = await env.run(TranscriptActivities(sessions, drivers).sync_transcript, SyncTranscriptInput(
+            tenant_id=tenant, conversation_id=conversation, message_ids=[message.id],
+            conversation_retention=timedelta(days=30), message_retention=timedelta(days=7)))
+        release.set()
+        result = await handle.result()
+
+    assert mirrored.outcome == "erased" and transcribed.outcome == "erased"
+    assert len(drivers.state.records.get("tickets", {})) == tickets_before  # no ticket re-created
+    note = drivers.state.records[note_type][note_id]
+    assert LATE_TEXT not in (note.properties.get("hs_note_body") or "")  # nothing appended to the transcript
+    assert result.status == "completed" and result.outcomes == {"deleted": 5}
+    late_rows = {"messages": [message.id], "cases": [case.id]}
+    assert await count_rows(sessions, late_rows) == 0 and await count_rows(sessions, seeded.rows) == 0
+
+    # After the erasure, a lifecycle that wakes up for a scrubbed row finds nothing to write.
+    after = await env.run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
+        tenant_id=tenant, table="customers", row_id=seeded.customer_id, retention=timedelta(days=30)))
+    assert after.outcome == "gone"
+    assert not drivers.exists(*seeded.crm["contact"])
