@@ -12,6 +12,7 @@ still pending or failed.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 from temporalio import workflow
@@ -97,13 +98,17 @@ class ForgetWorkflow:
             await workflow.execute_activity_method(
                 ErasureActivities.erasure_discover, step, start_to_close_timeout=CRM_TIMEOUT, retry_policy=crm_retry)
         except ActivityError as exc:
-            await workflow.execute_activity_method(
-                ErasureActivities.erasure_record_failure,
-                RecordFailureInput(request_id=step.request_id, outcome_id=None, step="discover",
-                                   error=_error_code(exc)),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            await self._record_failure(step.request_id, None, "discover", exc)
             return False
         return True
+
+    async def _record_failure(self, request_id: uuid.UUID, outcome_id: uuid.UUID | None, step: str,
+                              exc: ActivityError) -> None:
+        """A CRM step out of retries: recorded (error code only) for the operator and the retry route."""
+        await workflow.execute_activity_method(
+            ErasureActivities.erasure_record_failure,
+            RecordFailureInput(request_id=request_id, outcome_id=outcome_id, step=step, error=_error_code(exc)),
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
 
     async def _delete_targets(self, input: ForgetInput, crm_retry: RetryPolicy, *, include_failed: bool) -> None:
         targets = await workflow.execute_activity_method(
@@ -117,8 +122,4 @@ class ForgetWorkflow:
                     DeleteTargetInput(request_id=input.request_id, tenant_id=input.tenant_id, outcome_id=outcome_id),
                     start_to_close_timeout=CRM_TIMEOUT, retry_policy=crm_retry)
             except ActivityError as exc:
-                await workflow.execute_activity_method(
-                    ErasureActivities.erasure_record_failure,
-                    RecordFailureInput(request_id=input.request_id, outcome_id=outcome_id, step="delete",
-                                       error=_error_code(exc)),
-                    start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                await self._record_failure(input.request_id, outcome_id, "delete", exc)

@@ -4,8 +4,9 @@ rows in every class-(c) table and records in the sandbox CRM, and a worker runni
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,6 +55,22 @@ class NoDeleteHubSpotDriver(HubSpotDriver):
         if object is CrmObject.CASE:
             raise DeleteUnsupportedError("tickets cannot be deleted on this account", provider=self.slug)
         return await super().delete_record(object, external_id, hard=hard)
+
+
+def pausing_driver(entered: asyncio.Event, release: asyncio.Event, pause_on_call: int) -> type[HubSpotDriver]:
+    """The real HubSpot driver, except that its `pause_on_call`-th delete waits for the test to release it."""
+
+    class PausingHubSpotDriver(HubSpotDriver):
+        calls = 0
+
+        async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
+            type(self).calls += 1
+            if type(self).calls == pause_on_call:
+                entered.set()
+                await release.wait()
+            return await super().delete_record(object, external_id, hard=hard)
+
+    return PausingHubSpotDriver
 
 
 @dataclass
@@ -180,6 +197,18 @@ async def create_request(sessions: async_sessionmaker[AsyncSession], settings: S
                                                                             request_id, subject)))
     return ForgetInput(request_id=request_id, tenant_id=tenant_id, subject_hash=hashed, crm_attempts=2,
                        crm_initial_retry_seconds=0.1, crm_max_retry_seconds=0.2)
+
+
+async def prepare_forget(sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                         driver_class: type[BaseDriver] = HubSpotDriver,
+                         subject: Callable[[Seeded], Subject] | None = None,
+                         ) -> tuple[SandboxDrivers, Seeded, ForgetInput]:
+    """A fresh sandbox CRM, a seeded subject and its recorded erasure request (by phone and email unless
+    `subject` picks other identifiers from the seed)."""
+    drivers = SandboxDrivers()
+    seeded = await seed_subject(sessions, drivers, driver_class)
+    chosen = subject(seeded) if subject is not None else Subject(phone=PHONE, email=EMAIL)
+    return drivers, seeded, await create_request(sessions, settings, seeded.tenant_id, chosen)
 
 
 def forget_worker(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],

@@ -14,19 +14,13 @@ from temporalio.testing import ActivityEnvironment
 from activities.mirror import MirrorActivities
 from activities.transcript import TranscriptActivities
 from activities.types import MirrorRecordInput, SyncTranscriptInput
-from drivers.base import CrmObject, DeleteResult
-from drivers.hubspot import HubSpotDriver
 from settings import Settings
-from store.erasure import Subject
 from store.models import Case, Message
 from tests.integration.forget_support import (
-    EMAIL,
-    PHONE,
-    SandboxDrivers,
     count_rows,
-    create_request,
     forget_worker,
-    seed_subject,
+    pausing_driver,
+    prepare_forget,
 )
 from workflows.forget import ForgetWorkflow
 from workflows.forget_types import forget_workflow_id
@@ -35,30 +29,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")
 LATE_TEXT = "Also, my new address is 12 Late Street"
 
 
-def paused_driver(entered: asyncio.Event, release: asyncio.Event) -> type[HubSpotDriver]:
-    class PausedHubSpotDriver(HubSpotDriver):
-        """The real driver; the forget's first delete waits, so the test can mirror while the forget runs."""
-
-        paused = False
-
-        async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
-            if not type(self).paused:
-                type(self).paused = True
-                entered.set()
-                await release.wait()
-            return await super().delete_record(object, external_id, hard=hard)
-
-    return PausedHubSpotDriver
-
-
 async def test_records_mirrored_while_the_forget_runs_do_not_reach_the_crm(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers, paused_driver(entered, release))
+    paused = pausing_driver(entered, release, pause_on_call=1)
+    drivers, seeded, forget = await prepare_forget(sessions, settings, paused)
     tenant, conversation = seeded.tenant_id, seeded.rows["conversations"][0]
-    forget = await create_request(sessions, settings, tenant, Subject(phone=PHONE, email=EMAIL))
     tickets_before = len(drivers.state.records.get("tickets", {}))
     note_type, note_id = seeded.crm["note"]
     env = ActivityEnvironment()

@@ -13,18 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowExecutionStatus
 
 import worker as composition
-from drivers.base import CrmObject, DeleteResult
-from drivers.hubspot import HubSpotDriver
 from settings import Settings
 from store.erasure import Subject
 from store.models import ErasureRequest
 from tests.integration.forget_support import (
     EMAIL,
-    PHONE,
     SandboxDrivers,
     count_rows,
     create_request,
     forget_worker,
+    pausing_driver,
+    prepare_forget,
     seed_subject,
 )
 from workflows.forget import ForgetWorkflow
@@ -33,29 +32,12 @@ from workflows.forget_types import forget_workflow_id
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 
 
-def gated_driver(entered: asyncio.Event, release: asyncio.Event) -> type[HubSpotDriver]:
-    class GatedHubSpotDriver(HubSpotDriver):
-        """The real driver, except that the second delete waits for the test (the worker dies meanwhile)."""
-
-        calls = 0
-
-        async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
-            type(self).calls += 1
-            if type(self).calls == 2:
-                entered.set()
-                await release.wait()
-            return await super().delete_record(object, external_id, hard=hard)
-
-    return GatedHubSpotDriver
-
-
 async def test_a_worker_stopped_mid_run_is_replaced_and_the_erasure_completes_once(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
     entered, release = asyncio.Event(), asyncio.Event()
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers, gated_driver(entered, release))
-    forget = await create_request(sessions, settings, seeded.tenant_id, Subject(phone=PHONE, email=EMAIL))
+    paused = pausing_driver(entered, release, pause_on_call=2)
+    drivers, seeded, forget = await prepare_forget(sessions, settings, paused)
     first = forget_worker(temporal_client, settings, sessions, drivers, task_queue)
     running = asyncio.create_task(first.run())
     handle = await temporal_client.start_workflow(

@@ -25,17 +25,14 @@ from tests.integration.forget_support import (
     NAME,
     PHONE,
     NoDeleteHubSpotDriver,
-    SandboxDrivers,
     count_rows,
-    create_request,
     forget_worker,
-    seed_subject,
+    prepare_forget,
 )
 from workflows.forget import ForgetWorkflow
 from workflows.forget_types import ForgetInput, ForgetResult, forget_workflow_id
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-SUBJECT = Subject(phone=PHONE, email=EMAIL)
 
 
 @workflow.defn(sandboxed=False)  # test-only stand-in for a record lifecycle that is still waiting
@@ -85,9 +82,7 @@ async def request_row(sessions: async_sessionmaker[AsyncSession], request_id: uu
 async def test_forget_deletes_crm_records_scrubs_every_table_and_records_outcomes(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers)
-    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    drivers, seeded, forget = await prepare_forget(sessions, settings)
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         result = await run_forget(temporal_client, forget, task_queue)
 
@@ -122,10 +117,8 @@ async def test_forget_deletes_crm_records_scrubs_every_table_and_records_outcome
 async def test_identifiers_never_reach_temporal_history_or_audit_rows(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers)
-    subject = Subject(phone=PHONE, email=EMAIL, external_id=seeded.crm["contact"][1], customer_id=seeded.customer_id)
-    forget = await create_request(sessions, settings, seeded.tenant_id, subject)
+    drivers, seeded, forget = await prepare_forget(sessions, settings, subject=lambda seeded: Subject(
+        phone=PHONE, email=EMAIL, external_id=seeded.crm["contact"][1], customer_id=seeded.customer_id))
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         await run_forget(temporal_client, forget, task_queue)
     handle = temporal_client.get_workflow_handle(forget_workflow_id(seeded.tenant_id, forget.subject_hash))
@@ -148,9 +141,7 @@ async def test_identifiers_never_reach_temporal_history_or_audit_rows(
 async def test_delete_unsupported_becomes_divergent_with_operator_flag_and_audit(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers, NoDeleteHubSpotDriver)
-    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    drivers, seeded, forget = await prepare_forget(sessions, settings, NoDeleteHubSpotDriver)
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         result = await run_forget(temporal_client, forget, task_queue)
 
@@ -170,9 +161,7 @@ async def test_delete_unsupported_becomes_divergent_with_operator_flag_and_audit
 async def test_rerun_after_lost_outcomes_reports_not_found_instead_of_failing(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers)
-    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    drivers, seeded, forget = await prepare_forget(sessions, settings)
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         await run_forget(temporal_client, forget, task_queue)
         # As if the worker died after each CRM delete but before recording it: every target is pending again.
@@ -188,9 +177,7 @@ async def test_rerun_after_lost_outcomes_reports_not_found_instead_of_failing(
 async def test_failed_crm_steps_are_recorded_and_a_retry_run_finishes_them(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers)
-    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    drivers, seeded, forget = await prepare_forget(sessions, settings)
     drivers.state.knobs.fail_next = 10_000  # the CRM answers 503 to everything
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         first = await run_forget(temporal_client, forget, task_queue)
@@ -214,9 +201,7 @@ async def test_failed_crm_steps_are_recorded_and_a_retry_run_finishes_them(
 async def test_lifecycles_of_the_subjects_rows_are_cancelled_first(
         temporal_client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         task_queue: str) -> None:
-    drivers = SandboxDrivers()
-    seeded = await seed_subject(sessions, drivers, HubSpotDriver)
-    forget = await create_request(sessions, settings, seeded.tenant_id, SUBJECT)
+    drivers, seeded, forget = await prepare_forget(sessions, settings, HubSpotDriver)
     parked_queue = f"{task_queue}-parked"
     ids = [f"mirror:{seeded.tenant_id}:customers:{seeded.customer_id}",
            f"mirror:{seeded.tenant_id}:cases:{seeded.rows['cases'][0]}"]
