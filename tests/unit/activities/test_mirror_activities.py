@@ -1,0 +1,136 @@
+"""MirrorActivities in an ActivityEnvironment against the HubSpot sandbox (real driver, real database)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.mirror import MirrorActivities
+from activities.types import IncidentInput, MirrorRecordInput
+from store.models import Customer, ErasureHold, ErasureRequest, Incident, Lead, QualificationState
+from tests.support.lifecycle import row_of
+from tests.support.sandbox_provider import SandboxDriverProvider
+from tests.support.tenants import create_tenant
+
+WINDOW = timedelta(days=30)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[SandboxDriverProvider]:
+    provider = SandboxDriverProvider(sessions)
+    yield provider
+    await provider.aclose()
+
+
+async def _add(sessions: async_sessionmaker[AsyncSession], *rows: object) -> None:
+    async with sessions() as session, session.begin():
+        session.add_all(rows)
+
+
+def _mirror(table: str, tenant: uuid.UUID, row_id: uuid.UUID) -> MirrorRecordInput:
+    return MirrorRecordInput(tenant_id=tenant, table=table, row_id=row_id, retention=WINDOW)
+
+
+async def test_a_customer_the_crm_already_knows_is_updated_not_duplicated(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
+    hubspot = drivers.state("hubspot")
+    known = hubspot.add("contacts", {"firstname": "Old", "lastname": "Name", "phone": "(415) 555-0199"})
+    tenant = await create_tenant(sessions)
+    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Katherine Johnson", phone="+14155550199",
+                   fields={"city": "Hampton"}, sync_attempts=0)
+    await _add(sessions, row)
+    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
+                                             _mirror("customers", tenant, row.id))
+    assert result.outcome == "synced" and result.external_id == known.id
+    assert known.properties["lastname"] == "Johnson" and known.properties["city"] == "Hampton"
+    assert len(hubspot.records["contacts"]) == 1
+    synced = await row_of(sessions, "customers", tenant, row.id)
+    assert synced.crm_external_id == known.id and synced.purge_after == synced.synced_at + WINDOW
+
+
+async def test_hubspot_lead_of_a_customer_lands_on_the_customers_contact(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
+    hubspot = drivers.state("hubspot")
+    contact = hubspot.add("contacts", {"lastname": "Vaughan"})
+    tenant = await create_tenant(sessions)
+    customer = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Dorothy Vaughan", crm_external_id=contact.id,
+                        sync_state="synced", sync_attempts=0)
+    lead = Lead(id=uuid.uuid4(), tenant_id=tenant, customer_id=customer.id, fields={"timeline": "3 months"},
+                sync_attempts=0)
+    qualification = QualificationState(id=uuid.uuid4(), tenant_id=tenant, lead_id=lead.id, stage="hot", score=90,
+                                       sync_attempts=0)
+    await _add(sessions, customer, lead, qualification)
+    activities = MirrorActivities(sessions, drivers)
+    env = ActivityEnvironment()
+    lead_result = await env.run(activities.mirror_record, _mirror("leads", tenant, lead.id))
+    qual_result = await env.run(activities.mirror_record, _mirror("qualification_states", tenant, qualification.id))
+    assert lead_result.external_id == qual_result.external_id == contact.id
+    assert contact.properties["lifecyclestage"] == "lead"
+    # Unmapped details are not dropped: they land in the lead's free-text field, with the qualification.
+    assert contact.properties["message"] == "Qualification: hot, score 90\ntimeline: 3 months"
+    assert len(hubspot.records["contacts"]) == 1
+
+
+async def test_unmapped_content_blocks_the_write_and_counts_the_attempt(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
+    tenant = await create_tenant(sessions)
+    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Mary Jackson", fields={"shoe_size": "7"},
+                   sync_attempts=0)
+    await _add(sessions, row)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
+                                        _mirror("customers", tenant, row.id))
+    assert raised.value.type == "UnmappedFieldsError" and raised.value.non_retryable
+    assert raised.value.message == "no CRM field mapped for: customer.shoe_size"  # the key, never the value
+    failed = await row_of(sessions, "customers", tenant, row.id)
+    assert (failed.sync_state, failed.sync_attempts, failed.last_sync_error) == ("failed", 1, "unmapped_fields")
+
+
+async def test_a_5xx_is_retryable_and_keeps_no_provider_text(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
+    drivers.state("hubspot").knobs.fail_next = 1
+    tenant = await create_tenant(sessions)
+    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Annie Easley", sync_attempts=0)
+    await _add(sessions, row)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
+                                        _mirror("customers", tenant, row.id))
+    assert raised.value.type == "UnavailableError" and not raised.value.non_retryable
+    assert raised.value.message == "unavailable:503"
+
+
+async def test_a_row_held_by_an_erasure_is_not_written(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
+    hubspot = drivers.state("hubspot")
+    before = len(hubspot.records.get("contacts", {}))
+    tenant = await create_tenant(sessions)
+    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Forget Me", sync_attempts=0)
+    request = ErasureRequest(id=uuid.uuid4(), tenant_id=tenant, subject_hash="h", requested_by="op")
+    await _add(sessions, row, request)
+    await _add(sessions, ErasureHold(request_id=request.id, tenant_id=tenant, table_name="customers", row_id=row.id))
+    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
+                                             _mirror("customers", tenant, row.id))
+    assert result.outcome == "erased" and len(hubspot.records.get("contacts", {})) == before
+
+
+async def test_incident_opens_once_per_row(sessions: async_sessionmaker[AsyncSession],
+                                           drivers: SandboxDriverProvider) -> None:
+    tenant = await create_tenant(sessions)
+    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="x", sync_attempts=3, sync_state="failed",
+                   last_sync_error="unavailable:503")
+    await _add(sessions, row)
+    activities, env = MirrorActivities(sessions, drivers), ActivityEnvironment()
+    ids = IncidentInput(tenant_id=tenant, table="customers", row_id=row.id)
+    assert (await env.run(activities.open_sync_incident, ids)).opened
+    assert not (await env.run(activities.open_sync_incident, ids)).opened
+    async with sessions() as session:
+        incidents = (await session.execute(select(Incident).where(Incident.tenant_id == tenant))).scalars().all()
+    assert [(i.status, i.attempts, i.last_error) for i in incidents] == [("open", 3, "unavailable:503")]
