@@ -140,10 +140,10 @@ async def salesforce() -> AsyncIterator[Harness]:
     sobjects |= {CrmObject.CASE: "Case", CrmObject.NOTE: "Task", CrmObject.APPOINTMENT: "Event"}
 
     def seed(obj: CrmObject, fields: dict[str, Any]) -> str:
-        return state.add(sobjects[obj], fields)["Id"]
+        return str(state.add(sobjects[obj], fields)["Id"])
 
     def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
-        return {
+        samples: dict[CrmObject, dict[str, Any]] = {
             CrmObject.CUSTOMER: {"FirstName": f"Ann{n}", "LastName": "Lee", "Email": f"ann{n}@example.com"},
             CrmObject.LEAD: {"FirstName": f"Lou{n}", "LastName": "Park", "Company": "Acme"},
             CrmObject.DEAL: {"Name": f"Deal {n}", "StageName": "Prospecting", "CloseDate": "2026-12-31"},
@@ -154,7 +154,8 @@ async def salesforce() -> AsyncIterator[Harness]:
                 "ActivityDateTime": "2026-12-01T15:00:00.000+0000",
                 "DurationInMinutes": 30,
             },
-        }[obj]
+        }
+        return samples[obj]
 
     def customer_fields(last: str, phone: str, email: str) -> dict[str, Any]:
         return {"FirstName": "Ann", "LastName": last, "Phone": phone, "Email": email}
