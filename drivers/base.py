@@ -277,10 +277,17 @@ class BaseDriver(abc.ABC):
             return None
 
     async def _request_json(self, method: str, url: str, **kwargs: Any) -> Any:
-        response = await self._request(method, url, **kwargs)
+        return self._json(method, await self._request(method, url, **kwargs))
+
+    def _json(self, method: str, response: httpx.Response) -> Any:
+        """The body of a success response; None when empty, UnavailableError when it is not JSON."""
         if response.status_code == 204 or not response.content:
             return None
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:  # a success status with a non-JSON body: a proxy or an outage page
+            message = f"{method} answered {response.status_code} without JSON"
+            raise UnavailableError(message, provider=self.slug, status_code=response.status_code) from exc
 
     def _error_for(self, method: str, response: httpx.Response) -> DriverError:
         status = response.status_code

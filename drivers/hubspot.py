@@ -271,7 +271,7 @@ class HubSpotDriver(BaseDriver):
         params = {"properties": ",".join(properties)} | ({"idProperty": id_property} if id_property else {})
         path = f"/crm/v3/objects/{object_type}/{quote(record_id, safe='')}"
         response = await (self._request_or_none if missing_ok else self._request)("GET", path, params=params)
-        return response.json() if response is not None else None
+        return self._json("GET", response) if response is not None else None
 
     async def _search(self, object_type: str, body: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         """Follow `paging.next.after` until `limit` results or the last page."""

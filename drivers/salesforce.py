@@ -247,14 +247,14 @@ class SalesforceDriver(BaseDriver):
         # Read first: an upsert on an existing key would overwrite it before we could detect a conflict.
         found = await self._request_or_none("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
         if found is not None:
-            existing = self._single(found).json()
+            existing = self._json("GET", self._single(found))
             ensure_same_request(self.slug, existing.get(self._fingerprint_field), fingerprint)
             return CreateResult(
                 external_id=existing["Id"], record_url=self._url(sobject, existing["Id"]), created=False
             )
         response = await self._request("PATCH", path, json=fields | {self._fingerprint_field: fingerprint})
         response = self._single(response)
-        body = response.json() if response.content else {}
+        body = self._json("PATCH", response) or {}
         if not body.get("id"):  # pre-v46 orgs answer an update with 204 and no body
             body = {"id": (await self._request_json("GET", path, params={"fields": "Id"}))["Id"], "created": False}
         created = bool(body.get("created", response.status_code == 201))

@@ -53,3 +53,14 @@ async def test_error_body_maps_to_taxonomy(slug: str, path: Path) -> None:
     # Provider messages echo customer values and record ids; none may reach our message.
     for leaked in ("lee@example", "2926551", "003SB", "favourite_colour", "LastName", "expired 5 minute"):
         assert leaked not in str(exc)
+
+
+@pytest.mark.parametrize("slug", ["hubspot", "salesforce"])
+async def test_a_success_without_json_is_unavailable(slug: str) -> None:
+    cls = get_driver_class(slug)
+    config = {"instance_url": "https://acme.my.salesforce.com"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, text="<html>maintenance</html>"))
+    async with httpx.AsyncClient(base_url=cls.api_base_url(config), transport=transport) as client:
+        with pytest.raises(errors.UnavailableError) as raised:
+            await cls(client, config).get_record(CrmObject.DEAL, "123")
+    assert raised.value.retryable and raised.value.status_code == 200
