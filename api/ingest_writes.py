@@ -6,6 +6,7 @@ a conversation, a lead) must belong to the caller's tenant, otherwise they do no
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -18,11 +19,22 @@ from store import content, outbox
 from store.base import ContentRow, SyncState, utcnow
 from store.models import Conversation, Customer, Lead, Message, QualificationState, Tenant
 
+# Tenants recently seen active, with when to look again: the hot path skips one round trip per write. A
+# disabled tenant's writes are refused at most this long after the switch (its lifecycles stop at once).
+ACTIVE_FOR = 30.0
+_active_until: dict[uuid.UUID, float] = {}
+
 
 async def require_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> None:
+    if _active_until.get(tenant_id, 0.0) > time.monotonic():
+        return
     tenant = await session.get(Tenant, tenant_id)
     if tenant is None or tenant.status == "disabled":
+        _active_until.pop(tenant_id, None)
         raise Problem(403, "tenant-inactive", "This token's tenant is unknown or disabled.")
+    if len(_active_until) > 10_000:  # bounded: forget everyone rather than grow without limit
+        _active_until.clear()
+    _active_until[tenant_id] = time.monotonic() + ACTIVE_FOR
 
 
 async def require_row(session: AsyncSession, model: Any, tenant_id: uuid.UUID, row_id: uuid.UUID, *,
@@ -45,10 +57,15 @@ async def existing(session: AsyncSession, model: Any, tenant_id: uuid.UUID, row_
 
 
 async def insert(session: AsyncSession, row: ContentRow, table: str, key: str | None = None) -> None:
-    """The row and its `create` intent (flushed together in the caller's transaction)."""
-    session.add(row)
-    await session.flush()
-    await outbox.add(session, [outbox.intent_values(row.tenant_id, table, row.id, "create", key)])
+    """The row (a transient model, completed with its column defaults) and its `create` intent."""
+    columns = type(row).__table__.columns  # type: ignore[attr-defined]
+    values = {column.key: getattr(row, column.key) for column in columns}
+    for column in columns:
+        if values[column.key] is None and column.default is not None:
+            default = column.default
+            values[column.key] = default.arg(None) if default.is_callable else default.arg
+            setattr(row, column.key, values[column.key])
+    await outbox.insert_with_intent(session, type(row), values, "create", key)
 
 
 async def update(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID,

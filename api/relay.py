@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 
 from sqlalchemy import select
@@ -40,8 +40,9 @@ class OutboxRelay:
 
     def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], client: ClientSource,
                  options: LifecycleOptions, *, batch_size: int = 200, concurrency: int = 32,
-                 poll_interval: float = 1.0) -> None:
+                 poll_interval: float = 1.0, tenants: Collection[uuid.UUID] | None = None) -> None:
         self._sessions, self._client, self.options = sessions, client, options
+        self._tenants = tenants  # a relay for some tenants only (None: all of them)
         self._skip_locked = engine.dialect.name == "postgresql"
         self._batch_size, self._poll_interval = batch_size, poll_interval
         self._limit = asyncio.Semaphore(concurrency)
@@ -60,7 +61,8 @@ class OutboxRelay:
         client = await self._client()  # raises while Temporal is unreachable: nothing is claimed
         async with self._sessions() as session:
             async with session.begin():
-                intents = await outbox.claim(session, self._batch_size, skip_locked=self._skip_locked)
+                intents = await outbox.claim(session, self._batch_size, skip_locked=self._skip_locked,
+                                             tenants=self._tenants)
                 if not intents:
                     return 0
                 deliveries, settled = await self._group(session, intents)

@@ -42,7 +42,7 @@ async def test_worker_killed_between_crm_create_and_ledger_write(
     app = hubspot_sandbox.create_app()
     hubspot: hubspot_sandbox.HubSpotState = app.state.sandbox
     tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, client, task_queue, policy=POLICY)
+    relay = relay_for(engine, sessions, client, task_queue, tenants=[tenant], policy=POLICY)
     async with serve_in_task(app) as base_url, agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         doomed = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.support.kill_worker", "--temporal", client.service_client.config.target_host,

@@ -48,7 +48,7 @@ async def test_48_hours_of_crm_failure_then_redrive(
     hubspot = drivers.state("hubspot")
     hubspot.knobs.fail_next = 10**9  # every call answers 503
     tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, env.client, task_queue, policy=POLICY)
+    relay = relay_for(engine, sessions, env.client, task_queue, tenants=[tenant], policy=POLICY)
     async with lifecycle_worker(env.client, sessions, drivers, task_queue), \
             agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         customer = (await api.post("/api/agent/customers", json={"name": "Linus Pauling"})).json()
@@ -105,7 +105,7 @@ async def test_auth_error_waits_for_the_connection_instead_of_retrying(
         pass  # the tenant's connection exists…
     hubspot.tokens.expire_all()
     hubspot.tokens.revoke_refresh()  # …then the tenant revoked our app: every refresh is refused
-    relay = relay_for(engine, sessions, env.client, task_queue, policy=POLICY)
+    relay = relay_for(engine, sessions, env.client, task_queue, tenants=[tenant], policy=POLICY)
     async with lifecycle_worker(env.client, sessions, drivers, task_queue), \
             agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         customer = (await api.post("/api/agent/customers", json={"name": "Rosalind Franklin"})).json()
@@ -135,7 +135,7 @@ async def test_rate_limit_retry_after_sets_the_next_attempt(
     hubspot = drivers.state("hubspot")
     hubspot.knobs.limit_next, hubspot.knobs.retry_after = 1, "600"
     tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, temporal_client, task_queue, policy=POLICY)
+    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant], policy=POLICY)
     async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), \
             agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         customer = (await api.post("/api/agent/customers", json={"name": "Chien-Shiung Wu"})).json()

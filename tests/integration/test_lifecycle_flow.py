@@ -25,7 +25,7 @@ async def test_customer_conversation_and_messages_reach_the_crm(
     drivers = SandboxDriverProvider(sessions)
     hubspot = drivers.state("hubspot")
     tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, temporal_client, task_queue)
+    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])
     async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), \
             agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         response = await api.post("/api/agent/conversations", json={
@@ -70,7 +70,7 @@ async def test_ingest_accepts_while_temporal_is_down_and_the_relay_catches_up(
     drivers = SandboxDriverProvider(sessions)
     tenant = await create_tenant(sessions)
     nowhere = TemporalGateway(TemporalSettings(address="127.0.0.1:1"))
-    stranded = relay_for(engine, sessions, nowhere, task_queue)
+    stranded = relay_for(engine, sessions, nowhere, task_queue, tenants=[tenant])
     async with agent_api(settings, engine, sessions, tenant, relay=stranded, temporal=nowhere) as api:
         customer = await api.post("/api/agent/customers", json={"name": "Emmy Noether", "phone": "+49 30 1234567"})
         case = await api.post("/api/agent/cases", json={"customer_id": customer.json()["id"], "subject": "Invoice"})
@@ -82,7 +82,7 @@ async def test_ingest_accepts_while_temporal_is_down_and_the_relay_catches_up(
             MirrorOutbox.tenant_id == tenant, MirrorOutbox.relayed_at.is_(None)))).scalars().all()
     assert sorted(waiting) == ["create", "create"]
 
-    relay = relay_for(engine, sessions, temporal_client, task_queue)  # Temporal is back
+    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])  # Temporal is back
     async with lifecycle_worker(temporal_client, sessions, drivers, task_queue):
         assert await relay.drain() == 2
         for table, row_id in (("customers", customer.json()["id"]), ("cases", case.json()["id"])):
@@ -100,7 +100,7 @@ async def test_no_customer_content_in_any_workflow_history(
                "budget": f"budget{marker}", "subject": f"Leaking roof {marker}", "notes": f"bring ladder {marker}"}
     drivers = SandboxDriverProvider(sessions)
     tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, temporal_client, task_queue)
+    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])
     async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), \
             agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         conversation = (await api.post("/api/agent/conversations", json={

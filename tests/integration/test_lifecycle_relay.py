@@ -39,7 +39,7 @@ async def test_concurrent_relays_start_each_lifecycle_once(
         intents += [outbox.intent_values(tenant, "customers", r.id, op)
                     for r in rows[:2] for op in ("update", "redrive")]
         await outbox.add(session, intents)
-    relays = [relay_for(engine, sessions, temporal_client, task_queue) for _ in range(3)]
+    relays = [relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant]) for _ in range(3)]
     for relay in relays:
         relay._batch_size = 7  # many small batches, so the relays really interleave
 

@@ -62,7 +62,8 @@ async def test_sweep_purges_escalates_and_requeues(
     assert sorted(queued) == sorted([("customers", stuck.id, "ensure"), ("messages", orphan.id, "append")])
     assert second.escalated == 0
 
-    relay = relay_for(engine, sessions, temporal_client, f"{task_queue}-idle")  # no worker: just the starts
+    # No worker on this queue: only the starts are looked at.
+    relay = relay_for(engine, sessions, temporal_client, f"{task_queue}-idle", tenants=[tenant])
     await relay.drain()
     assert await is_running(temporal_client, workflow_id(tenant, "customers", stuck.id))
     transcript = temporal_client.get_workflow_handle(workflow_id(tenant, "conversations", conversation.id))

@@ -50,7 +50,7 @@ async def test_each_table_is_purged_exactly_at_its_window(
     drivers = SandboxDriverProvider(sessions)
     hubspot = drivers.state("hubspot")
     tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, env.client, task_queue)
+    relay = relay_for(engine, sessions, env.client, task_queue, tenants=[tenant])
     async with lifecycle_worker(env.client, sessions, drivers, task_queue), \
             agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         conversation = (await api.post("/api/agent/conversations", json={

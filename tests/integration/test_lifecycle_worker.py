@@ -48,7 +48,7 @@ async def test_composition_root_mirrors_through_the_vault(
         vault = CredentialVault.from_settings(settings, sessions)
         await vault.store(tenant, "hubspot", {"auth": "oauth2", **asdict(hubspot.tokens.credentials())},
                           actor=Actor(type="system", id="test", purpose="connect"))
-        relay = relay_for(engine, sessions, temporal_client, task_queue)
+        relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])
         activities = worker.build_activities(settings, engine)
         async with worker.build_worker(temporal_client, settings, activities=activities, task_queue=task_queue), \
                 agent_api(settings, engine, sessions, tenant, relay=relay) as api:

@@ -55,15 +55,16 @@ def lifecycle_worker(client: Client, sessions: async_sessionmaker[AsyncSession],
 
 
 def relay_for(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], client: Client | TemporalGateway,
-              task_queue: str, *, policy: LifecyclePolicy = FAST, debounce: timedelta = timedelta(seconds=1),
-              max_batch: int = 25) -> OutboxRelay:
+              task_queue: str, *, tenants: list[uuid.UUID], policy: LifecyclePolicy = FAST,
+              debounce: timedelta = timedelta(seconds=1), max_batch: int = 25) -> OutboxRelay:
+    """A relay for the test's own tenants: tests share one database, and other tests' intents are not ours."""
     gateway = client if isinstance(client, TemporalGateway) else None
 
     async def source() -> Client:
         return await gateway.client() if gateway is not None else client  # type: ignore[return-value]
 
     options = LifecycleOptions(task_queue=task_queue, policy=policy, debounce=debounce, max_batch=max_batch)
-    return OutboxRelay(engine, sessions, source, options)
+    return OutboxRelay(engine, sessions, source, options, tenants=tenants)
 
 
 @asynccontextmanager
