@@ -10,6 +10,7 @@ import time
 import uuid
 from typing import Any
 
+from sqlalchemy import insert as sql_insert
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,19 +97,22 @@ async def add_messages(session: AsyncSession, tenant_id: uuid.UUID, conversation
                                                                 Message.turn_id.in_(turns)))
     seen = set(known.scalars())
     now = utcnow()
-    rows = [Message(id=uuid.uuid4(), tenant_id=tenant_id, conversation_id=conversation_id, turn_id=m.turn_id,
-                    role=m.role, text=m.text, spoken_at=m.spoken_at or now, created_at=now, updated_at=now,
-                    sync_state=SyncState.PENDING.value, sync_attempts=0)
-            for m in messages if m.turn_id not in seen]
+    fresh = [m for m in messages if m.turn_id not in seen]
+    ids = [uuid.uuid4() for _ in fresh]
+    rows: list[dict[str, Any]] = [
+        {"id": row_id, "tenant_id": tenant_id, "conversation_id": conversation_id, "turn_id": m.turn_id,
+         "role": m.role, "text": m.text, "spoken_at": m.spoken_at or now, "created_at": now, "updated_at": now,
+         "sync_state": SyncState.PENDING.value, "sync_attempts": 0, "crm_external_id": None, "synced_at": None,
+         "last_sync_error": None, "purge_after": None}
+        for row_id, m in zip(ids, fresh, strict=True)]
     if rows:
         # First the conversation goes back to pending (and, on PostgreSQL, stays locked until commit): a purge
         # racing with this insert then finds it unsynced and leaves it, so no message is ever orphaned.
         if not await content.touch_pending(session, "conversations", tenant_id, conversation_id):
             raise _no_conversation(conversation_id)
-        session.add_all(rows)
-        await session.flush()
-        await outbox.add(session, [outbox.intent_values(tenant_id, "messages", r.id, "append") for r in rows])
-    return [r.id for r in rows], len(seen)
+        await (await session.connection()).execute(sql_insert(Message.__table__), rows)  # type: ignore[arg-type]
+        await outbox.add(session, [outbox.intent_values(tenant_id, "messages", row_id, "append") for row_id in ids])
+    return ids, len(seen)
 
 
 async def require_conversation(session: AsyncSession, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> None:

@@ -9,18 +9,20 @@ processes take disjoint batches; SQLite has a single writer, and a duplicate del
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, insert, literal, select, update
+from sqlalchemy import Insert, Table, bindparam, delete, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import utcnow
 from store.models import MirrorOutbox
 
+OUTBOX: Table = MirrorOutbox.__table__  # type: ignore[assignment]
 OPS = ("create", "update", "append", "redrive", "ensure")
 
 
@@ -48,7 +50,7 @@ def intent_values(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, op: str,
 async def add(session: AsyncSession, intents: list[dict[str, object]]) -> None:
     """Queue intents in the caller's transaction (one executemany for a batch of messages)."""
     if intents:
-        await session.execute(insert(MirrorOutbox), intents)
+        await (await session.connection()).execute(insert(OUTBOX), intents)
 
 
 async def claim(session: AsyncSession, limit: int, *, skip_locked: bool,
@@ -102,18 +104,28 @@ async def prune_relayed(session: AsyncSession, older_than: timedelta, as_of: dat
 
 async def insert_with_intent(session: AsyncSession, model: Any, values: dict[str, Any], op: str = "create",
                              idempotency_key: str | None = None) -> None:
-    """Insert one class-(c) row (all columns given) and its intent, in the caller's transaction.
+    """Insert one class-(c) row (every column given) and its intent, in the caller's transaction.
 
     On PostgreSQL both go in one statement (`WITH row AS (INSERT … RETURNING id) INSERT INTO mirror_outbox …`):
     one round trip on the hot path instead of two. Elsewhere, two statements.
     """
     intent = intent_values(values["tenant_id"], model.__tablename__, values["id"], op, idempotency_key)
-    if session.get_bind().dialect.name != "postgresql":
-        await session.execute(insert(model).values(**values))
-        await add(session, [intent])
+    connection = await session.connection()
+    if connection.dialect.name != "postgresql":
+        await connection.execute(insert(model.__table__), values)
+        await connection.execute(insert(OUTBOX), intent)
         return
-    row = insert(model).values(**values).returning(model.id).cte("row")
-    columns = MirrorOutbox.__table__.c
-    chosen = select(*(row.c.id if name == "row_id" else literal(value, type_=columns[name].type)
-                      for name, value in intent.items())).select_from(row)
-    await session.execute(insert(MirrorOutbox).from_select(list(intent), chosen))
+    params = {f"r_{key}": value for key, value in values.items()} | {f"o_{key}": value for key, value in intent.items()}
+    await connection.execute(_row_and_intent(model.__table__), params)
+
+
+@functools.cache
+def _row_and_intent(table: Table) -> Insert:
+    """The one-statement insert, built once per table with bind parameters (so SQLAlchemy caches its SQL)."""
+    row = insert(table).values({c.key: bindparam(f"r_{c.key}", type_=c.type) for c in table.c}) \
+        .returning(table.c.id).cte("row")
+    outbox = OUTBOX.c
+    names = ["tenant_id", "table_name", "row_id", "op", "idempotency_key", "created_at", "relay_attempts"]
+    chosen = select(*(row.c.id if name == "row_id" else bindparam(f"o_{name}", type_=outbox[name].type)
+                      for name in names)).select_from(row)
+    return insert(OUTBOX).from_select(names, chosen)
