@@ -55,8 +55,11 @@ class TranscriptWorkflow(LifecycleBase):
                                            sa.TABLE.value_set("conversations"), sa.PROVIDER.value_set(input.provider)])
         self._set_state("synced" if synced else "pending")
         ids = IncidentInput(tenant_id=input.tenant_id, table="conversations", row_id=input.conversation_id)
+        flushes = 0
         while True:
-            if workflow.info().is_continue_as_new_suggested():
+            knob = input.continue_as_new_after and flushes >= input.continue_as_new_after
+            # Not with a change or redrive in hand: those flags are not carried, so act on them first.
+            if (knob or workflow.info().is_continue_as_new_suggested()) and not (self._changed or self._redrive):
                 await self._drained()
                 workflow.continue_as_new(input.model_copy(update={
                     "pending_message_ids": self._pending, "conversation_synced": synced,
@@ -66,6 +69,7 @@ class TranscriptWorkflow(LifecycleBase):
             if (not synced or self._changed or self._redrive or len(self._pending) >= input.max_batch
                     or (flush_at is not None and workflow.now() >= flush_at)):
                 result = await self._flush(input, ids)
+                flushes += 1
                 if result.outcome in ("gone", "erased"):
                     return await self._end(result.outcome, result.note_id)
                 synced, next_purge = result.conversation_synced, result.next_purge_after

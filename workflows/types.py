@@ -55,6 +55,8 @@ class TranscriptInput(_Model):
     debounce: timedelta = timedelta(seconds=5)  # flush a batch this long after its first message…
     max_batch: int = 25  # …or as soon as this many are waiting
     policy: LifecyclePolicy = Field(default_factory=LifecyclePolicy)
+    # Continue-as-new after this many batches (0: only when the server suggests it); tests exercise the path.
+    continue_as_new_after: int = 0
     # State carried across continue-as-new.
     pending_message_ids: list[uuid.UUID] = Field(default_factory=list)
     conversation_synced: bool = False

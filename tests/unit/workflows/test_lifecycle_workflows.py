@@ -123,3 +123,30 @@ async def test_stale_writes_and_updates_during_the_window_are_written_before_any
     # Purge attempts at the window, then re-written, then the window the database reported.
     assert script.purges[0] >= script.now + 30 * DAY and script.purges[-1] >= later
     assert len(script.mirrors) == 4
+
+
+async def test_continue_as_new_carries_waiting_messages(time_skipping_env: WorkflowEnvironment,
+                                                        task_queue: str) -> None:
+    env, script = time_skipping_env, Script()
+    ids = [uuid.uuid4() for _ in range(3)]
+    workflow_id = f"mirror:t:conversations:{uuid.uuid4()}"
+    async with Worker(env.client, task_queue=task_queue, workflows=[TranscriptWorkflow],
+                      activities=script.activities()):
+        first = await env.client.start_workflow(
+            TranscriptWorkflow.run, TranscriptInput(tenant_id=uuid.uuid4(), conversation_id=uuid.uuid4(),
+                                                    provider="hubspot", conversation_retention=30 * DAY,
+                                                    message_retention=7 * DAY, debounce=timedelta(minutes=1),
+                                                    max_batch=2, continue_as_new_after=1),
+            id=workflow_id, task_queue=task_queue)
+        latest = env.client.get_workflow_handle(workflow_id)
+        await eventually(lambda: script.synced_batches == [[]])
+        await latest.signal(TranscriptWorkflow.messages_added, MessagesAdded(message_ids=ids))
+        await eventually(lambda: len(script.synced_batches) == 2)  # a full batch at once, then a new run
+        await env.sleep(timedelta(minutes=1, seconds=1))  # the one left over was carried into the new run
+        await eventually(lambda: len(script.synced_batches) == 3)
+        first_history = await env.client.get_workflow_handle(workflow_id, run_id=first.result_run_id).fetch_history()
+        latest_run = (await latest.describe()).run_id
+        await latest.terminate()
+    assert script.synced_batches == [[], ids[:2], ids[2:]]
+    assert first_history.events[-1].HasField("workflow_execution_continued_as_new_event_attributes")
+    assert latest_run != first.result_run_id
