@@ -118,7 +118,7 @@ class QualificationIn(_Body):
     answers: Fields = Field(default_factory=dict)
 
 
-class _FromTurn(_Body):
+class FromTurn(_Body):
     """Rows the agent creates during a turn: `<conversation_id>:<turn_id>` is then their CRM idempotency key."""
 
     id: uuid.UUID | None = None
@@ -132,7 +132,7 @@ class _FromTurn(_Body):
         return None
 
 
-class LeadIn(_FromTurn):
+class LeadIn(FromTurn):
     source: Annotated[str, Field(max_length=64)] | None = None
     status: Annotated[str, Field(min_length=1, max_length=32)] = "new"
     fields: Fields = Field(default_factory=dict)
@@ -145,7 +145,7 @@ class LeadPatch(_Body):
     qualification: QualificationIn | None = None
 
 
-class AppointmentIn(_FromTurn):
+class AppointmentIn(FromTurn):
     starts_at: Aware
     ends_at: Aware | None = None
     service: Short | None = None
@@ -159,7 +159,7 @@ class AppointmentIn(_FromTurn):
         return self
 
 
-class CaseIn(_FromTurn):
+class CaseIn(FromTurn):
     subject: Annotated[str, Field(min_length=1, max_length=300)]
     description: Annotated[str, Field(max_length=20_000)] | None = None
     status: Annotated[str, Field(min_length=1, max_length=32)] = "open"

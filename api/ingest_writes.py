@@ -15,10 +15,19 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import Problem
-from api.ingest_models import CustomerIn, LeadIn, MessageIn, QualificationIn, merged
+from api.ingest_models import (
+    AppointmentIn,
+    CaseIn,
+    CustomerIn,
+    FromTurn,
+    LeadIn,
+    MessageIn,
+    QualificationIn,
+    merged,
+)
 from store import content, outbox
 from store.base import ContentRow, SyncState, utcnow
-from store.models import Conversation, Customer, Lead, Message, QualificationState, Tenant
+from store.models import Appointment, Case, Conversation, Customer, Lead, Message, QualificationState, Tenant
 
 # Tenants recently seen active, with when to look again: the hot path skips one round trip per write. A
 # disabled tenant's writes are refused at most this long after the switch (its lifecycles stop at once).
@@ -126,18 +135,36 @@ def _no_conversation(conversation_id: uuid.UUID) -> Problem:
                    f"No conversation {conversation_id} for this tenant (it may have been purged).")
 
 
-async def new_lead(session: AsyncSession, tenant_id: uuid.UUID, body: LeadIn) -> tuple[Lead, bool]:
-    found = await existing(session, Lead, tenant_id, body.id)
+async def new_row(session: AsyncSession, tenant_id: uuid.UUID, model: Any, table: str, body: FromTurn,
+                  **columns: Any) -> tuple[Any, bool]:
+    """A row the agent made during a turn (lead, appointment, case), or the one a retried POST made."""
+    found = await existing(session, model, tenant_id, body.id)
     if found is not None:
         return found, False
     await check_refs(session, tenant_id, body.customer_id, body.conversation_id)
-    row = Lead(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
-               conversation_id=body.conversation_id, source=body.source, status=body.status,
-               fields=dict(body.fields), sync_state=SyncState.PENDING.value, sync_attempts=0)
-    await insert(session, row, "leads", body.idempotency_key())
-    if body.qualification is not None:
-        await set_qualification(session, tenant_id, row.id, body.qualification)
+    row = model(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
+                conversation_id=body.conversation_id, **columns)
+    await insert(session, row, table, body.idempotency_key())
     return row, True
+
+
+async def new_lead(session: AsyncSession, tenant_id: uuid.UUID, body: LeadIn) -> tuple[Lead, bool]:
+    row, created = await new_row(session, tenant_id, Lead, "leads", body, source=body.source, status=body.status,
+                                 fields=dict(body.fields))
+    if created and body.qualification is not None:
+        await set_qualification(session, tenant_id, row.id, body.qualification)
+    return row, created
+
+
+async def new_appointment(session: AsyncSession, tenant_id: uuid.UUID, body: AppointmentIn
+                          ) -> tuple[Appointment, bool]:
+    return await new_row(session, tenant_id, Appointment, "appointments", body, starts_at=body.starts_at,
+                         ends_at=body.ends_at, service=body.service, status=body.status, notes=body.notes)
+
+
+async def new_case(session: AsyncSession, tenant_id: uuid.UUID, body: CaseIn) -> tuple[Case, bool]:
+    return await new_row(session, tenant_id, Case, "cases", body, subject=body.subject,
+                         description=body.description, status=body.status, priority=body.priority)
 
 
 async def set_qualification(session: AsyncSession, tenant_id: uuid.UUID, lead_id: uuid.UUID,

@@ -37,10 +37,11 @@ from api.ingest_models import (
 from api.lifecycle import workflow_id
 from store import content
 from store.base import ContentRow
-from store.models import Appointment, Case, Conversation, Customer, Lead
+from store.models import Conversation, Customer, Lead
 
 B = TypeVar("B", bound=BaseModel)
 Write = Callable[[AsyncSession, uuid.UUID], Awaitable[JSONResponse]]
+Create = Callable[[AsyncSession, uuid.UUID, B], Awaitable[tuple[Any, bool]]]
 
 
 async def _body(request: Request, model: type[B]) -> B:
@@ -84,14 +85,25 @@ def _row_id(request: Request) -> uuid.UUID:
         raise Problem(404, "not-found", "No such record.") from None
 
 
-async def post_customer(request: Request) -> JSONResponse:
-    body = await _body(request, CustomerIn)
+def _create(model: type[B], table: str, create: Create[B]) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """POST handler: validate, create the row (or find the one a retried POST made) with its intent."""
 
-    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
-        row, created = await writes.new_customer(session, tenant_id, body)
-        return _accepted(row, "customers", created, tenant_id)
+    async def endpoint(request: Request) -> JSONResponse:
+        body = await _body(request, model)
 
-    return await _commit(request, write)
+        async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
+            row, created = await create(session, tenant_id, body)
+            return _accepted(row, table, created, tenant_id)
+
+        return await _commit(request, write)
+
+    return endpoint
+
+
+post_customer = _create(CustomerIn, "customers", writes.new_customer)
+post_lead = _create(LeadIn, "leads", writes.new_lead)
+post_appointment = _create(AppointmentIn, "appointments", writes.new_appointment)
+post_case = _create(CaseIn, "cases", writes.new_case)
 
 
 async def patch_customer(request: Request) -> JSONResponse:
@@ -155,16 +167,6 @@ async def post_messages(request: Request) -> JSONResponse:
     return await _commit(request, write)
 
 
-async def post_lead(request: Request) -> JSONResponse:
-    body = await _body(request, LeadIn)
-
-    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
-        row, created = await writes.new_lead(session, tenant_id, body)
-        return _accepted(row, "leads", created, tenant_id)
-
-    return await _commit(request, write)
-
-
 async def patch_lead(request: Request) -> JSONResponse:
     body, row_id = await _body(request, LeadPatch), _row_id(request)
 
@@ -177,41 +179,6 @@ async def patch_lead(request: Request) -> JSONResponse:
         if body.qualification is not None:
             await writes.set_qualification(session, tenant_id, row_id, body.qualification)
         return _updated("leads", tenant_id, row_id)
-
-    return await _commit(request, write)
-
-
-async def post_appointment(request: Request) -> JSONResponse:
-    body = await _body(request, AppointmentIn)
-
-    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
-        found = await writes.existing(session, Appointment, tenant_id, body.id)
-        if found is not None:
-            return _accepted(found, "appointments", False, tenant_id)
-        await writes.check_refs(session, tenant_id, body.customer_id, body.conversation_id)
-        row = Appointment(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
-                          conversation_id=body.conversation_id, starts_at=body.starts_at, ends_at=body.ends_at,
-                          service=body.service, status=body.status, notes=body.notes, sync_state="pending",
-                          sync_attempts=0)
-        await writes.insert(session, row, "appointments", body.idempotency_key())
-        return _accepted(row, "appointments", True, tenant_id)
-
-    return await _commit(request, write)
-
-
-async def post_case(request: Request) -> JSONResponse:
-    body = await _body(request, CaseIn)
-
-    async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
-        found = await writes.existing(session, Case, tenant_id, body.id)
-        if found is not None:
-            return _accepted(found, "cases", False, tenant_id)
-        await writes.check_refs(session, tenant_id, body.customer_id, body.conversation_id)
-        row = Case(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
-                   conversation_id=body.conversation_id, subject=body.subject, description=body.description,
-                   status=body.status, priority=body.priority, sync_state="pending", sync_attempts=0)
-        await writes.insert(session, row, "cases", body.idempotency_key())
-        return _accepted(row, "cases", True, tenant_id)
 
     return await _commit(request, write)
 

@@ -18,7 +18,7 @@ from sandboxes import hubspot as hubspot_sandbox
 from sandboxes.serve import serve_in_task
 from settings import Settings
 from store.models import IdempotencyRecord
-from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, row_of
+from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, synced
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 from workflows.types import LifecyclePolicy
@@ -62,7 +62,7 @@ async def test_worker_killed_between_crm_create_and_ledger_write(
 
         survivor = SandboxDriverProvider(sessions, urls={"hubspot": base_url})
         async with lifecycle_worker(client, sessions, survivor, task_queue):
-            row = await eventually(lambda: _synced(sessions, tenant, row_id), within=60)
+            row = await eventually(lambda: synced(sessions, "customers", tenant, row_id), within=60)
         await survivor.aclose()
 
         keyed = [r for r in hubspot.records["contacts"].values()
@@ -71,7 +71,3 @@ async def test_worker_killed_between_crm_create_and_ledger_write(
         ledger = await _ledger(sessions, tenant, key)
         assert ledger.status == "done" and ledger.external_id == created[0].id == row.crm_external_id
 
-
-async def _synced(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    row = await row_of(sessions, "customers", tenant, row_id)
-    return row if row is not None and row.sync_state == "synced" else None

@@ -18,7 +18,7 @@ from api.lifecycle import SWEEP_SCHEDULE_ID
 from api.temporal import TemporalGateway
 from cli import demo, dev
 from settings import Settings
-from tests.support.lifecycle import eventually, row_of
+from tests.support.lifecycle import eventually, synced
 
 pytestmark = [pytest.mark.integration]
 
@@ -54,7 +54,9 @@ async def test_demo_hook_prints_a_curl_that_reaches_the_sandbox(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
         response = await api.post("/api/agent/conversations", headers=headers, content=body)
         assert response.status_code == 201, response.text
-        conversation = await eventually(lambda: _synced(sessions, uuid.UUID(response.json()["id"])), within=60)
+        conversation_id = uuid.UUID(response.json()["id"])
+        conversation = await eventually(
+            lambda: synced(sessions, "conversations", demo.DEMO_TENANT_ID, conversation_id), within=60)
 
     contacts_line, notes_line = (line.strip().removeprefix("see the CRM").strip() for line in lines_again
                                  if "/crm/v3/objects/" in line)
@@ -67,7 +69,3 @@ async def test_demo_hook_prints_a_curl_that_reaches_the_sandbox(
     assert "Thursday works, thanks." in notes[0]["properties"]["hs_note_body"]
     assert lines != lines_again  # each start serves a fresh sandbox and mints a fresh token
 
-
-async def _synced(sessions: async_sessionmaker[AsyncSession], row_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    row = await row_of(sessions, "conversations", demo.DEMO_TENANT_ID, row_id)
-    return row if row is not None and row.sync_state == "synced" else None

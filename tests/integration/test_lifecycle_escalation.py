@@ -23,6 +23,7 @@ from tests.support.lifecycle import (
     operator_headers,
     relay_for,
     row_of,
+    synced,
 )
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
@@ -80,13 +81,13 @@ async def test_48_hours_of_crm_failure_then_redrive(
                                  headers=operator_headers(settings, tenant))
         assert redrive.status_code == 202
         await relay.drain()  # …but the redrive signal retries now
-        synced = await eventually(lambda: _synced(sessions, tenant, row_id))
-        assert synced.synced_at is not None and synced.purge_after - synced.synced_at == timedelta(days=30)
+        mirrored = await eventually(lambda: synced(sessions, "customers", tenant, row_id))
+        assert mirrored.synced_at is not None and mirrored.purge_after - mirrored.synced_at == timedelta(days=30)
         [resolved] = await _incidents(sessions, tenant)
         assert resolved.status == "resolved" and resolved.resolved_at is not None
         assert [c.properties["lastname"] for c in hubspot.records["contacts"].values()] == ["Pauling"]
 
-        await env.sleep(synced.purge_after - timedelta(minutes=1) - await env.get_current_time())
+        await env.sleep(mirrored.purge_after - timedelta(minutes=1) - await env.get_current_time())
         assert await row_of(sessions, "customers", tenant, row_id) is not None
         await env.sleep(timedelta(minutes=2))
         await eventually(lambda: _gone(sessions, tenant, row_id))
@@ -122,8 +123,8 @@ async def test_auth_error_waits_for_the_connection_instead_of_retrying(
 
         drivers._sources.clear()  # the operator reconnected: fresh tokens
         await handle.signal("connection_fixed", {"tenant_id": str(tenant)})
-        synced = await eventually(lambda: _synced(sessions, tenant, row_id))
-        assert synced.crm_external_id in hubspot.records["contacts"]
+        mirrored = await eventually(lambda: synced(sessions, "customers", tenant, row_id))
+        assert mirrored.crm_external_id in hubspot.records["contacts"]
     await drivers.aclose()
 
 
@@ -146,7 +147,7 @@ async def test_rate_limit_retry_after_sets_the_next_attempt(
         gap = pending.next_attempt_schedule_time.ToDatetime() - pending.last_started_time.ToDatetime()
         assert gap >= timedelta(seconds=600)  # the server's Retry-After, not our 1-second first backoff
         await handle.signal("redrive", {})  # an operator does not have to wait for it
-        await eventually(lambda: _synced(sessions, tenant, uuid.UUID(customer["id"])))
+        await eventually(lambda: synced(sessions, "customers", tenant, uuid.UUID(customer["id"])))
     await drivers.aclose()
 
 
@@ -155,10 +156,6 @@ async def _attempts_at_least(sessions: async_sessionmaker[AsyncSession], tenant:
     row = await row_of(sessions, "customers", tenant, row_id)
     return row if row is not None and row.sync_attempts >= n else None
 
-
-async def _synced(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    row = await row_of(sessions, "customers", tenant, row_id)
-    return row if row is not None and row.sync_state == "synced" else None
 
 
 async def _gone(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID) -> bool:

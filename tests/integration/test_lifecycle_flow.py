@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecution
 from api.temporal import TemporalGateway
 from settings import Settings, TemporalSettings
 from store.models import MirrorOutbox
-from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, row_of
+from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, synced
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 
@@ -37,11 +37,11 @@ async def test_customer_conversation_and_messages_reach_the_crm(
         conversation_id, customer_id = uuid.UUID(response.json()["id"]), uuid.UUID(response.json()["customer_id"])
         await relay.drain()
 
-        customer = await eventually(lambda: _synced(sessions, "customers", tenant, customer_id))
+        customer = await eventually(lambda: synced(sessions, "customers", tenant, customer_id))
         contact = hubspot.records["contacts"][customer.crm_external_id]
         assert contact.properties["lastname"] == "Hopper" and contact.properties["email"] == "grace@example.com"
 
-        conversation = await eventually(lambda: _synced(sessions, "conversations", tenant, conversation_id))
+        conversation = await eventually(lambda: synced(sessions, "conversations", tenant, conversation_id))
         note = hubspot.records["notes"][conversation.crm_external_id]
         body = note.properties["hs_note_body"]
         assert "customer: I want to book a viewing" in body and "agent: Sure, which day suits you?" in body
@@ -54,14 +54,10 @@ async def test_customer_conversation_and_messages_reach_the_crm(
         await relay.drain()
         await eventually(lambda: "customer: Thursday afternoon" in hubspot.records["notes"][
             conversation.crm_external_id].properties["hs_note_body"])
-        await eventually(lambda: _synced(sessions, "conversations", tenant, conversation_id))
+        await eventually(lambda: synced(sessions, "conversations", tenant, conversation_id))
         assert len(hubspot.records["notes"]) == 1  # one transcript note per conversation, not one per message
     await drivers.aclose()
 
-
-async def _synced(sessions: async_sessionmaker[AsyncSession], table: str, tenant: uuid.UUID, row_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    row = await row_of(sessions, table, tenant, row_id)
-    return row if row is not None and row.sync_state == "synced" else None
 
 
 async def test_ingest_accepts_while_temporal_is_down_and_the_relay_catches_up(
@@ -86,7 +82,7 @@ async def test_ingest_accepts_while_temporal_is_down_and_the_relay_catches_up(
     async with lifecycle_worker(temporal_client, sessions, drivers, task_queue):
         assert await relay.drain() == 2
         for table, row_id in (("customers", customer.json()["id"]), ("cases", case.json()["id"])):
-            await eventually(lambda t=table, r=row_id: _synced(sessions, t, tenant, uuid.UUID(r)))
+            await eventually(lambda t=table, r=row_id: synced(sessions, t, tenant, uuid.UUID(r)))
     assert len(drivers.state("hubspot").records["tickets"]) == 1
     await drivers.aclose()
 
@@ -118,8 +114,8 @@ async def test_no_customer_content_in_any_workflow_history(
         blocked = (await api.post("/api/agent/customers", json={
             "name": secrets["name"], "fields": {"shoe_size": secrets["budget"]}})).json()
         await relay.drain()
-        await eventually(lambda: _synced(sessions, "leads", tenant, uuid.UUID(lead["id"])))
-        await eventually(lambda: _synced(sessions, "conversations", tenant, uuid.UUID(conversation["id"])))
+        await eventually(lambda: synced(sessions, "leads", tenant, uuid.UUID(lead["id"])))
+        await eventually(lambda: synced(sessions, "conversations", tenant, uuid.UUID(conversation["id"])))
         stuck = temporal_client.get_workflow_handle(blocked["workflow_id"])
         assert await eventually(lambda: _query_is(stuck, "blocked"))
 

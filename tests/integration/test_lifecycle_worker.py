@@ -25,7 +25,7 @@ from sandboxes import hubspot as hubspot_sandbox
 from sandboxes.serve import serve_in_task
 from settings import Settings
 from store.models import AuditLog
-from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, row_of
+from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, synced
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 from vault.connections import Actor
@@ -54,7 +54,7 @@ async def test_composition_root_mirrors_through_the_vault(
                 agent_api(settings, engine, sessions, tenant, relay=relay) as api:
             customer = (await api.post("/api/agent/customers", json={"name": "Dorothy Hodgkin"})).json()
             await relay.drain()
-            row = await eventually(lambda: _synced(sessions, tenant, uuid.UUID(customer["id"])))
+            row = await eventually(lambda: synced(sessions, "customers", tenant, uuid.UUID(customer["id"])))
     assert hubspot.records["contacts"][row.crm_external_id].properties["lastname"] == "Hodgkin"
     async with sessions() as session:
         audits = (await session.execute(select(AuditLog).where(AuditLog.tenant_id == tenant,
@@ -76,10 +76,6 @@ async def test_sweep_schedule_registers_idempotently(temporal_client: Client, ta
         await temporal_client.get_schedule_handle(SWEEP_SCHEDULE_ID).delete()
 
 
-async def _synced(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID):  # type: ignore[no-untyped-def]
-    row = await row_of(sessions, "customers", tenant, row_id)
-    return row if row is not None and row.sync_state == "synced" else None
-
 
 async def test_api_process_relays_on_its_own(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
@@ -96,6 +92,6 @@ async def test_api_process_relays_on_its_own(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test",
                               headers={"Authorization": f"Bearer {token}"}) as api:
         customer = (await api.post("/api/agent/customers", json={"name": "Lise Meitner"})).json()
-        await eventually(lambda: _synced(sessions, tenant, uuid.UUID(customer["id"])))
+        await eventually(lambda: synced(sessions, "customers", tenant, uuid.UUID(customer["id"])))
     assert isinstance(context.extras["relay"], OutboxRelay) and context.extras["relay"].delivered >= 1
     await drivers.aclose()

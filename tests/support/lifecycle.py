@@ -114,3 +114,10 @@ async def eventually(check: Callable[[], Any], *, within: float = 30.0, every: f
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(every)
+
+
+async def synced(sessions: async_sessionmaker[AsyncSession], table: str, tenant_id: uuid.UUID,
+                 row_id: uuid.UUID) -> Any | None:
+    """The row once it is synced (for `eventually`), else None."""
+    row = await row_of(sessions, table, tenant_id, row_id)
+    return row if row is not None and row.sync_state == "synced" else None
