@@ -15,18 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from settings import Settings
 from store.models import Incident
-from tests.support.lifecycle import (
-    agent_api,
-    eventually,
-    is_running,
-    lifecycle_worker,
-    operator_headers,
-    relay_for,
-    row_of,
-    synced,
-)
-from tests.support.sandbox_provider import SandboxDriverProvider
-from tests.support.tenants import create_tenant
+from tests.support.lifecycle import eventually, is_running, lifecycle_rig, operator_headers, row_of, synced
 from vault.connections import Actor
 from workflows.types import LifecyclePolicy
 
@@ -45,13 +34,9 @@ async def test_48_hours_of_crm_failure_then_redrive(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
     env = time_skipping_env
-    drivers = SandboxDriverProvider(sessions)
-    hubspot = drivers.state("hubspot")
-    hubspot.knobs.fail_next = 10**9  # every call answers 503
-    tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, env.client, task_queue, tenants=[tenant], policy=POLICY)
-    async with lifecycle_worker(env.client, sessions, drivers, task_queue), \
-            agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+    async with lifecycle_rig(settings, engine, sessions, env.client, task_queue, policy=POLICY) as rig:
+        api, relay, tenant, hubspot = rig.api, rig.relay, rig.tenant, rig.hubspot
+        hubspot.knobs.fail_next = 10**9  # every call answers 503
         customer = (await api.post("/api/agent/customers", json={"name": "Linus Pauling"})).json()
         row_id = uuid.UUID(customer["id"])
         await relay.drain()
@@ -92,23 +77,18 @@ async def test_48_hours_of_crm_failure_then_redrive(
         await env.sleep(timedelta(minutes=2))
         await eventually(lambda: _gone(sessions, tenant, row_id))
         assert not await is_running(env.client, customer["workflow_id"])
-    await drivers.aclose()
 
 
 async def test_auth_error_waits_for_the_connection_instead_of_retrying(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
     env = time_skipping_env
-    drivers = SandboxDriverProvider(sessions)
-    hubspot = drivers.state("hubspot")
-    tenant = await create_tenant(sessions)
-    async with drivers.open(tenant, Actor(type="system", id="test", purpose="connect")):
-        pass  # the tenant's connection exists…
-    hubspot.tokens.expire_all()
-    hubspot.tokens.revoke_refresh()  # …then the tenant revoked our app: every refresh is refused
-    relay = relay_for(engine, sessions, env.client, task_queue, tenants=[tenant], policy=POLICY)
-    async with lifecycle_worker(env.client, sessions, drivers, task_queue), \
-            agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+    async with lifecycle_rig(settings, engine, sessions, env.client, task_queue, policy=POLICY) as rig:
+        api, relay, tenant, hubspot, drivers = rig.api, rig.relay, rig.tenant, rig.hubspot, rig.drivers
+        async with drivers.open(tenant, Actor(type="system", id="test", purpose="connect")):
+            pass  # the tenant's connection exists…
+        hubspot.tokens.expire_all()
+        hubspot.tokens.revoke_refresh()  # …then the tenant revoked our app: every refresh is refused
         customer = (await api.post("/api/agent/customers", json={"name": "Rosalind Franklin"})).json()
         row_id = uuid.UUID(customer["id"])
         await relay.drain()
@@ -125,20 +105,15 @@ async def test_auth_error_waits_for_the_connection_instead_of_retrying(
         await handle.signal("connection_fixed", {"tenant_id": str(tenant)})
         mirrored = await eventually(lambda: synced(sessions, "customers", tenant, row_id))
         assert mirrored.crm_external_id in hubspot.records["contacts"]
-    await drivers.aclose()
 
 
 async def test_rate_limit_retry_after_sets_the_next_attempt(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
     """On the dev server (the test server does not report pending attempts): 429 + Retry-After: 600."""
-    drivers = SandboxDriverProvider(sessions)
-    hubspot = drivers.state("hubspot")
-    hubspot.knobs.limit_next, hubspot.knobs.retry_after = 1, "600"
-    tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant], policy=POLICY)
-    async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), \
-            agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, policy=POLICY) as rig:
+        api, relay, tenant = rig.api, rig.relay, rig.tenant
+        rig.hubspot.knobs.limit_next, rig.hubspot.knobs.retry_after = 1, "600"
         customer = (await api.post("/api/agent/customers", json={"name": "Chien-Shiung Wu"})).json()
         await relay.drain()
         handle = temporal_client.get_workflow_handle(customer["workflow_id"])
@@ -148,7 +123,6 @@ async def test_rate_limit_retry_after_sets_the_next_attempt(
         assert gap >= timedelta(seconds=600)  # the server's Retry-After, not our 1-second first backoff
         await handle.signal("redrive", {})  # an operator does not have to wait for it
         await eventually(lambda: synced(sessions, "customers", tenant, uuid.UUID(customer["id"])))
-    await drivers.aclose()
 
 
 async def _attempts_at_least(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID,

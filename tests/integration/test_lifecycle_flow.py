@@ -12,7 +12,7 @@ from temporalio.client import Client, WorkflowExecution
 from api.temporal import TemporalGateway
 from settings import Settings, TemporalSettings
 from store.models import MirrorOutbox
-from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, synced
+from tests.support.lifecycle import agent_api, eventually, lifecycle_rig, lifecycle_worker, relay_for, synced
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 
@@ -22,12 +22,8 @@ pytestmark = [pytest.mark.integration]
 async def test_customer_conversation_and_messages_reach_the_crm(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
-    drivers = SandboxDriverProvider(sessions)
-    hubspot = drivers.state("hubspot")
-    tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])
-    async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), \
-            agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue) as rig:
+        api, relay, tenant, hubspot = rig.api, rig.relay, rig.tenant, rig.hubspot
         response = await api.post("/api/agent/conversations", json={
             "customer": {"name": "Grace Hopper", "phone": "+1 415 555 0134", "email": "grace@example.com"},
             "channel": "voice",
@@ -56,7 +52,6 @@ async def test_customer_conversation_and_messages_reach_the_crm(
             conversation.crm_external_id].properties["hs_note_body"])
         await eventually(lambda: synced(sessions, "conversations", tenant, conversation_id))
         assert len(hubspot.records["notes"]) == 1  # one transcript note per conversation, not one per message
-    await drivers.aclose()
 
 
 
@@ -94,11 +89,8 @@ async def test_no_customer_content_in_any_workflow_history(
     secrets = {"name": f"Zebulon Quixote{marker}", "email": f"zq{marker}@example.org", "phone": "+1 212 555 0187",
                "e164": "+12125550187", "said": f"my gate code is {marker}", "summary": f"wants a loft {marker}",
                "budget": f"budget{marker}", "subject": f"Leaking roof {marker}", "notes": f"bring ladder {marker}"}
-    drivers = SandboxDriverProvider(sessions)
-    tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])
-    async with lifecycle_worker(temporal_client, sessions, drivers, task_queue), \
-            agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue) as rig:
+        api, relay, tenant = rig.api, rig.relay, rig.tenant
         conversation = (await api.post("/api/agent/conversations", json={
             "customer": {"name": secrets["name"], "email": secrets["email"], "phone": secrets["phone"]},
             "messages": [{"turn_id": "a", "role": "customer", "text": secrets["said"]}]})).json()
@@ -129,7 +121,6 @@ async def test_no_customer_content_in_any_workflow_history(
             assert str(tenant).encode() in raw  # the scan does see payloads and search attributes (ids are there)
             assert not [n for n in needles if n in raw], f"customer content in the history of {run.id}"
         assert "customers" in {run.search_attributes.get("CrmTable", [None])[0] for run in runs}
-    await drivers.aclose()
 
 
 async def _runs(client: Client, tenant: uuid.UUID, *, at_least: int) -> list[WorkflowExecution] | None:

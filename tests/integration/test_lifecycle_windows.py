@@ -15,9 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from settings import Settings
 from store import content
 from store.models import Message, QualificationState
-from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, row_of
-from tests.support.sandbox_provider import SandboxDriverProvider
-from tests.support.tenants import create_tenant
+from tests.support.lifecycle import eventually, lifecycle_rig, row_of
 
 pytestmark = [pytest.mark.integration]
 MINUTE = timedelta(minutes=1)
@@ -47,12 +45,8 @@ async def test_each_table_is_purged_exactly_at_its_window(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
     env = time_skipping_env
-    drivers = SandboxDriverProvider(sessions)
-    hubspot = drivers.state("hubspot")
-    tenant = await create_tenant(sessions)
-    relay = relay_for(engine, sessions, env.client, task_queue, tenants=[tenant])
-    async with lifecycle_worker(env.client, sessions, drivers, task_queue), \
-            agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+    async with lifecycle_rig(settings, engine, sessions, env.client, task_queue) as rig:
+        api, relay, tenant, hubspot = rig.api, rig.relay, rig.tenant, rig.hubspot
         conversation = (await api.post("/api/agent/conversations", json={
             "customer": {"name": "Ada Lovelace", "phone": "+44 20 7946 0321"},
             "messages": [{"turn_id": "1", "role": "customer", "text": "Is the flat on Elm Street available?"},
@@ -101,7 +95,6 @@ async def test_each_table_is_purged_exactly_at_its_window(
         assert len(hubspot.records["contacts"]) == 1 and len(hubspot.records["tickets"]) == 1
         note = next(iter(hubspot.records["notes"].values()))
         assert "Is the flat on Elm Street available?" in note.properties["hs_note_body"]
-    await drivers.aclose()
 
 
 async def _matches(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, rows: dict[str, list[uuid.UUID]],

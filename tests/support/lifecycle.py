@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ from api.relay import OutboxRelay
 from api.temporal import TemporalGateway
 from settings import Settings
 from store import content
+from tests.support.sandbox_provider import SandboxDriverProvider
+from tests.support.tenants import create_tenant
 from vault.connections import DriverProvider
 from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
@@ -121,3 +124,32 @@ async def synced(sessions: async_sessionmaker[AsyncSession], table: str, tenant_
     """The row once it is synced (for `eventually`), else None."""
     row = await row_of(sessions, table, tenant_id, row_id)
     return row if row is not None and row.sync_state == "synced" else None
+
+
+@dataclass
+class Rig:
+    """One test's lifecycle setup: its tenant, the sandbox CRM behind it, a relay for it and the agent API."""
+
+    tenant: uuid.UUID
+    drivers: SandboxDriverProvider
+    relay: OutboxRelay
+    api: httpx.AsyncClient
+
+    @property
+    def hubspot(self) -> Any:
+        return self.drivers.state("hubspot")
+
+
+@asynccontextmanager
+async def lifecycle_rig(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+                        client: Client, task_queue: str, *, policy: LifecyclePolicy = FAST) -> AsyncIterator[Rig]:
+    """A fresh tenant on the HubSpot sandbox, a lifecycle worker on `client`, a relay and the agent API."""
+    drivers = SandboxDriverProvider(sessions)
+    tenant = await create_tenant(sessions)
+    relay = relay_for(engine, sessions, client, task_queue, tenants=[tenant], policy=policy)
+    try:
+        async with lifecycle_worker(client, sessions, drivers, task_queue), \
+                agent_api(settings, engine, sessions, tenant, relay=relay) as api:
+            yield Rig(tenant, drivers, relay, api)
+    finally:
+        await drivers.aclose()
