@@ -32,7 +32,14 @@ from workflows import search_attributes as sa
 from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
 from workflows.transcript import TranscriptWorkflow
-from workflows.types import LifecyclePolicy, MessagesAdded, RecordLifecycleInput, SweepInput, TranscriptInput
+from workflows.types import (
+    ConnectionFixed,
+    LifecyclePolicy,
+    MessagesAdded,
+    RecordLifecycleInput,
+    SweepInput,
+    TranscriptInput,
+)
 
 SWEEP_SCHEDULE_ID = "crm-sor-sweep"
 SIGNALS = {"update": "changed", "redrive": "redrive", "append": "messages_added"}
@@ -133,3 +140,16 @@ async def ensure_sweep_schedule(client: Client, task_queue: str, *, every: timed
 
         await client.get_schedule_handle(SWEEP_SCHEDULE_ID).update(replace)
         return "updated"
+
+
+async def notify_connection_fixed(client: Client, tenant_id: uuid.UUID) -> int:
+    """After a reconnect: wake the tenant's lifecycles that wait on auth_error (or a blocking error) at once,
+    instead of at their next slow poll. Returns how many were signalled; safe to call any time."""
+    query = (f'CrmTenant = "{tenant_id}" AND CrmSyncState IN ("auth_wait", "blocked") '
+             f'AND ExecutionStatus = "Running"')
+    signalled = 0
+    async for execution in client.list_workflows(query):
+        await client.get_workflow_handle(execution.id).signal("connection_fixed",
+                                                              ConnectionFixed(tenant_id=tenant_id))
+        signalled += 1
+    return signalled

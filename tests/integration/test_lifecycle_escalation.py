@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api.lifecycle import notify_connection_fixed
 from settings import Settings
 from store.models import Incident
 from tests.support.lifecycle import eventually, is_running, lifecycle_rig, operator_headers, row_of, synced
@@ -144,3 +145,21 @@ async def _pending_retry(handle):  # type: ignore[no-untyped-def]
     description = await handle.describe()
     pending = description.raw_description.pending_activities
     return pending[0] if pending and pending[0].HasField("last_failure") else None
+
+
+async def test_a_reconnect_wakes_lifecycles_waiting_on_auth(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+        temporal_client: Client, task_queue: str) -> None:
+    """Dev server (visibility): `notify_connection_fixed` finds the tenant's auth_wait runs and wakes them."""
+    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, policy=POLICY) as rig:
+        async with rig.drivers.open(rig.tenant, Actor(type="system", id="test", purpose="connect")):
+            pass
+        rig.hubspot.tokens.expire_all()
+        rig.hubspot.tokens.revoke_refresh()
+        customer = (await rig.api.post("/api/agent/customers", json={"name": "Margaret Hamilton"})).json()
+        await rig.relay.drain()
+        handle = temporal_client.get_workflow_handle(customer["workflow_id"])
+        assert await eventually(lambda: _state_is(handle, "auth_wait"))
+        rig.drivers._sources.clear()  # reconnected
+        assert await eventually(lambda: notify_connection_fixed(temporal_client, rig.tenant)) == 1
+        await eventually(lambda: synced(sessions, "customers", rig.tenant, uuid.UUID(customer["id"])))
