@@ -81,6 +81,8 @@ async def run_worker(settings: Settings | None = None, stop: asyncio.Event | Non
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
+    # httpx logs every request URL at INFO, and CRM lookups put phones and emails in URLs: no content in logs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(run_worker())
 
 

@@ -69,3 +69,14 @@ async def test_demo_hook_prints_a_curl_that_reaches_the_sandbox(
     assert "Thursday works, thanks." in notes[0]["properties"]["hs_note_body"]
     assert lines != lines_again  # each start serves a fresh sandbox and mints a fresh token
 
+
+
+def test_the_cli_keeps_crm_request_urls_out_of_its_logs() -> None:
+    """CRM lookups put phones and emails into URLs, and httpx logs each URL at INFO."""
+    import logging
+
+    from cli import main
+
+    with pytest.raises(SystemExit):
+        main.main(["--help"])
+    assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
