@@ -89,8 +89,9 @@ def classify(exc: DriverError | LookupError) -> Failure:
     if isinstance(exc, NotFoundError):
         return Failure("not_found", 404, None, "confirm_details", "The CRM has no such record.")
     if isinstance(exc, ConflictError):
-        return Failure("crm_conflict", 409, None, "offer_follow_up",
-                       "The CRM already holds a different record for this idempotency key.")
+        return Failure("crm_conflict", 409, None, "confirm_details",
+                       "The CRM refused the write as a conflict with an existing record "
+                       "(a duplicate unique value, or the idempotency key reused with other fields).")
     if isinstance(exc, InvalidRequestError):
         return Failure("crm_rejected", 422, None, "confirm_details",
                        "The CRM rejected the request (an unknown field or an invalid value).")

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -66,12 +66,13 @@ async def claim(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID
                 fingerprint: str) -> Claim | Outcome:
     """Claim (tenant, scope, key) for a request with `fingerprint`, or answer for the earlier one."""
     for _ in range(3):  # a claim released between our insert and our read: try again
+        claim_id = uuid.uuid4()
         try:
             async with sessions.begin() as session:
-                row = IdempotencyRecord(tenant_id=tenant_id, scope=scope, key=key, fingerprint=fingerprint,
-                                        status="pending")
-                session.add(row)
-            return Claim(id=row.id)
+                await session.execute(insert(IdempotencyRecord).values(
+                    id=claim_id, tenant_id=tenant_id, scope=scope, key=key, fingerprint=fingerprint,
+                    status="pending", created_at=utcnow()))
+            return Claim(id=claim_id)
         except IntegrityError:
             pass  # the key exists: look at what the first request left
         async with sessions.begin() as session:

@@ -134,14 +134,15 @@ async def verify_api_key(sessions: async_sessionmaker[AsyncSession], presented: 
     """The principal for a presented key, or a 401 problem. Revocation takes effect on the next request."""
     prefix = parse_prefix(presented)
     async with sessions() as session:
-        row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+        found = (await session.execute(select(ApiKey, Tenant.status).join(Tenant, Tenant.id == ApiKey.tenant_id)
+                                       .where(ApiKey.prefix == prefix))).first() if prefix else None
+        row, tenant_status = found if found is not None else (None, None)
         matches = hmac.compare_digest(hash_key(presented), row.key_hash if row is not None else _DUMMY_HASH)
         if row is None or not matches:
             raise Problem(401, "invalid-api-key", "The API key is not valid.", headers=_challenge())
         if row.revoked_at is not None:
             raise Problem(401, "api-key-revoked", "The API key has been revoked.", headers=_challenge())
-        tenant = await session.get(Tenant, row.tenant_id)
-        if tenant is None or tenant.status == "disabled":
+        if tenant_status == "disabled":
             raise Problem(403, "tenant-disabled", "The tenant of this API key is disabled.")
         principal = KeyPrincipal(key_id=row.id, tenant_id=row.tenant_id, prefix=row.prefix,
                                  scopes=frozenset(row.scopes))

@@ -36,9 +36,14 @@ async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[S
 
 
 @pytest_asyncio.fixture(loop_scope="session")
+async def tenant(sessions: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    return await create_tenant(sessions)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def relay(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], temporal_client: Client,
-                task_queue: str) -> OutboxRelay:
-    return relay_for(engine, sessions, temporal_client, task_queue)
+                task_queue: str, tenant: uuid.UUID) -> OutboxRelay:
+    return relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant])
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -52,8 +57,7 @@ async def api(settings: Settings, engine: AsyncEngine, sessions: async_sessionma
 
 async def test_a_lead_reaches_the_crm_through_the_lifecycle(
         api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider,
-        relay: OutboxRelay, temporal_client: Client, task_queue: str) -> None:
-    tenant = await create_tenant(sessions)
+        relay: OutboxRelay, temporal_client: Client, task_queue: str, tenant: uuid.UUID) -> None:
     key = await make_key(sessions, tenant, scopes=("leads:write",))
     async with lifecycle_worker(temporal_client, sessions, drivers, task_queue):
         response = await api.post(LEADS, json=LEAD, headers=key_headers(key))
@@ -73,8 +77,7 @@ async def test_a_lead_reaches_the_crm_through_the_lifecycle(
 
 
 async def test_replay_422_and_scopes_without_the_crm(
-        api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]) -> None:
-    tenant = await create_tenant(sessions)
+        api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID) -> None:
     key = await make_key(sessions, tenant, scopes=("leads:write",))
     first = await api.post(LEADS, json=LEAD, headers=key_headers(key))
     again = await api.post(LEADS, json=LEAD, headers=key_headers(key))
@@ -95,8 +98,8 @@ async def test_replay_422_and_scopes_without_the_crm(
     assert refused.status_code == 403 and refused.json()["required_scope"] == "leads:write"
 
 
-async def test_bad_leads_are_4xx(api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]) -> None:
-    tenant = await create_tenant(sessions)
+async def test_bad_leads_are_4xx(api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession],
+                                 tenant: uuid.UUID) -> None:
     headers = key_headers(await make_key(sessions, tenant, scopes=("leads:write",)))
     for bad in ({"source": "web"},  # no idempotency_key
                 LEAD | {"customer": {"phone": "not a phone"}},
