@@ -29,7 +29,6 @@ from drivers.errors import (
 )
 from store.models import TenantCrmFieldMapping
 from vault.connections import DriverProvider
-from vault.credentials import CredentialVault
 from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
 
@@ -45,13 +44,11 @@ def driver_provider(request: Request) -> DriverProvider:
     provider: DriverProvider | None = ctx.extras.get("drivers")
     if provider is None:
         try:
-            vault = CredentialVault.from_settings(ctx.settings, ctx.sessions)
+            provider = ctx.extras.setdefault("drivers", VaultDriverProvider.from_settings(ctx.settings, ctx.sessions))
         except CredentialKeyError:
             log.error("no usable credential encryption key: CRM routes cannot open drivers")
             raise Problem(503, "crm-not-configured", "This deployment cannot open CRM connections.",
                           "The credential encryption key is missing or malformed.") from None
-        provider = ctx.extras["drivers"] = VaultDriverProvider(ctx.sessions, vault,
-                                                               oauth_clients=ctx.settings.oauth_clients)
     return provider
 
 

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 import httpx
 import pytest
 import pytest_asyncio
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
+from api.auth import mint_token
 from api.keys import revoke_api_key
 from sandboxes import hubspot as hubspot_sandbox
 from settings import Settings
-from store.models import AuditLog
+from store.models import AuditLog, Incident, MirrorOutbox
 from tests.support.tenants import create_tenant
 from tests.unit.api.support import agent_headers, client_for, context, key_headers, make_key
 from vault.connections import Actor
@@ -119,3 +120,50 @@ async def test_an_api_key_writes_only_into_its_own_tenant(
         await revoke_api_key(sessions, tenancy.a, key_b.prefix)
     assert (await tenancy.api.post("/v1/crm/create-record", headers=key_headers(key_b), json={
         "object": "customer", "fields": {"last_name": "Still"}, "idempotency_key": "k2"})).status_code == 201
+
+
+def operator(settings: Settings, tenant: uuid.UUID) -> dict[str, str]:
+    return {"authorization": f"Bearer {mint_token(settings, subject='op-a', role='operator', tenant_id=tenant)}"}
+
+
+async def test_an_operator_of_one_tenant_never_reaches_another_tenants_credential(
+        tenancy: Tenancy, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    mine = await tenancy.api.get(f"/api/operator/tenants/{tenancy.a}/connection", headers=operator(settings, tenancy.a))
+    assert mine.status_code == 200 and mine.json()["credential"]["scheme"] == "env"
+    assert "access_token" not in mine.text
+    theirs = await tenancy.api.get(f"/api/operator/tenants/{tenancy.b}/connection",
+                                   headers=operator(settings, tenancy.a))
+    assert theirs.status_code == 404
+    before = await CredentialVault.from_settings(settings, sessions).load(tenancy.b, SETUP)
+    overwrite = await tenancy.api.post(f"/api/operator/tenants/{tenancy.b}/connect/credentials",
+                                       headers=operator(settings, tenancy.a),
+                                       json={"auth": "bearer", "access_token": "attacker-token"})
+    assert overwrite.status_code == 404
+    after = await CredentialVault.from_settings(settings, sessions).load(tenancy.b, SETUP)
+    assert after.secret == before.secret and after.version == before.version
+    agent = await tenancy.api.get(f"/api/operator/tenants/{tenancy.a}/connection",
+                                  headers=agent_headers(settings, tenancy.a))
+    assert agent.status_code == 403  # an agent token never reads credentials, even its own tenant's
+
+
+async def test_an_operator_of_one_tenant_never_reaches_another_tenants_incidents(
+        tenancy: Tenancy, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions.begin() as session:
+        incident = Incident(tenant_id=tenancy.b, kind="crm_sync_failure", table_name="leads", row_id=uuid.uuid4(),
+                            last_error="UnavailableError status=503", attempts=9)
+        session.add(incident)
+    theirs = await tenancy.api.get(f"/api/tenants/{tenancy.b}/incidents", headers=operator(settings, tenancy.a))
+    assert theirs.status_code == 404
+    redrive = await tenancy.api.post(f"/api/tenants/{tenancy.b}/incidents/{incident.id}/redrive",
+                                     headers=operator(settings, tenancy.a))
+    assert redrive.status_code == 404
+    # Asking for B's incident under A's own tenant path finds nothing either.
+    sideways = await tenancy.api.post(f"/api/tenants/{tenancy.a}/incidents/{incident.id}/redrive",
+                                      headers=operator(settings, tenancy.a))
+    assert sideways.status_code == 404
+    mine = await tenancy.api.get(f"/api/tenants/{tenancy.a}/incidents", headers=operator(settings, tenancy.a))
+    assert mine.status_code == 200 and mine.json()["incidents"] == []
+    async with sessions() as session:
+        queued = await session.scalar(select(func.count()).select_from(MirrorOutbox)
+                                      .where(MirrorOutbox.tenant_id == tenancy.b, MirrorOutbox.op == "redrive"))
+    assert queued == 0
