@@ -17,19 +17,15 @@ import argparse
 import asyncio
 import logging
 import os
-import socket
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -40,34 +36,13 @@ from api.context import AppContext  # noqa: E402
 from api.keys import create_api_key  # noqa: E402
 from api.ratelimit import RateLimiter  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
+from bench.forget import database_url, pct  # noqa: E402
 from settings import RateLimitSettings, Settings  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
 from store.session import create_engine, session_factory  # noqa: E402
+from tests.support.network import closed_port  # noqa: E402
 from tests.support.sandbox_provider import SandboxDriverProvider  # noqa: E402
 from tests.support.tenants import create_tenant  # noqa: E402
-
-
-@contextmanager
-def database_url(scratch: Path) -> Iterator[str]:
-    server = os.environ.get("CRM_BENCH_DATABASE_URL")
-    if not server:
-        yield f"sqlite+aiosqlite:///{scratch / 'bench.db'}"
-        return
-    admin = make_url(server).set(drivername="postgresql")
-    admin_dsn, name = admin.render_as_string(hide_password=False), f"crm_sor_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def run(app: httpx.AsyncClient, key: str, requests: int, concurrency: int
@@ -92,11 +67,6 @@ async def run(app: httpx.AsyncClient, key: str, requests: int, concurrency: int
     await asyncio.gather(*(caller() for _ in range(concurrency)))
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     return requests / wall, latencies, cpu / requests * 1000
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 Mode = tuple[RateLimitSettings, str]

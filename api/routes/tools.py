@@ -13,8 +13,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -40,29 +41,44 @@ log = logging.getLogger(__name__)
 TOOL_DEADLINE_SECONDS = 10.0
 
 In = TypeVar("In", bound=schemas.ToolRequest)
-Verb = Callable[[BaseDriver, FieldMap], Awaitable[BaseModel]]
 
 
-async def _run(request: Request, tool: str, model: type[In], verb: Callable[[In], Verb]) -> Response:
-    """Authenticate, limit, validate, open the tenant's driver and run `verb(body)(driver, field_map)`."""
-    principal: Principal = require_agent(request)
-    tenant_id = principal.require_tenant()
-    ctx = context_of(request)
-    await enforce(request, "per_tenant_tool", str(tenant_id), tool, ok=False, reason="tool_rate_limited",
-                  suggested_fallback="retry_later")
-    body = model.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
-    rid = request_id(request)
-    actor = Actor(type="tool", id=principal.subject, purpose=tool, request_id=rid,
-                  conversation_id=body.conversation_id)
-    try:
-        async with asyncio.timeout(TOOL_DEADLINE_SECONDS):
-            async with driver_provider(request).open(tenant_id, actor) as driver:
-                answer = await verb(body)(driver, await load_field_map(ctx.sessions, tenant_id, driver))
-    except TimeoutError:
-        answer = _failure(UnavailableError("deadline exceeded", provider="crm"), tenant_id, tool)
-    except (DriverError, LookupError) as exc:
-        answer = _failure(exc, tenant_id, tool)
-    return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+@dataclass(frozen=True)
+class Tool(Generic[In]):
+    """One tool route: its body model, its success answer, and the call it makes with the tenant's driver."""
+
+    name: str
+    body: type[In]
+    answer: type[BaseModel]
+    call: Callable[[In, BaseDriver, FieldMap], Awaitable[BaseModel]]
+
+    async def __call__(self, request: Request) -> Response:
+        """Authenticate, limit, validate, open the tenant's driver and make the call."""
+        principal: Principal = require_agent(request)
+        tenant_id = principal.require_tenant()
+        ctx = context_of(request)
+        await enforce(request, "per_tenant_tool", str(tenant_id), self.name, ok=False, reason="tool_rate_limited",
+                      suggested_fallback="retry_later")
+        body = self.body.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
+        rid = request_id(request)
+        actor = Actor(type="tool", id=principal.subject, purpose=self.name, request_id=rid,
+                      conversation_id=body.conversation_id)
+        try:
+            async with asyncio.timeout(TOOL_DEADLINE_SECONDS):
+                async with driver_provider(request).open(tenant_id, actor) as driver:
+                    answer = await self.call(body, driver, await load_field_map(ctx.sessions, tenant_id, driver))
+        except TimeoutError:
+            answer = _failure(UnavailableError("deadline exceeded", provider="crm"), tenant_id, self.name)
+        except (DriverError, LookupError) as exc:
+            answer = _failure(exc, tenant_id, self.name)
+        return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+
+    def route(self) -> Route:
+        async def endpoint(request: Request) -> Response:
+            return await self(request)
+        endpoint.__name__, endpoint.__doc__ = self.name, self.call.__doc__
+        documented = document(request=self.body, responses={200: self.answer}, auth="agent")(endpoint)
+        return Route(f"/api/tools/{self.name}", documented, methods=["POST"])
 
 
 def _failure(exc: DriverError | LookupError, tenant_id: uuid.UUID, tool: str) -> schemas.ToolFailure:
@@ -84,77 +100,58 @@ def _records(records: list[Record], fields: FieldMap) -> schemas.RecordsResponse
     return schemas.RecordsResponse(count=len(out), records=out)
 
 
-@document(request=schemas.LookupCustomerRequest, responses={200: schemas.LookupCustomerResponse}, auth="agent")
-async def crm_lookup_customer(request: Request) -> Response:
+async def lookup_customer(body: schemas.LookupCustomerRequest, driver: BaseDriver, fields: FieldMap) -> BaseModel:
     """Find the caller in the CRM by phone (preferred), email or external id; not found is `found: false`."""
-    def verb(body: schemas.LookupCustomerRequest) -> Verb:
-        async def call(driver: BaseDriver, fields: FieldMap) -> BaseModel:
-            found = await driver.lookup_customer(phone=body.phone, email=body.email, external_id=body.external_id)
-            if found is None:
-                return schemas.LookupCustomerResponse(found=False)
-            return schemas.LookupCustomerResponse(found=True, customer=_customer(found, fields))
-        return call
-    return await _run(request, "crm_lookup_customer", schemas.LookupCustomerRequest, verb)
+    found = await driver.lookup_customer(phone=body.phone, email=body.email, external_id=body.external_id)
+    if found is None:
+        return schemas.LookupCustomerResponse(found=False)
+    return schemas.LookupCustomerResponse(found=True, customer=_customer(found, fields))
 
 
-@document(request=schemas.SearchRecordsRequest, responses={200: schemas.RecordsResponse}, auth="agent")
-async def crm_search_records(request: Request) -> Response:
+async def search_records(body: schemas.SearchRecordsRequest, driver: BaseDriver, fields: FieldMap) -> BaseModel:
     """Free-text search within one CRM object."""
-    def verb(body: schemas.SearchRecordsRequest) -> Verb:
-        async def call(driver: BaseDriver, fields: FieldMap) -> BaseModel:
-            require_supported(driver, body.object)
-            return _records(await driver.search_records(body.object, body.query, body.limit), fields)
-        return call
-    return await _run(request, "crm_search_records", schemas.SearchRecordsRequest, verb)
+    require_supported(driver, body.object)
+    return _records(await driver.search_records(body.object, body.query, body.limit), fields)
 
 
-@document(request=schemas.CreateRecordToolRequest, responses={200: schemas.CreateRecordToolResponse}, auth="agent")
-async def crm_create_record(request: Request) -> Response:
+async def create_record(body: schemas.CreateRecordToolRequest, driver: BaseDriver, fields: FieldMap) -> BaseModel:
     """Create a record; retried with the same idempotency key (or the same fields in the same conversation),
     it returns the record the first call made."""
-    def verb(body: schemas.CreateRecordToolRequest) -> Verb:
-        async def call(driver: BaseDriver, fields: FieldMap) -> BaseModel:
-            require_supported(driver, body.object)
-            mapped = fields.to_provider(body.object, dict(body.fields))
-            if body.idempotency_key is not None:
-                key = f"tool:{body.idempotency_key}"
-            elif body.conversation_id is not None:
-                key = f"tool:{body.conversation_id}:{request_fingerprint(body.object, mapped)[:32]}"
-            else:
-                key = f"tool:{uuid.uuid4().hex}"
-            result = await driver.create_record(body.object, mapped, key)
-            return schemas.CreateRecordToolResponse(external_id=result.external_id, record_url=result.record_url,
-                                                    created=result.created)
-        return call
-    return await _run(request, "crm_create_record", schemas.CreateRecordToolRequest, verb)
+    require_supported(driver, body.object)
+    mapped = fields.to_provider(body.object, dict(body.fields))
+    if body.idempotency_key is not None:
+        key = f"tool:{body.idempotency_key}"
+    elif body.conversation_id is not None:
+        key = f"tool:{body.conversation_id}:{request_fingerprint(body.object, mapped)[:32]}"
+    else:
+        key = f"tool:{uuid.uuid4().hex}"
+    result = await driver.create_record(body.object, mapped, key)
+    return schemas.CreateRecordToolResponse(external_id=result.external_id, record_url=result.record_url,
+                                            created=result.created)
 
 
-@document(request=schemas.UpdateRecordRequest, responses={200: schemas.UpdateRecordResponse}, auth="agent")
-async def crm_update_record(request: Request) -> Response:
+async def update_record(body: schemas.UpdateRecordRequest, driver: BaseDriver, fields: FieldMap) -> BaseModel:
     """Partial update: only the given fields change."""
-    def verb(body: schemas.UpdateRecordRequest) -> Verb:
-        async def call(driver: BaseDriver, fields: FieldMap) -> BaseModel:
-            require_supported(driver, body.object)
-            record = await driver.update_record(body.object, body.external_id,
-                                                fields.to_provider(body.object, dict(body.fields)))
-            if record is None:
-                return schemas.UpdateRecordResponse()
-            return schemas.UpdateRecordResponse(record=_records([record], fields).records[0])
-        return call
-    return await _run(request, "crm_update_record", schemas.UpdateRecordRequest, verb)
+    require_supported(driver, body.object)
+    changes = fields.to_provider(body.object, dict(body.fields))
+    record = await driver.update_record(body.object, body.external_id, changes)
+    if record is None:
+        return schemas.UpdateRecordResponse()
+    return schemas.UpdateRecordResponse(record=_records([record], fields).records[0])
 
 
-@document(request=schemas.ListRecentRequest, responses={200: schemas.RecordsResponse}, auth="agent")
-async def crm_list_recent(request: Request) -> Response:
+async def list_recent(body: schemas.ListRecentRequest, driver: BaseDriver, fields: FieldMap) -> BaseModel:
     """Records of one object modified since `since` (default: the last 24 hours), oldest first."""
-    def verb(body: schemas.ListRecentRequest) -> Verb:
-        async def call(driver: BaseDriver, fields: FieldMap) -> BaseModel:
-            require_supported(driver, body.object)
-            since = body.since or utcnow() - timedelta(hours=24)
-            return _records(await driver.list_recent(body.object, since, body.limit), fields)
-        return call
-    return await _run(request, "crm_list_recent", schemas.ListRecentRequest, verb)
+    require_supported(driver, body.object)
+    since = body.since or utcnow() - timedelta(hours=24)
+    return _records(await driver.list_recent(body.object, since, body.limit), fields)
 
 
-TOOLS = (crm_lookup_customer, crm_search_records, crm_create_record, crm_update_record, crm_list_recent)
-routes = [Route(f"/api/tools/{tool.__name__}", tool, methods=["POST"]) for tool in TOOLS]
+TOOLS: list[Tool[Any]] = [
+    Tool("crm_lookup_customer", schemas.LookupCustomerRequest, schemas.LookupCustomerResponse, lookup_customer),
+    Tool("crm_search_records", schemas.SearchRecordsRequest, schemas.RecordsResponse, search_records),
+    Tool("crm_create_record", schemas.CreateRecordToolRequest, schemas.CreateRecordToolResponse, create_record),
+    Tool("crm_update_record", schemas.UpdateRecordRequest, schemas.UpdateRecordResponse, update_record),
+    Tool("crm_list_recent", schemas.ListRecentRequest, schemas.RecordsResponse, list_recent),
+]
+routes = [tool.route() for tool in TOOLS]

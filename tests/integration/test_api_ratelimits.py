@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -14,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.ratelimit import RateLimiter
 from settings import RateLimitSettings, Settings
+from tests.support.network import closed_port, silent_server
 from tests.unit.api.support import (
     SandboxProvider,
     agent_headers,
@@ -100,26 +99,10 @@ async def test_per_key_limit_is_shared_across_instances(
     assert (await create(one, 1000, spare.key)).status_code == 201  # per key, not per tenant
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
 async def hanging_redis_url() -> AsyncIterator[str]:
-    """A loopback TCP server that accepts and never answers."""
-    held: list[asyncio.StreamWriter] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(hold, "127.0.0.1", 0)
-    yield f"redis://127.0.0.1:{server.sockets[0].getsockname()[1]}/0"
-    for writer in held:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+    async with silent_server() as server:
+        yield f"redis://127.0.0.1:{server.port}/0"
 
 
 @pytest.mark.parametrize("redis_state", ["stopped", "hanging"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,6 +10,7 @@ import pytest_asyncio
 
 from api.ratelimit import CircuitBreaker, RateLimiter
 from settings import RateLimitSettings
+from tests.support.network import SilentServer, closed_port, silent_server
 
 
 class Clock:
@@ -22,29 +21,10 @@ class Clock:
         return self.now
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def hanging_redis() -> AsyncIterator[tuple[str, list[int]]]:
-    """A loopback TCP server that accepts connections and never answers (a wedged Redis)."""
-    accepted: list[int] = []
-    writers: list[asyncio.StreamWriter] = []
-
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(1)
-        writers.append(writer)
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    yield f"redis://127.0.0.1:{port}/0", accepted
-    for writer in writers:
-        writer.close()
-    server.close()
-    await server.wait_closed()
+async def hanging_redis() -> AsyncIterator[SilentServer]:
+    async with silent_server() as server:
+        yield server
 
 
 def test_breaker_opens_after_consecutive_failures_and_probes_once_after_cooldown() -> None:
@@ -90,8 +70,9 @@ async def test_keys_are_independent(redis_url: str) -> None:
 
 @pytest.mark.parametrize("down", ["stopped", "hanging"])
 async def test_fails_open_and_the_breaker_stops_paying_for_a_dead_redis(
-        down: str, hanging_redis: tuple[str, list[int]]) -> None:
-    url = f"redis://127.0.0.1:{closed_port()}/0" if down == "stopped" else hanging_redis[0]
+        down: str, hanging_redis: SilentServer) -> None:
+    port = closed_port() if down == "stopped" else hanging_redis.port
+    url = f"redis://127.0.0.1:{port}/0"
     clock = Clock()
     config = RateLimitSettings(per_api_key="2/minute", redis_timeout_seconds=0.2, breaker_failures=3,
                                breaker_cooldown_seconds=30)
@@ -103,7 +84,7 @@ async def test_fails_open_and_the_breaker_stops_paying_for_a_dead_redis(
         assert limiter.counters[failures] == 3 and limiter.counters["skipped"] == 17
         assert limiter.counters["breaker_opened"] == 1 and limiter.breaker.state == "open"
         if down == "hanging":
-            assert len(hanging_redis[1]) == 3  # one connection per failed attempt, none while open
+            assert hanging_redis.accepted == 3  # one connection per failed attempt, none while open
         clock.now += 30
         await limiter.hit("per_api_key", "k")  # the half-open probe fails: open again, no more attempts
         await limiter.hit("per_api_key", "k")
