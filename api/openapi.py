@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 
 F = TypeVar("F", bound=Callable[..., Any])
+Answer = type[BaseModel] | tuple[type[BaseModel], ...]
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     "agent": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -44,15 +45,17 @@ PROBLEM_SCHEMA = {"type": "object", "required": ["type", "title", "status"],
 
 @dataclass(frozen=True)
 class OperationDoc:
+    """What `@document` attaches to an endpoint: body model, answers by status, credential kind, extra errors."""
+
     request: type[BaseModel] | None = None
-    responses: dict[int, type[BaseModel]] = field(default_factory=dict)
+    responses: dict[int, Answer] = field(default_factory=dict)
     auth: str | None = None  # a SECURITY_SCHEMES key
     errors: dict[int, str] = field(default_factory=dict)
 
 
-def document(*, request: type[BaseModel] | None = None, responses: dict[int, type[BaseModel]] | None = None,
+def document(*, request: type[BaseModel] | None = None, responses: dict[int, Answer] | None = None,
              auth: str | None = None, errors: dict[int, str] | None = None) -> Callable[[F], F]:
-    """Describe an endpoint's JSON body, answers and credentials for /openapi.json."""
+    """Describe an endpoint's JSON body, answers (a model, or a tuple of alternatives) and credentials."""
     if auth is not None and auth not in SECURITY_SCHEMES:
         raise ValueError(f"auth must be one of {', '.join(SECURITY_SCHEMES)}")
 
@@ -85,6 +88,18 @@ def _parameter(name: str, convertor: Any) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
+def _models(answer: Answer) -> tuple[type[BaseModel], ...]:
+    return answer if isinstance(answer, tuple) else (answer,)
+
+
+def _answer(answer: Answer, refs: dict[Any, Any]) -> dict[str, Any]:
+    models = _models(answer)
+    schemas = [refs[(model, "serialization")] for model in models]
+    doc = models[0].__doc__
+    return {"description": doc.strip().splitlines()[0] if doc else "OK",
+            "content": {"application/json": {"schema": schemas[0] if len(schemas) == 1 else {"oneOf": schemas}}}}
+
+
 def _problem(description: str) -> dict[str, Any]:
     return {"description": description,
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
@@ -110,10 +125,7 @@ def _operation(route: Route, path: str, convertors: dict[str, Any], method: str,
     if meta.request is not None:
         operation["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": refs[(meta.request, "validation")]}}}
-    responses: dict[str, Any] = {
-        str(status): {"description": model.__doc__.splitlines()[0] if model.__doc__ else "OK",
-                      "content": {"application/json": {"schema": refs[(model, "serialization")]}}}
-        for status, model in meta.responses.items()}
+    responses: dict[str, Any] = {str(status): _answer(answer, refs) for status, answer in meta.responses.items()}
     errors = dict(COMMON_ERRORS) | meta.errors
     if meta.auth is None:
         errors.pop(401), errors.pop(403)
@@ -135,7 +147,7 @@ def build_spec(routes: list[BaseRoute], title: str = "crm-sor", version: str = "
         if meta is not None:
             if meta.request is not None:
                 models.add((meta.request, "validation"))
-            models |= {(model, "serialization") for model in meta.responses.values()}
+            models |= {(model, "serialization") for answer in meta.responses.values() for model in _models(answer)}
     ordered = sorted(models, key=lambda item: (item[0].__name__, item[1]))
     refs, defs = models_json_schema(ordered, ref_template="#/components/schemas/{model}")
     paths: dict[str, dict[str, Any]] = {}

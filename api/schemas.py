@@ -58,11 +58,15 @@ def _check_text(value: Any) -> None:
 
 
 class ToolRequest(_Wire):
+    """What every tool call may carry besides its arguments."""
+
     conversation_id: ConversationId | None = Field(
         default=None, description="The conversation this call belongs to; recorded in the credential audit trail.")
 
 
 class LookupCustomerRequest(ToolRequest):
+    """Who is calling: at least one identifier; phones in any common format."""
+
     phone: Annotated[str, StringConstraints(min_length=1, max_length=40)] | None = None
     email: Annotated[str, StringConstraints(min_length=3, max_length=320)] | None = None
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
@@ -75,12 +79,16 @@ class LookupCustomerRequest(ToolRequest):
 
 
 class SearchRecordsRequest(ToolRequest):
+    """Free text within one object."""
+
     object: CrmObject
     query: Annotated[str, StringConstraints(min_length=1, max_length=200)]
     limit: int = Field(default=10, ge=1, le=50)
 
 
 class CreateRecordToolRequest(ToolRequest):
+    """A new record of one object."""
+
     object: CrmObject
     fields: Fields = Field(min_length=1, description="Canonical keys (lead.budget_max or budget_max) or the "
                                                     "provider's own field names.")
@@ -89,12 +97,16 @@ class CreateRecordToolRequest(ToolRequest):
 
 
 class UpdateRecordRequest(ToolRequest):
+    """Only the given fields change."""
+
     object: CrmObject
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
     fields: Fields = Field(min_length=1)
 
 
 class ListRecentRequest(ToolRequest):
+    """Records changed since a moment."""
+
     object: CrmObject
     since: datetime | None = Field(default=None, description="Default: 24 hours ago. Needs a time zone.")
     limit: int = Field(default=20, ge=1, le=100)
@@ -107,6 +119,8 @@ class ListRecentRequest(ToolRequest):
 
 
 class CustomerOut(_Wire):
+    """A customer as the CRM holds it; `fields` under the tenant's canonical keys where mapped."""
+
     external_id: str
     name: str | None = None
     phone: str | None = None
@@ -116,6 +130,8 @@ class CustomerOut(_Wire):
 
 
 class RecordOut(_Wire):
+    """A record as the CRM holds it; `fields` under the tenant's canonical keys where mapped."""
+
     object: CrmObject
     external_id: str
     fields: dict[str, Any] = {}
@@ -124,18 +140,24 @@ class RecordOut(_Wire):
 
 
 class LookupCustomerResponse(_Wire):
+    """Found, or explicitly not found (or a ToolFailure when the CRM could not answer)."""
+
     ok: Literal[True] = True
     found: bool
     customer: CustomerOut | None = None
 
 
 class RecordsResponse(_Wire):
+    """The records the CRM returned (or a ToolFailure when it could not answer)."""
+
     ok: Literal[True] = True
     count: int
     records: list[RecordOut]
 
 
 class CreateRecordToolResponse(_Wire):
+    """The record; `created` is false when a retry found the one the first call made."""
+
     ok: Literal[True] = True
     external_id: str
     record_url: str | None = None
@@ -143,6 +165,8 @@ class CreateRecordToolResponse(_Wire):
 
 
 class UpdateRecordResponse(_Wire):
+    """The updated record, when the CRM returns it."""
+
     ok: Literal[True] = True
     record: RecordOut | None = None
 
@@ -166,6 +190,8 @@ class ToolFailure(_Wire):
 
 
 class CreateRecordRequest(_Wire):
+    """A record to create in the tenant's CRM, exactly once per idempotency key."""
+
     object: CrmObject
     fields: Fields = Field(min_length=1)
     idempotency_key: Key = Field(description="The same key with the same body replays the first answer; "
@@ -173,6 +199,8 @@ class CreateRecordRequest(_Wire):
 
 
 class CreateRecordResponse(_Wire):
+    """The CRM's id for the record, and a link to it in the CRM when the provider has one."""
+
     external_id: str
     record_url: str | None = None
 

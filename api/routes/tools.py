@@ -77,7 +77,9 @@ class Tool(Generic[In]):
         async def endpoint(request: Request) -> Response:
             return await self(request)
         endpoint.__name__, endpoint.__doc__ = self.name, self.call.__doc__
-        documented = document(request=self.body, responses={200: self.answer}, auth="agent")(endpoint)
+        # 200 either way: the call worked, and says whether the CRM answered (`ok`).
+        documented = document(request=self.body, responses={200: (self.answer, schemas.ToolFailure)},
+                              auth="agent")(endpoint)
         return Route(f"/api/tools/{self.name}", documented, methods=["POST"])
 
 

@@ -17,6 +17,7 @@ import pytest_asyncio
 import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.python.asgi import shutdown_lifespans
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
@@ -108,3 +109,5 @@ def test_no_generated_request_gets_a_server_error(case: schemathesis.Case, asgi_
     assert response.status_code < 500, (response.status_code, response.text[:500])
     if response.status_code >= 400:
         assert response.headers["content-type"] == ["application/problem+json"], response.headers
+    # Whatever the spec documents for the answer's status, the body matches (tool answers, problems, ...).
+    case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])

@@ -22,6 +22,8 @@ async def test_every_route_of_the_app_is_described(api: httpx.AsyncClient) -> No
     assert tool["security"] == [{"agent": []}]
     assert tool["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/CreateRecordToolRequest"}
+    assert tool["responses"]["200"]["content"]["application/json"]["schema"]["oneOf"] == [
+        {"$ref": "#/components/schemas/CreateRecordToolResponse"}, {"$ref": "#/components/schemas/ToolFailure"}]
     public = spec["paths"]["/v1/crm/create-record"]["post"]
     assert public["security"] == [{"api_key": []}] and {"201", "409", "422", "429"} <= set(public["responses"])
     request_schema = spec["components"]["schemas"]["CreateRecordRequest"]
