@@ -71,12 +71,6 @@ class OAuthClientSettings(BaseModel):
     client_secret: SecretStr
 
 
-class DevSettings(BaseModel):
-    """The embedded stack (`crm-sor dev`): where its sandbox CRM listens on loopback."""
-
-    sandbox_port: int = 8100
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRM_", env_nested_delimiter="__", extra="ignore")
 
@@ -88,7 +82,6 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     kms: KmsSettings = KmsSettings()
-    dev: DevSettings = DevSettings()
     # base64 of 32 bytes; `crm-sor dev` generates one into .crm-sor/ when it is missing.
     credential_encryption_key: SecretStr | None = None
     jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-0123456789")

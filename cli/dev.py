@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import secrets
@@ -104,6 +105,8 @@ def run_dev(args: argparse.Namespace) -> int:
         # Own session: Ctrl-C reaches us first, and we stop Temporal after the worker drained.
         temporal = subprocess.Popen(temporal_command(settings), stdout=log_file, stderr=subprocess.STDOUT,
                                     start_new_session=True)
+        # Lets a supervisor (or a test) find the server if this process dies without stopping it.
+        (STATE_DIR / "temporal.pid").write_text(str(temporal.pid))
     try:
         asyncio.run(wait_for_temporal(settings))
         upgrade_to_head(settings.database_url)
@@ -137,8 +140,24 @@ async def _serve(settings: Settings) -> None:
     for note in notes:
         print(f"  {note}", flush=True)
     print("Ctrl-C stops everything.", flush=True)
-    if not worker.WORKFLOWS:  # nothing registered yet: the API alone still serves
-        await server.serve()
-        return
+    stop_on_signals(server)
     async with worker.build_worker(client, settings):
         await server.serve()
+    # Leaving the block drained the worker (graceful shutdown); run_dev then stops Temporal.
+
+
+def stop_on_signals(server: uvicorn.Server) -> None:
+    """Ctrl-C / SIGTERM ask uvicorn to finish; a second Ctrl-C forces it.
+
+    uvicorn's own handlers re-raise the signal once it has stopped, which would tear a KeyboardInterrupt
+    through the running Temporal worker and leave asyncio waiting on tasks that never finish.
+    """
+
+    def request_stop() -> None:
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)

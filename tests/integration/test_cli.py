@@ -97,17 +97,35 @@ def start_dev(workdir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True)
 
 
-def stop(process: subprocess.Popen[str]) -> str:
+def stop(process: subprocess.Popen[str], workdir: Path) -> str:
     process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        output += "\n[test] crm-sor dev did not stop within 60 s of Ctrl-C"
+    finally:
+        kill_leftover_temporal(workdir)
     return output
+
+
+def kill_leftover_temporal(workdir: Path) -> None:
+    """A failed stop must not leave a dev server running on the machine."""
+    pid_file = workdir / ".crm-sor" / "temporal.pid"
+    if not pid_file.exists():
+        return
+    try:
+        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def test_dev_stack_starts_answers_ready_stops_and_restarts_on_its_state(tmp_path: Path) -> None:
     api_port, temporal_port, ui_port = free_port(), free_port(), free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("CRM_")}
     env.update({"CRM_API__PORT": str(api_port), "CRM_TEMPORAL__ADDRESS": f"127.0.0.1:{temporal_port}",
-                "CRM_TEMPORAL__UI_PORT": str(ui_port), "CRM_DEV__SANDBOX_PORT": str(free_port())})
+                "CRM_TEMPORAL__UI_PORT": str(ui_port)})
 
     first = start_dev(tmp_path, env)
     try:
@@ -115,8 +133,9 @@ def test_dev_stack_starts_answers_ready_stops_and_restarts_on_its_state(tmp_path
         assert ready.json()["checks"] == {"database": "ok", "temporal": "ok"}
         assert httpx.get(f"http://127.0.0.1:{ui_port}/", timeout=10).status_code == 200
     finally:
-        output = stop(first)
+        output = stop(first, tmp_path)
     assert first.returncode == 0, output
+    assert "did not stop" not in output
     assert f"http://localhost:{ui_port}" in output and "crm-sor dev stopped" in output
     state = tmp_path / ".crm-sor"
     assert (state / "temporal.db").exists() and (state / "crm-sor.db").exists()
@@ -126,6 +145,6 @@ def test_dev_stack_starts_answers_ready_stops_and_restarts_on_its_state(tmp_path
     try:
         wait_ready(f"http://127.0.0.1:{api_port}/readyz", second)
     finally:
-        output = stop(second)
+        output = stop(second, tmp_path)
     assert second.returncode == 0, output
     assert (state / "credential.key").read_text() == key  # same key: stored credentials stay readable
