@@ -88,6 +88,34 @@ async def read_json(request: Request, max_bytes: int = 1_048_576) -> Any:
         if len(raw) > max_bytes:
             raise Problem(413, "body-too-large", f"The body exceeds {max_bytes} bytes.")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
         raise Problem(400, "malformed-json", "The body is not valid JSON.") from None
+    if not _storable(value):
+        # Valid JSON can still carry lone surrogates ("\ud800") and NUL, which neither UTF-8 (a CRM request)
+        # nor PostgreSQL text can hold: refuse them here instead of failing later with a 500.
+        raise Problem(422, "invalid-body", "The body contains text that cannot be stored.",
+                      "Strings must be valid Unicode without NUL characters.")
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN / Infinity: Python's json accepts them, RFC 8259 does not
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value and (value.isascii() or _utf8(value))
+    if isinstance(value, dict):
+        return all(_storable(key) and _storable(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable(item) for item in value)
+    return True
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True

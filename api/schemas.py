@@ -28,31 +28,6 @@ ConversationId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 class _Wire(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _storable_text(cls, data: Any) -> Any:
-        # JSON may carry lone surrogates ("\ud800") and NUL, which neither UTF-8 (the CRM request) nor
-        # PostgreSQL text (the audit row) can hold: refuse them here rather than fail later.
-        _check_text(data)
-        return data
-
-
-def _check_text(value: Any) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("text must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("text must be valid Unicode (no lone surrogates)") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check_text(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_text(item)
-
 
 # ---- agent tool routes --------------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("array body", b"[1, 2]", 422, "invalid-body"),
     ("wrong types", b'{"object": "lead", "fields": "Lou", "idempotency_key": 7}', 422, "invalid-body"),
     ("unknown object", b'{"object": "spaceship", "fields": {"a": 1}, "idempotency_key": "k"}', 422, "invalid-body"),
-    ("nan value", b'{"object": "lead", "fields": {"a": NaN}, "idempotency_key": "k"}', 422, "invalid-body"),
+    ("nan value", b'{"object": "lead", "fields": {"a": NaN}, "idempotency_key": "k"}', 400, "malformed-json"),
+    ("infinity", b'{"object": "lead", "fields": {"a": -Infinity}, "idempotency_key": "k"}', 400, "malformed-json"),
     ("lone surrogate", b'{"object": "lead", "fields": {"a": "\\ud800"}, "idempotency_key": "k"}', 422,
      "invalid-body"),
     ("nul in a key", b'{"object": "lead", "fields": {"a\\u0000": "x"}, "idempotency_key": "k"}', 422,
@@ -82,3 +83,13 @@ async def test_list_recent_refuses_a_naive_timestamp(api: httpx.AsyncClient, set
 async def test_wrong_method_is_a_problem(api: httpx.AsyncClient) -> None:
     response = await api.get("/v1/crm/create-record")
     assert response.status_code == 405 and response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("raw", [b'{"name": "Ann", "fields": {"budget_max": NaN}}',
+                                 b'{"name": "Ann\\u0000"}', b'{"name": "\\udc00Ann"}'])
+async def test_every_route_reading_json_refuses_what_storage_cannot_hold(
+        raw: bytes, api: httpx.AsyncClient, settings: Settings, tenant: uuid.UUID) -> None:
+    # The agent ingest route (another module) stores the body in PostgreSQL text and JSON columns.
+    response = await api.post("/api/agent/customers", content=raw,
+                              headers=agent_headers(settings, tenant) | {"content-type": "application/json"})
+    assert response.status_code in (400, 422) and response.headers["content-type"] == "application/problem+json"
