@@ -8,6 +8,7 @@ what authenticates it. The start and the callback write audit rows sharing the s
 
 from __future__ import annotations
 
+import abc
 import re
 import uuid
 from collections.abc import Mapping
@@ -61,8 +62,9 @@ class _Form(BaseModel):
     # An API body, not a Temporal payload: unknown fields are an operator's typo worth a 422.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @abc.abstractmethod  # pydantic's model metaclass is an ABCMeta: a form without secret() cannot be built
     def secret(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The credential blob the vault stores for this provider."""
 
 
 class HubSpotPrivateApp(_Form):
