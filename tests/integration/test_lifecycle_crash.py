@@ -25,8 +25,9 @@ from workflows.types import LifecyclePolicy
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
-# A killed worker is noticed when its attempt times out; keep that short here.
-POLICY = LifecyclePolicy(first_backoff=timedelta(milliseconds=200), crm_timeout=timedelta(seconds=4))
+# A killed worker is noticed when its attempt times out, so keep that short; but not so short that a slow first
+# attempt on a loaded machine times out before its create and a second attempt overlaps the planned crash.
+POLICY = LifecyclePolicy(first_backoff=timedelta(milliseconds=200), crm_timeout=timedelta(seconds=10))
 
 
 async def _ledger(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, key: str) -> IdempotencyRecord:
