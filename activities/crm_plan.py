@@ -17,15 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from drivers.base import CrmObject
-from store.models import Appointment, Case, Customer, Lead, QualificationState, TenantCrmFieldMapping
+from drivers.registry import get_driver_class
+from store.field_mapping import field_mappings
+from store.models import Appointment, Case, Customer, Lead, QualificationState
 
-# Providers whose "lead" is the person's own contact record in a lifecycle stage (HubSpot contacts are
-# unique by email): a lead of a known customer updates that customer's record instead of creating another.
-LEADS_ARE_CUSTOMERS = frozenset({"hubspot"})
 OVERFLOW = "lead.message"
 
 
@@ -67,12 +65,7 @@ class Related:
 
 
 async def write_map(session: AsyncSession, tenant_id: uuid.UUID, catalog: Mapping[str, str]) -> dict[str, str]:
-    mapping = dict(catalog)
-    rows = await session.execute(
-        select(TenantCrmFieldMapping.canonical_key, TenantCrmFieldMapping.provider_field)
-        .where(TenantCrmFieldMapping.tenant_id == tenant_id, TenantCrmFieldMapping.kind == "write"))
-    mapping.update(dict(rows.all()))
-    return mapping
+    return (await field_mappings(session, tenant_id, catalog))["write"]
 
 
 def canonical(prefix: str, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -133,7 +126,7 @@ def _lead_fields(lead: Lead, related: Related, mapping: Mapping[str, str], slug:
                                "lead.phone": customer.phone if customer else None}
     if lead.status != "new":
         derived["lead.status"] = lead.status
-    if slug in LEADS_ARE_CUSTOMERS:
+    if get_driver_class(slug).leads_are_contacts:
         derived["lead.stage"] = "lead"
     content = canonical("lead", lead.fields or {})
     if qualification is not None:
@@ -153,7 +146,7 @@ def plan_lead(row: Lead, related: Related, mapping: Mapping[str, str], slug: str
         raise DependencyPendingError("customers")
     fields = _lead_fields(row, related, mapping, slug)
     existing = row.crm_external_id
-    if existing is None and customer is not None and slug in LEADS_ARE_CUSTOMERS:
+    if existing is None and customer is not None and get_driver_class(slug).leads_are_contacts:
         existing = customer.crm_external_id
     return WritePlan(CrmObject.LEAD, fields, existing_id=existing)
 

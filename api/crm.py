@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 
@@ -27,7 +26,7 @@ from drivers.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from store.models import TenantCrmFieldMapping
+from store.field_mapping import field_mappings
 from vault.connections import DriverProvider
 from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
@@ -147,13 +146,6 @@ class FieldMap:
 
 async def load_field_map(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID,
                          driver: BaseDriver) -> FieldMap:
-    write, read = dict(driver.default_field_catalog), dict(driver.default_field_catalog)
     async with sessions() as session:
-        rows = await session.execute(
-            select(TenantCrmFieldMapping.canonical_key, TenantCrmFieldMapping.provider_field,
-                   TenantCrmFieldMapping.kind)
-            .where(TenantCrmFieldMapping.tenant_id == tenant_id,
-                   TenantCrmFieldMapping.kind.in_(("read", "write"))))
-        for canonical, provider_field, kind in rows:
-            (write if kind == "write" else read)[canonical] = provider_field
-    return FieldMap(write=write, read=read)
+        maps = await field_mappings(session, tenant_id, driver.default_field_catalog)
+    return FieldMap(write=maps["write"], read=maps["read"])

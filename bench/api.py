@@ -36,7 +36,7 @@ from api.context import AppContext  # noqa: E402
 from api.keys import create_api_key  # noqa: E402
 from api.ratelimit import RateLimiter  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
-from bench.forget import database_url, pct  # noqa: E402
+from bench.common import database_url, pct  # noqa: E402
 from settings import RateLimitSettings, Settings  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
 from store.session import create_engine, session_factory  # noqa: E402

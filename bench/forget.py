@@ -11,20 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,6 +27,7 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench.common import database_url, pct  # noqa: E402
 from settings import Settings  # noqa: E402
 from store.erasure import Subject, erasure_blocks_mirror, hold_rows  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
@@ -47,29 +43,6 @@ from tests.integration.forget_support import (  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 from workflows.forget import ForgetWorkflow  # noqa: E402
 from workflows.forget_types import forget_workflow_id  # noqa: E402
-
-
-@contextmanager
-def database_url(scratch: Path) -> Iterator[str]:
-    """A fresh database for the run: a SQLite file, or a PostgreSQL database created and dropped here."""
-    server = os.environ.get("CRM_BENCH_DATABASE_URL")
-    if not server:
-        yield f"sqlite+aiosqlite:///{scratch / 'bench.db'}"
-        return
-    admin = make_url(server).set(drivername="postgresql")
-    admin_dsn, name = admin.render_as_string(hide_password=False), f"crm_sor_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def erase(client: Client, settings: Settings, sessions: object, drivers: SandboxDrivers,

@@ -31,7 +31,7 @@ from api.app import create_app  # noqa: E402
 from api.auth import mint_token  # noqa: E402
 from api.context import AppContext  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
-from bench.forget import database_url, pct  # noqa: E402
+from bench.common import database_url, pct  # noqa: E402
 from settings import Settings, TemporalSettings  # noqa: E402
 from store.base import utcnow  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402

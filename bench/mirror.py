@@ -30,7 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from bench.forget import database_url  # noqa: E402
+from bench.common import database_url  # noqa: E402
 from settings import Settings  # noqa: E402
 from store import content  # noqa: E402
 from store.base import utcnow  # noqa: E402

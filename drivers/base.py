@@ -108,6 +108,9 @@ class BaseDriver(abc.ABC):
     supported_objects: ClassVar[frozenset[CrmObject]]
     default_field_catalog: ClassVar[dict[str, str]]
     hard_delete_supported: ClassVar[bool] = False
+    # The provider's "lead" is the person's own contact record in a lifecycle stage (HubSpot), not a record of
+    # its own: a lead of a known customer updates that customer's record instead of creating another.
+    leads_are_contacts: ClassVar[bool] = False
     token_url: ClassVar[str | None] = None  # OAuth token endpoint; None when the provider has no OAuth
     # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").
     idempotency_field: ClassVar[str] = "crm_sor_idempotency_key"

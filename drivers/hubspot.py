@@ -56,6 +56,7 @@ class HubSpotDriver(BaseDriver):
     base_url = "https://api.hubapi.com"
     token_url = "https://api.hubapi.com/oauth/v1/token"
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
+    leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
     hard_delete_supported = True
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "firstname",

@@ -16,11 +16,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -29,8 +27,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from settings import Settings
-from store.migrate import upgrade_to_head
 from store.session import create_engine, session_factory
+from tests.support.databases import scratch_database
 from workflows import search_attributes
 
 
@@ -43,24 +41,9 @@ def _binary(name: str) -> str:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = os.environ.get("CRM_TEST_DATABASE_URL")
-    if not server:
-        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
-        upgrade_to_head(url)
+    with scratch_database(os.environ.get("CRM_TEST_DATABASE_URL"), tmp_path_factory.mktemp("db"),
+                          prefix="crm_sor_test") as url:
         yield url
-        return
-    admin = make_url(server).set(drivername="postgresql")
-    name = f"crm_sor_test_{uuid.uuid4().hex[:10]}"
-    admin_dsn = admin.render_as_string(hide_password=False)
-    with psycopg.connect(admin_dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-    upgrade_to_head(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(admin_dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

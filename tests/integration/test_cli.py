@@ -8,17 +8,15 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect
-from sqlalchemy.engine import make_url
 
 from store.base import Base
+from tests.support.databases import scratch_database
 
 pytestmark = pytest.mark.integration
 CRM_SOR = str(Path(sys.executable).parent / "crm-sor")
@@ -33,19 +31,9 @@ def free_port() -> int:
 @pytest.fixture
 def scratch_database_url(tmp_path: Path) -> Iterator[str]:
     """An empty database: PostgreSQL when the suite runs on it, else a SQLite file."""
-    server = os.environ.get("CRM_TEST_DATABASE_URL")
-    if not server:
-        yield f"sqlite:///{tmp_path / 'scratch.db'}"
-        return
-    admin = make_url(server).set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"crm_sor_cli_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(server).set(drivername="postgresql+psycopg", database=name).render_as_string(False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(os.environ.get("CRM_TEST_DATABASE_URL"), tmp_path, migrate=False,
+                          prefix="crm_sor_cli") as url:
+        yield url
 
 
 def test_migrate_brings_an_empty_database_to_head(scratch_database_url: str) -> None:
@@ -53,7 +41,7 @@ def test_migrate_brings_an_empty_database_to_head(scratch_database_url: str) -> 
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
 
-    engine = create_engine(scratch_database_url)
+    engine = create_engine(scratch_database_url.replace("+aiosqlite", ""))  # a sync engine for inspect()
     try:
         tables = set(inspect(engine).get_table_names())
     finally:

@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
 import httpx
-import psycopg
 from moto.server import ThreadedMotoServer
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
@@ -25,8 +24,8 @@ from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
 from sandboxes.common import SandboxState
 from settings import KmsSettings, Settings
-from store.migrate import upgrade_to_head
 from store.models import Tenant
+from tests.support import databases
 from vault.audit import AuditTrail
 from vault.connections import Actor
 from vault.credentials import CredentialVault
@@ -115,20 +114,5 @@ def scratch_database(postgres: str | None = None, *, from_env: bool = True) -> I
     """A migrated database of its own: a fresh database on the PostgreSQL server `postgres` (or, with
     `from_env`, CRM_TEST_DATABASE_URL's), else a SQLite file; dropped afterwards. For whole-table scans."""
     server = postgres or (os.environ.get("CRM_TEST_DATABASE_URL") if from_env else None)
-    if not server:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
-            upgrade_to_head(url)
-            yield url
-        return
-    admin = make_url(server).set(drivername="postgresql")
-    dsn, name = admin.render_as_string(hide_password=False), f"crm_sor_scratch_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        url = admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-        upgrade_to_head(url)
+    with tempfile.TemporaryDirectory() as tmp, databases.scratch_database(server, Path(tmp)) as url:
         yield url
-    finally:
-        with psycopg.connect(dsn, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
