@@ -107,7 +107,7 @@ async def note_once(sessions: async_sessionmaker[AsyncSession], driver: BaseDriv
                          request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text}))
     if known is not None:
         return known
-    result = await driver.append_note(customer_external_id, None, text, idempotency_key=key)
+    result = await driver.append_note(customer_external_id, None, text, batch_key=key)
     await _complete(sessions, tenant_id, scope, key, result.external_id, result.record_url)
     return result.external_id
 
@@ -119,7 +119,7 @@ async def execute(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver
         customer = plan.customer_external_id or ""
         if plan.existing_id is None:
             return await note_once(sessions, driver, tenant_id, customer, plan.note_text, key)
-        await driver.append_note(customer, plan.existing_id, plan.note_text, idempotency_key=key)
+        await driver.append_note(customer, plan.existing_id, plan.note_text, batch_key=key)
         return plan.existing_id
     existing = plan.existing_id
     if existing is None and plan.lookup:

@@ -102,10 +102,10 @@ class TranscriptActivities(LifecycleActivityBase):
                     await content.remember_external_id(session, "conversations", conversation.id, note_id)
             if batch:
                 await driver.append_note(customer_id or "", note_id, render(batch),
-                                         idempotency_key=f"{conversation.id}:{batch[-1].turn_id}")
+                                         batch_key=f"{conversation.id}:{batch[-1].turn_id}")
             tail = closing(conversation) if input.include_summary else ""
             if tail:
-                await driver.append_note(customer_id or "", note_id, tail, idempotency_key=None)
+                await driver.append_note(customer_id or "", note_id, tail, batch_key=f"{conversation.id}:closing")
         return note_id
 
     @activity.defn

@@ -69,7 +69,7 @@ def verbs(slug: str, driver: BaseDriver, ids: dict[str, str]) -> dict[str, Calla
         "update_record": lambda: driver.update_record(CrmObject.DEAL, ids["deal"], UPDATE[slug]),
         "list_recent(20)": lambda: driver.list_recent(CrmObject.DEAL, since, 20),
         "describe_schema": lambda: driver.describe_schema(CrmObject.DEAL),
-        "append_note": lambda: driver.append_note(ids["customer"], ids["note"], f"line {next(keys)}"),
+        "append_note": lambda: driver.append_note(ids["customer"], ids["note"], "line", batch_key=f"b{next(keys)}"),
         # Last: every create adds a record, which would slow the searches above as the run goes on.
         "create_record": lambda: driver.create_record(CrmObject.DEAL, DEAL[slug](0), f"bench-key-{next(keys):06d}"),
     }
@@ -128,7 +128,7 @@ async def bench_driver(slug: str, mode: str, iterations: int) -> list[tuple[str,
             ids = {
                 "customer": customer,
                 "deal": (await driver.create_record(CrmObject.DEAL, DEAL[slug](99), "bench-deal")).external_id,
-                "note": (await driver.append_note(customer, None, "start")).external_id,
+                "note": (await driver.append_note(customer, None, "start", batch_key="b-start")).external_id,
             }
             replays = count(500_000)
             for verb, run in verbs(slug, driver, ids).items():

@@ -7,13 +7,13 @@ never sleeps or retries: Temporal owns retries and reads `DriverError.retryable`
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
-import phonenumbers
 
+from drivers.auth import ApiKeyAuth, BearerAuth, OAuth2Auth, OAuthTokenSource, TokenSet, TokenSource
 from drivers.errors import (
     AuthError,
     ConflictError,
@@ -32,7 +32,11 @@ from drivers.models import (
     DeleteResult,
     FieldInfo,
     Record,
+    UpsertItem,
+    UpsertOutcome,
 )
+from drivers.provider import CredentialForm, OAuthApp, RateLimit
+from drivers.text import appended, batch_marker, full_name, national_digits, normalize_phone
 
 __all__ = [
     "BaseDriver",
@@ -43,47 +47,26 @@ __all__ = [
     "DeleteResult",
     "FieldInfo",
     "Record",
+    "UpsertItem",
+    "UpsertOutcome",
     "appended",
+    "batch_marker",
     "full_name",
     "national_digits",
     "normalize_phone",
 ]
 
-
-def normalize_phone(raw: str, default_region: str = "US") -> str | None:
-    """E.164 form of `raw`, or None when it cannot be a phone number.
-
-    `is_possible_number` rather than `is_valid_number`: CRMs hold test and fictional (555) numbers that
-    the validity tables reject, and matching them is still what the caller wants.
-    """
-    try:
-        number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+TokenSourceFactory = Callable[[], TokenSource]
 
 
-def national_digits(e164: str) -> str:
-    """The national significant number of an E.164 phone: what phone-field searches match on."""
-    return str(phonenumbers.parse(e164).national_number)
-
-
-def full_name(*parts: str | None) -> str | None:
-    return " ".join(p for p in parts if p) or None
-
-
-def appended(current: str | None, text: str) -> str | None:
-    """`current` with `text` on a new line, or None when it already ends with `text`.
-
-    None means a retried append already landed (the batch is the note's tail), so writing again would
-    duplicate it. The cost: the same batch text twice in a row is kept once.
-    """
-    current = current or ""
-    if current.endswith(text):
-        return None
-    return f"{current}\n{text}" if current else text
+def auth_kind(secret: Mapping[str, Any]) -> str:
+    """`oauth2` | `token` | `bearer` | `api_key`: stated by the blob, else inferred from what it holds."""
+    kind = secret.get("auth")
+    if kind:
+        return str(kind)
+    if secret.get("refresh_token"):
+        return "oauth2"
+    return "bearer" if secret.get("access_token") else "api_key"
 
 
 _STATUS_ERRORS: dict[int, type[DriverError]] = {
@@ -112,6 +95,12 @@ class BaseDriver(abc.ABC):
     # its own: a lead of a known customer updates that customer's record instead of creating another.
     leads_are_contacts: ClassVar[bool] = False
     token_url: ClassVar[str | None] = None  # OAuth token endpoint; None when the provider has no OAuth
+    # Provider facts (drivers/provider.py): read by the vault, the connect flow, the budget and the console.
+    oauth: ClassVar[OAuthApp | None] = None  # authorization-code connect; None: connected by form only
+    credential_form: ClassVar[type[CredentialForm] | None] = None  # posted credentials; None: OAuth only
+    rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
+    batch_size: ClassVar[int] = 1  # records per call of the provider's batch API (1: no batch API)
+    auth_scheme: ClassVar[str] = "Bearer"  # the Authorization scheme for issued tokens (Zoho: Zoho-oauthtoken)
     # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").
     idempotency_field: ClassVar[str] = "crm_sor_idempotency_key"
     fingerprint_field: ClassVar[str] = "crm_sor_fingerprint"
@@ -125,6 +114,51 @@ class BaseDriver(abc.ABC):
     def oauth_token_url(cls, config: Mapping[str, Any] | None = None) -> str | None:
         """The token endpoint for this tenant (`config["token_url"]` overrides, e.g. a sandbox)."""
         return (config or {}).get("token_url") or cls.token_url
+
+    @classmethod
+    def build_auth(cls, secret: Mapping[str, Any], config: Mapping[str, Any], tokens: TokenSourceFactory
+                   ) -> httpx.Auth:
+        """The httpx auth flow for a stored credential blob.
+
+        The default understands the blob's `auth`: `oauth2` (a refreshing token source), `bearer` and
+        `api_key`. A provider whose tokens are issued by another grant (client credentials, a user-token
+        login) overrides `grant_token` and keeps this; one with extra headers (API key + token) overrides
+        this too. `tokens()` gives the vault's persistent, single-flight token source for this credential.
+        """
+        kind = auth_kind(secret)
+        if kind in ("oauth2", "token"):
+            return OAuth2Auth(tokens(), scheme=str(config.get("auth_scheme", cls.auth_scheme)))
+        if kind == "bearer" and secret.get("access_token"):
+            return BearerAuth(str(secret["access_token"]))
+        if kind == "api_key" and secret.get("api_key"):
+            return ApiKeyAuth(str(secret["api_key"]), header=str(config.get("api_key_header", "Authorization")),
+                              prefix=config.get("api_key_prefix"), query_param=config.get("api_key_query_param"))
+        raise AuthError(f"the stored credential has no usable {kind} secret", provider=cls.slug)
+
+    @classmethod
+    async def grant_token(cls, http: httpx.AsyncClient, secret: Mapping[str, Any], config: Mapping[str, Any],
+                          client: tuple[str, str] | None) -> TokenSet:
+        """Get a new access token for a stored credential (the vault persists it, single-flight).
+
+        Default: the OAuth refresh-token grant at `oauth_token_url(config)` with our app's `client`
+        (id, secret). Client-credentials and login providers override it and read their blob instead. A
+        refused grant raises AuthError (a human must reconnect); an unreachable endpoint UnavailableError.
+        """
+        token_url = cls.oauth_token_url(config)
+        if not token_url:
+            raise AuthError("the provider has no OAuth token endpoint", provider=cls.slug)
+        if client is None:
+            raise AuthError("no OAuth client configured to refresh this connection", provider=cls.slug)
+        issued: list[TokenSet] = []
+
+        async def keep(tokens: TokenSet) -> None:
+            issued.append(tokens)
+
+        one_shot = OAuthTokenSource(token_url=token_url, client_id=client[0], client_secret=client[1],
+                                    refresh_token=str(secret.get("refresh_token") or ""), provider=cls.slug,
+                                    http=http, on_rotate=keep)
+        await one_shot.refreshed("")
+        return issued[0]
 
     def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
         self.client = client
@@ -204,18 +238,35 @@ class BaseDriver(abc.ABC):
 
     @abc.abstractmethod
     async def append_note(
-        self,
-        customer_external_id: str,
-        note_external_id: str | None,
-        text: str,
-        *,
-        idempotency_key: str | None = None,
+        self, customer_external_id: str, note_external_id: str | None, text: str, *, batch_key: str
     ) -> CreateResult:
-        """Create a note on the customer (note id None) or append `text` to an existing note.
+        """Create a note on the customer (note id None) or append one batch of `text` to an existing note.
 
-        A conversation transcript is ONE note updated in batches; re-appending the exact batch that
-        already ends the note is a no-op, so a retried append does not duplicate text.
+        A conversation transcript is ONE note updated in batches. Exactly once per `batch_key`: creating
+        the note is idempotent under that key, and an append writes `text` followed by
+        `batch_marker(batch_key)` (`appended()` does it), so a retried batch is found wherever it stands in
+        the note — even after later batches or a summary — and is not written twice.
         """
+
+    async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[UpsertOutcome]:
+        """Write a batch: create each item under its idempotency key, or update it when its id is known.
+
+        One outcome per item, in order; a failed item carries its taxonomy error and fails only itself.
+        This default loops over the single verbs, so every driver has it; a provider with a batch API
+        (set `batch_size`) overrides it. Callers split batches to `batch_size`.
+        """
+        outcomes: list[UpsertOutcome] = []
+        for item in items:
+            try:
+                if item.external_id is not None:
+                    await self.update_record(object, item.external_id, item.fields)
+                    outcomes.append(UpsertOutcome(external_id=item.external_id, created=False))
+                else:
+                    created = await self.create_record(object, item.fields, item.idempotency_key)
+                    outcomes.append(UpsertOutcome(external_id=created.external_id, created=created.created))
+            except DriverError as exc:
+                outcomes.append(UpsertOutcome(error=exc))
+        return outcomes
 
     # ----- provider hooks ----------------------------------------------------------------------
 

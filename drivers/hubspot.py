@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import Field
 
 from drivers.base import (
     BaseDriver,
@@ -23,6 +24,7 @@ from drivers.base import (
 )
 from drivers.errors import ConflictError, InvalidRequestError
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
+from drivers.provider import CredentialForm, OAuthApp, RateLimit
 
 _TYPES = {
     CrmObject.CUSTOMER: "contacts",
@@ -36,6 +38,15 @@ _MODIFIED = {"contacts": "lastmodifieddate"}  # every other object uses hs_lastm
 _NOTE_TO_CONTACT = 202
 _MAX_PAGE = 200
 _LEAD_FILTER = {"propertyName": "lifecyclestage", "operator": "EQ", "value": "lead"}
+
+
+class HubSpotPrivateApp(CredentialForm):
+    """A HubSpot private-app access token (sent as a static bearer; it does not expire)."""
+
+    access_token: str = Field(min_length=8, max_length=512, pattern=r"^\S+$")
+
+    def secret(self) -> dict[str, Any]:
+        return {"auth": "bearer", "access_token": self.access_token}
 
 
 class HubSpotDriver(BaseDriver):
@@ -55,6 +66,20 @@ class HubSpotDriver(BaseDriver):
     slug = "hubspot"
     base_url = "https://api.hubapi.com"
     token_url = "https://api.hubapi.com/oauth/v1/token"
+    # PKCE is off: only HubSpot's v3 token endpoint mentions code_verifier, and the driver refreshes at v1.
+    oauth = OAuthApp(
+        authorize_url="https://app.hubspot.com/oauth/authorize",
+        scopes=("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read",
+                "crm.objects.deals.write", "tickets"),
+        pkce=False,
+    )
+    credential_form = HubSpotPrivateApp
+    # developers.hubspot.com/docs/api/usage-details: public apps 110 requests / 10 s per account (private apps
+    # on Free/Starter 100 / 10 s: the lower figure is used); the search endpoints 5 requests / s per account.
+    rate_limits = (
+        RateLimit(100, 10.0, source="HubSpot API usage guidelines: burst limit per account"),
+        RateLimit(5, 1.0, scope="search", source="HubSpot CRM search API: 5 requests per second per account"),
+    )
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
     leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
     hard_delete_supported = True
@@ -155,10 +180,11 @@ class HubSpotDriver(BaseDriver):
         ]
 
     async def append_note(
-        self, customer_external_id: str, note_external_id: str | None, text: str, *, idempotency_key: str | None = None
+        self, customer_external_id: str, note_external_id: str | None, text: str, *, batch_key: str
     ) -> CreateResult:
         if note_external_id is None:
-            properties = {"hs_note_body": text, "hs_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")}
+            first = appended(None, text, batch_key)
+            properties = {"hs_note_body": first, "hs_timestamp": datetime.now(UTC).isoformat(timespec="milliseconds")}
             associations = [
                 {
                     "to": {"id": customer_external_id},
@@ -166,9 +192,9 @@ class HubSpotDriver(BaseDriver):
                 }
             ]
             fingerprint = request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text})
-            return await self._create(CrmObject.NOTE, properties, idempotency_key, fingerprint, associations)
+            return await self._create(CrmObject.NOTE, properties, batch_key, fingerprint, associations)
         note = await self._read("notes", note_external_id, ["hs_note_body"])
-        body = appended(note["properties"].get("hs_note_body"), text)
+        body = appended(note["properties"].get("hs_note_body"), text, batch_key)
         if body is not None:
             path = f"/crm/v3/objects/notes/{quote(note_external_id, safe='')}"
             await self._request("PATCH", path, json={"properties": {"hs_note_body": body}})

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from drivers.errors import DriverError
 
 __all__ = [
     "ConnectionCheck",
@@ -16,6 +21,8 @@ __all__ = [
     "DeleteResult",
     "FieldInfo",
     "Record",
+    "UpsertItem",
+    "UpsertOutcome",
 ]
 
 
@@ -73,3 +80,32 @@ class FieldInfo(_Model):
 class ConnectionCheck(_Model):
     ok: bool
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class UpsertItem:
+    """One record of a batch write: created under `idempotency_key`, or updated when `external_id` is known.
+
+    An in-process value (it holds customer fields): never a Temporal payload.
+    """
+
+    idempotency_key: str
+    fields: Mapping[str, Any]
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    """What happened to one item of a batch: its record id and whether it was created, or its error.
+
+    A failed item carries the same taxonomy error a single call would have raised; the other items of the
+    batch are unaffected by it.
+    """
+
+    external_id: str | None = None
+    created: bool = False
+    error: DriverError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -8,12 +8,14 @@ from __future__ import annotations
 import importlib
 
 from drivers.base import BaseDriver
+from drivers.provider import CredentialForm
 
 __all__ = [
     "DRIVERS",
     "KNOWN_SLUGS",
     "PartnershipOnlyError",
     "UnknownProviderError",
+    "credential_forms",
     "get_driver_class",
 ]
 
@@ -83,3 +85,9 @@ def get_driver_class(slug: str) -> type[BaseDriver]:
     if cls.slug != slug:
         raise TypeError(f"{target} declares slug {cls.slug!r}, registered as {slug!r}")
     return cls
+
+
+def credential_forms() -> dict[str, type[CredentialForm]]:
+    """Every provider's credential form, by slug (imports every driver: for API documentation and the console)."""
+    forms = {slug: get_driver_class(slug).credential_form for slug in DRIVERS}
+    return {slug: form for slug, form in forms.items() if form is not None}

@@ -23,6 +23,7 @@ from drivers.base import (
 )
 from drivers.errors import ConflictError, DriverError, InvalidRequestError, RateLimitedError
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
+from drivers.provider import OAuthApp, RateLimit
 from drivers.soql import soql_datetime, soql_quote, sosl_escape
 
 _SOBJECTS = {
@@ -57,6 +58,15 @@ class SalesforceDriver(BaseDriver):
     slug = "salesforce"
     token_url = "https://login.salesforce.com/services/oauth2/token"
     sandbox_token_url: ClassVar[str] = "https://test.salesforce.com/services/oauth2/token"
+    oauth = OAuthApp(
+        authorize_url="https://login.salesforce.com/services/oauth2/authorize",
+        sandbox_authorize_url="https://test.salesforce.com/services/oauth2/authorize",
+        scopes=("api", "refresh_token"),
+        pkce=True,
+    )
+    # The org's rolling 24-hour allocation (Enterprise: 100,000 + 1,000 per licence); the tenant's own figure
+    # comes back in Sforce-Limit-Info and corrects this default. Concurrency, not rate, limits the rest.
+    rate_limits = (RateLimit(100_000, 86_400.0, source="Salesforce API Request Limits and Allocations"),)
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
     hard_delete_supported = False
     idempotency_field = "CrmSorKey__c"
@@ -173,19 +183,17 @@ class SalesforceDriver(BaseDriver):
         ]
 
     async def append_note(
-        self, customer_external_id: str, note_external_id: str | None, text: str, *, idempotency_key: str | None = None
+        self, customer_external_id: str, note_external_id: str | None, text: str, *, batch_key: str
     ) -> CreateResult:
         if note_external_id is None:
             subject = str(self.config.get("note_subject", "Conversation transcript"))
-            fields = {"WhoId": customer_external_id, "Subject": subject, "Description": text, "Status": "Completed"}
-            if idempotency_key is not None:
-                fingerprint = request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text})
-                return await self._upsert(CrmObject.NOTE, fields, idempotency_key, fingerprint)
-            created = await self._request_json("POST", f"{self._data}/sobjects/Task", json=fields)
-            return CreateResult(external_id=created["id"], record_url=self._url("Task", created["id"]), created=True)
+            fields = {"WhoId": customer_external_id, "Subject": subject, "Description": appended(None, text, batch_key),
+                      "Status": "Completed"}
+            fingerprint = request_fingerprint(CrmObject.NOTE, {"customer": customer_external_id, "text": text})
+            return await self._upsert(CrmObject.NOTE, fields, batch_key, fingerprint)
         path = self._row_path(CrmObject.NOTE, note_external_id)
         current = (await self._request_json("GET", path, params={"fields": "Description"})).get("Description")
-        body = appended(current, text)
+        body = appended(current, text, batch_key)
         if body is not None:
             await self._request("PATCH", path, json={"Description": body})
         return CreateResult(external_id=note_external_id, record_url=self._url("Task", note_external_id), created=False)

@@ -8,7 +8,6 @@ what authenticates it. The start and the callback write audit rows sharing the s
 
 from __future__ import annotations
 
-import abc
 import re
 import uuid
 from collections.abc import Mapping
@@ -16,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -28,7 +26,6 @@ from store.models import OAuthState, Tenant
 from vault.connections import Actor
 from vault.credentials import Credential
 from vault.oauth import (
-    OAUTH_PROVIDERS,
     STATE_TTL,
     authorize_url,
     exchange_code,
@@ -58,28 +55,6 @@ class ConnectOutcome:
     reason: str | None
 
 
-class _Form(BaseModel):
-    # An API body, not a Temporal payload: unknown fields are an operator's typo worth a 422.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @abc.abstractmethod  # pydantic's model metaclass is an ABCMeta: a form without secret() cannot be built
-    def secret(self) -> dict[str, Any]:
-        """The credential blob the vault stores for this provider."""
-
-
-class HubSpotPrivateApp(_Form):
-    """A HubSpot private-app access token (sent as a static bearer; it does not expire)."""
-
-    access_token: str = Field(min_length=8, max_length=512, pattern=r"^\S+$")
-
-    def secret(self) -> dict[str, Any]:
-        return {"auth": "bearer", "access_token": self.access_token}
-
-
-# Form-credential providers: one entry each, with the model that validates what the operator posts.
-FORM_PROVIDERS: dict[str, type[_Form]] = {"hubspot": HubSpotPrivateApp}
-
-
 class Connector:
     """The connect flows on top of the vault-backed driver provider."""
 
@@ -90,9 +65,10 @@ class Connector:
 
     async def start_oauth(self, tenant_id: uuid.UUID, actor: Actor, *, sandbox: bool | None = None) -> str:
         tenant = await self._connectable(tenant_id)
-        meta = OAUTH_PROVIDERS.get(tenant.provider)
+        driver = get_driver_class(tenant.provider)
+        meta = driver.oauth
         if meta is None:
-            forms = "post credentials instead" if tenant.provider in FORM_PROVIDERS else "it has no connect flow yet"
+            forms = "post credentials instead" if driver.credential_form else "it has no connect flow yet"
             raise ConnectError(400, "not-oauth", f"{tenant.provider} does not connect through OAuth; {forms}.")
         client = self._client(tenant.provider)
         config = dict(tenant.settings)
@@ -154,15 +130,25 @@ class Connector:
 
     async def connect_form(self, tenant_id: uuid.UUID, body: Any, actor: Actor) -> ConnectOutcome:
         tenant = await self._connectable(tenant_id)
-        form = FORM_PROVIDERS.get(tenant.provider)
+        driver = get_driver_class(tenant.provider)
+        form = driver.credential_form
         if form is None:
-            how = "use the OAuth connect flow" if tenant.provider in OAUTH_PROVIDERS else "it has no connect flow yet"
+            how = "use the OAuth connect flow" if driver.oauth else "it has no connect flow yet"
             raise ConnectError(400, "form-not-supported", f"{tenant.provider} does not take posted credentials; {how}.")
         if not isinstance(body, dict):
             raise ConnectError(400, "invalid-body", "The body must be a JSON object.")
         validated = form.model_validate(body)  # ValidationError → 422 through the app's handler
+        if validated.settings():
+            tenant = await self._merge_settings(tenant, validated.settings())
         stored = await self._drivers.vault.store(tenant_id, tenant.provider, validated.secret(), actor=actor)
         return await self._test_and_set_status(tenant, stored, actor)
+
+    async def _merge_settings(self, tenant: TenantConfig, extra: dict[str, Any]) -> TenantConfig:
+        """Keep a form's non-secret settings (practice id, environment…) on the tenant, next to its others."""
+        merged = {**tenant.settings, **extra}
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(Tenant).where(Tenant.id == tenant.tenant_id).values(settings=merged))
+        return TenantConfig(tenant.tenant_id, tenant.provider, tenant.status, merged)
 
     async def retest(self, tenant_id: uuid.UUID, actor: Actor) -> ConnectOutcome:
         tenant = await self._connectable(tenant_id)

@@ -1,8 +1,7 @@
-"""OAuth connect metadata and wire steps: one table of providers, authorize URLs with state and PKCE, and the
-authorization-code exchange.
+"""OAuth connect wire steps: authorize URLs with state and PKCE, and the authorization-code exchange.
 
-Adding an OAuth provider (Zoho, athenahealth) means one `OAUTH_PROVIDERS` entry; its token endpoint comes
-from the driver (`Driver.oauth_token_url(config)`), so the refresh path and the connect path agree.
+The provider's facts (authorize URL, scopes, PKCE) are the driver's `oauth` (`drivers.provider.OAuthApp`) and
+its token endpoint is the driver's `oauth_token_url(config)`, so the refresh path and the connect path agree.
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -19,46 +17,9 @@ import httpx
 
 from drivers.auth import TokenSet
 from drivers.errors import AuthError, UnavailableError
+from drivers.provider import OAuthApp
 
 STATE_TTL = timedelta(minutes=10)
-
-
-@dataclass(frozen=True)
-class OAuthProvider:
-    """How one provider's authorization-code flow starts.
-
-    Attributes:
-        authorize_url: the consent page; `sandbox_authorize_url` when the tenant is a sandbox org.
-        scopes: what we ask for, joined with `scope_separator`.
-        pkce: whether the provider documents PKCE (S256) on this flow; we send it only where it does.
-    """
-
-    slug: str
-    authorize_url: str
-    scopes: tuple[str, ...]
-    pkce: bool
-    sandbox_authorize_url: str | None = None
-    scope_separator: str = " "
-    extra_params: tuple[tuple[str, str], ...] = ()
-
-
-OAUTH_PROVIDERS: dict[str, OAuthProvider] = {
-    # PKCE is off for HubSpot: only its v3 token endpoint mentions code_verifier, and the driver refreshes at v1.
-    "hubspot": OAuthProvider(
-        slug="hubspot",
-        authorize_url="https://app.hubspot.com/oauth/authorize",
-        scopes=("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read",
-                "crm.objects.deals.write", "tickets"),
-        pkce=False,
-    ),
-    "salesforce": OAuthProvider(
-        slug="salesforce",
-        authorize_url="https://login.salesforce.com/services/oauth2/authorize",
-        sandbox_authorize_url="https://test.salesforce.com/services/oauth2/authorize",
-        scopes=("api", "refresh_token"),
-        pkce=True,
-    ),
-}
 
 
 def state_hash(state: str) -> str:
@@ -79,7 +40,7 @@ def code_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def authorize_url(meta: OAuthProvider, config: dict[str, Any], *, client_id: str, redirect_uri: str, state: str,
+def authorize_url(meta: OAuthApp, config: dict[str, Any], *, client_id: str, redirect_uri: str, state: str,
                   code_verifier: str | None) -> str:
     """The URL the operator's browser opens. Tenant settings may override it (`authorize_url`, dev sandboxes)."""
     base = config.get("authorize_url") or (

@@ -1,8 +1,8 @@
 """`VaultDriverProvider`: the `DriverProvider` that hands activities and routes a ready, authenticated driver.
 
 `open(tenant_id, actor)` loads the tenant (provider slug and `tenants.settings`), decrypts its credential
-as `actor` (audited), builds an httpx client for the driver's base URL with the right auth flow — OAuth2
-with the vault's persistent single-flight token source, or a static bearer / API key — and closes it
+as `actor` (audited), builds an httpx client for the driver's base URL with the driver's auth flow (`build_auth`:
+tokens from the vault's persistent single-flight token source, or a static bearer / API key) and closes it
 afterwards. Tests and the dev stack point it at a sandbox with `transport=` (e.g. an ASGI transport) or a
 `client_factory`, and tenant settings may carry `base_url` / `token_url` overrides (loopback sandboxes).
 """
@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from drivers.auth import ApiKeyAuth, BearerAuth, OAuth2Auth
 from drivers.base import BaseDriver
 from drivers.errors import AuthError
 from drivers.registry import get_driver_class
@@ -49,16 +48,6 @@ class TenantConfig:
     provider: str
     status: str
     settings: dict[str, Any]
-
-
-def auth_kind(secret: Mapping[str, Any]) -> str:
-    """`oauth2` | `bearer` | `api_key`: stated by the blob, else inferred from what it holds."""
-    kind = secret.get("auth")
-    if kind:
-        return str(kind)
-    if secret.get("refresh_token"):
-        return "oauth2"
-    return "bearer" if secret.get("access_token") else "api_key"
 
 
 def driver_config(tenant: TenantConfig, credential: Credential) -> dict[str, Any]:
@@ -132,16 +121,7 @@ class VaultDriverProvider:
 
     def _auth(self, cls: type[BaseDriver], config: dict[str, Any], credential: Credential, actor: Actor
               ) -> httpx.Auth:
-        secret, kind = credential.secret, auth_kind(credential.secret)
-        if kind == "oauth2":
-            token_url = cls.oauth_token_url(config)
-            if not token_url:
-                raise AuthError("the provider has no OAuth token endpoint", provider=cls.slug)
-            source: PersistentTokenSource = self.tokens.source(credential, token_url=token_url, actor=actor)
-            return OAuth2Auth(source, scheme=str(config.get("auth_scheme", "Bearer")))
-        if kind == "bearer" and secret.get("access_token"):
-            return BearerAuth(str(secret["access_token"]))
-        if kind == "api_key" and secret.get("api_key"):
-            return ApiKeyAuth(str(secret["api_key"]), header=str(config.get("api_key_header", "Authorization")),
-                              prefix=config.get("api_key_prefix"), query_param=config.get("api_key_query_param"))
-        raise AuthError(f"the stored credential has no usable {kind} secret", provider=cls.slug)
+        def tokens() -> PersistentTokenSource:
+            return self.tokens.source(credential, driver=cls, config=config, actor=actor)
+
+        return cls.build_auth(credential.secret, config, tokens)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from drivers.auth import OAuthTokenSource, TokenSet
+from drivers.base import BaseDriver
 from drivers.errors import AuthError
 from store.base import utcnow
 from vault.connections import Actor
@@ -69,9 +70,10 @@ class TokenBroker:
         self._latest: dict[uuid.UUID, _Latest] = {}
         self.refreshes: dict[uuid.UUID, int] = {}
 
-    def source(self, credential: Credential, *, token_url: str, actor: Actor) -> PersistentTokenSource:
+    def source(self, credential: Credential, *, driver: type[BaseDriver], config: Mapping[str, Any], actor: Actor
+               ) -> PersistentTokenSource:
         self.remember(credential)
-        return PersistentTokenSource(self, credential, token_url=token_url, actor=actor)
+        return PersistentTokenSource(self, credential, driver=driver, config=config, actor=actor)
 
     def latest(self, credential_id: uuid.UUID) -> _Latest | None:
         return self._latest.get(credential_id)
@@ -89,35 +91,25 @@ class TokenBroker:
     def lock(self, credential_id: uuid.UUID) -> asyncio.Lock:
         return self._locks.setdefault(credential_id, asyncio.Lock())
 
-    def client_pair(self, provider: str, secret: dict[str, Any]) -> tuple[str, str]:
+    def client_pair(self, provider: str, secret: Mapping[str, Any]) -> tuple[str, str] | None:
         """The OAuth client that issued these tokens: the blob's own, else our app for the provider."""
         if secret.get("client_id") and secret.get("client_secret"):
             return str(secret["client_id"]), str(secret["client_secret"])
-        if provider in self._oauth_clients:
-            return self._oauth_clients[provider]
-        raise AuthError("no OAuth client configured to refresh this connection", provider=provider)
+        return self._oauth_clients.get(provider)
 
-    async def exchange(self, provider: str, token_url: str, secret: dict[str, Any]) -> TokenSet:
-        """One refresh-token grant at the provider (the in-memory source does the wire format)."""
-        client_id, client_secret = self.client_pair(provider, secret)
-        issued: list[TokenSet] = []
-
-        async def keep(tokens: TokenSet) -> None:
-            issued.append(tokens)
-
+    async def exchange(self, driver: type[BaseDriver], config: Mapping[str, Any], secret: dict[str, Any]
+                       ) -> TokenSet:
+        """One token grant at the provider; the driver knows its grant (refresh token, client credentials…)."""
         async with self._http() as http:
-            one_shot = OAuthTokenSource(token_url=token_url, client_id=client_id, client_secret=client_secret,
-                                        refresh_token=str(secret.get("refresh_token") or ""), provider=provider,
-                                        http=http, on_rotate=keep)
-            await one_shot.refreshed("")
-        return issued[0]
+            return await driver.grant_token(http, secret, config, self.client_pair(driver.slug, secret))
 
 
 def rotated_secret(secret: dict[str, Any], tokens: TokenSet) -> tuple[dict[str, Any], datetime | None]:
     """The blob after a refresh: new access token, the rotated refresh token (or the old one kept)."""
     updated = dict(secret)
     updated["access_token"] = tokens.access_token
-    updated["refresh_token"] = tokens.refresh_token or secret.get("refresh_token")
+    if tokens.refresh_token:  # a client-credentials or login grant has none, and keeps none
+        updated["refresh_token"] = tokens.refresh_token
     if tokens.instance_url:
         updated["instance_url"] = tokens.instance_url
     expires_at = None if tokens.expires_in is None else utcnow() + timedelta(seconds=tokens.expires_in)
@@ -127,8 +119,10 @@ def rotated_secret(secret: dict[str, Any], tokens: TokenSet) -> tuple[dict[str, 
 class PersistentTokenSource:
     """`drivers.auth.TokenSource` for one tenant's credential, persisted through the vault."""
 
-    def __init__(self, broker: TokenBroker, credential: Credential, *, token_url: str, actor: Actor) -> None:
-        self._broker, self._credential, self._token_url, self._actor = broker, credential, token_url, actor
+    def __init__(self, broker: TokenBroker, credential: Credential, *, driver: type[BaseDriver],
+                 config: Mapping[str, Any], actor: Actor) -> None:
+        self._broker, self._credential, self._actor = broker, credential, actor
+        self._driver, self._config = driver, config
 
     @property
     def provider(self) -> str:
@@ -161,7 +155,7 @@ class PersistentTokenSource:
                 if token and token != stale and fresh(current.expires_at):
                     self._broker.remember(current)  # another process refreshed while we waited
                     return str(token)
-                tokens = await self._broker.exchange(provider, self._token_url, current.secret)
+                tokens = await self._broker.exchange(self._driver, self._config, current.secret)
                 self._broker.refreshes[current.id] = self._broker.refreshes.get(current.id, 0) + 1
                 secret, expires_at = rotated_secret(current.secret, tokens)
                 self._broker.remember(await locked.replace(secret, expires_at=expires_at))

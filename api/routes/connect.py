@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, RootModel
 from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,8 +23,9 @@ from api.auth import Principal, require_operator
 from api.context import context_of
 from api.errors import Problem, read_json
 from api.openapi import document
+from drivers.registry import credential_forms
 from store.models import Tenant, TenantCredential
-from vault.connect import CALLBACK_PATH, ConnectError, Connector, ConnectOutcome, HubSpotPrivateApp
+from vault.connect import CALLBACK_PATH, ConnectError, Connector, ConnectOutcome
 from vault.connections import Actor
 from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
@@ -115,7 +117,12 @@ async def oauth_callback(request: Request) -> JSONResponse:
     return _outcome(outcome)
 
 
-@document(request=HubSpotPrivateApp, responses={200: ConnectResult}, auth="operator",
+# The body is the tenant's provider's form; documented as any one of the forms the drivers declare.
+_forms: Any = tuple(credential_forms().values())
+CredentialsBody = RootModel[Union[_forms]]  # noqa: UP007 — Union over a runtime tuple of forms
+
+
+@document(request=CredentialsBody, responses={200: ConnectResult}, auth="operator",
           errors={404: "No such tenant", 409: "Tenant disabled"})
 async def connect_credentials(request: Request) -> JSONResponse:
     """Connect a form-based provider: credentials validated per provider, stored encrypted, then tested."""

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drivers import errors
-from drivers.base import CrmObject
+from drivers.base import CrmObject, batch_marker
 from drivers.registry import DRIVERS, PartnershipOnlyError, get_driver_class
 from tests.unit.drivers.harness import HARNESSES, Harness
 
@@ -251,13 +251,20 @@ async def test_describe_schema_lists_the_catalog_fields(h: Harness) -> None:
 
 async def test_transcript_note_is_one_record_appended_in_batches(h: Harness) -> None:
     customer = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
-    note = await h.driver.append_note(customer, None, "Agent: hello", idempotency_key="conv-9:transcript")
-    retried = await h.driver.append_note(customer, None, "Agent: hello", idempotency_key="conv-9:transcript")
+    note = await h.driver.append_note(customer, None, "Agent: hello", batch_key="conv-9:1")
+    retried = await h.driver.append_note(customer, None, "Agent: hello", batch_key="conv-9:1")
     assert note.created and not retried.created and retried.external_id == note.external_id
-    await h.driver.append_note(customer, note.external_id, "Caller: hi\nAgent: how can I help?")
-    await h.driver.append_note(customer, note.external_id, "Caller: hi\nAgent: how can I help?")  # retried batch
+    await h.driver.append_note(customer, note.external_id, "Caller: hi\nAgent: how can I help?", batch_key="conv-9:3")
+    await h.driver.append_note(customer, note.external_id, "Summary: wants a viewing", batch_key="conv-9:summary")
+    # The batch is retried after something else was appended behind it (a flush that failed midway):
+    # it is found by its marker, not by being the note's tail, and is not written twice.
+    await h.driver.append_note(customer, note.external_id, "Caller: hi\nAgent: how can I help?", batch_key="conv-9:3")
+    await h.driver.append_note(customer, note.external_id, "Summary: wants a viewing", batch_key="conv-9:summary")
     body = (await h.driver.get_record(CrmObject.NOTE, note.external_id)).fields
-    assert body[type(h.driver).default_field_catalog["note.body"]] == "Agent: hello\nCaller: hi\nAgent: how can I help?"
+    text = body[type(h.driver).default_field_catalog["note.body"]]
+    assert text == "\n".join(["Agent: hello", batch_marker("conv-9:1"),
+                              "Caller: hi\nAgent: how can I help?", batch_marker("conv-9:3"),
+                              "Summary: wants a viewing", batch_marker("conv-9:summary")])
 
 
 async def test_unsupported_object_is_an_invalid_request(h: Harness) -> None:

@@ -88,7 +88,7 @@ async def test_concurrent_create_with_the_same_key_replays_the_winner(
 
 async def test_transcript_note_is_associated_with_the_contact(h: Harness) -> None:
     contact = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
-    note = await h.driver.append_note(contact, None, "Agent: hello")
+    note = await h.driver.append_note(contact, None, "Agent: hello", batch_key="conv-1:1")
     record = _state(h).records["notes"][note.external_id]
     assert record.associations == [("contacts", contact, 202)]
     assert record.properties["hs_timestamp"]
