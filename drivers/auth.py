@@ -20,6 +20,7 @@ from drivers.errors import AuthError, UnavailableError
 __all__ = [
     "ApiKeyAuth",
     "BearerAuth",
+    "GrantTokenSource",
     "OAuth2Auth",
     "OAuthTokenSource",
     "TokenSet",
@@ -110,8 +111,64 @@ class TokenSet:
 RotateHook = Callable[[TokenSet], Awaitable[None]]
 
 
-class OAuthTokenSource:
-    """In-memory refresh-token source with single-flight refresh (one asyncio.Lock per source).
+class GrantTokenSource:
+    """In-memory token source over any grant: single-flight (one asyncio.Lock), refreshed ahead of a stated
+    expiry. `grant` asks the provider for a new TokenSet (a refresh-token grant, client credentials, a login).
+
+    Used where no vault is involved (the contract suite, benches); vault-opened drivers get the persistent
+    source, which calls the driver's `grant_token` under a row lock instead.
+    """
+
+    # Refresh this long before a stated expiry so an in-flight request does not race the deadline.
+    EXPIRY_MARGIN_SECONDS = 60.0
+
+    def __init__(
+        self,
+        grant: Callable[[], Awaitable[TokenSet]],
+        *,
+        access_token: str | None = None,
+        expires_in: int | None = None,
+        on_rotate: RotateHook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._grant, self._access_token, self._on_rotate, self._clock = grant, access_token, on_rotate, clock
+        self._expires_at = self._deadline(expires_in) if access_token else None
+        self._lock = asyncio.Lock()
+        self.refresh_count = 0
+        self.instance_url: str | None = None
+
+    async def current(self) -> str:
+        token = self._access_token
+        if token is not None and not self._expired():
+            return token
+        return await self.refreshed(token or "")
+
+    async def refreshed(self, stale: str) -> str:
+        async with self._lock:
+            if self._access_token is not None and self._access_token != stale and not self._expired():
+                return self._access_token  # someone refreshed while we waited for the lock
+            tokens = await self._grant()
+            self._access_token = tokens.access_token
+            self._expires_at = self._deadline(tokens.expires_in)
+            self.instance_url = tokens.instance_url or self.instance_url
+            self.refresh_count += 1
+            self._granted(tokens)
+            if self._on_rotate is not None:
+                await self._on_rotate(tokens)
+            return tokens.access_token
+
+    def _granted(self, tokens: TokenSet) -> None:
+        """Hook for subclasses that keep more of the grant's answer."""
+
+    def _deadline(self, expires_in: int | None) -> float | None:
+        return None if expires_in is None else self._clock() + expires_in - self.EXPIRY_MARGIN_SECONDS
+
+    def _expired(self) -> bool:
+        return self._expires_at is not None and self._clock() >= self._expires_at
+
+
+class OAuthTokenSource(GrantTokenSource):
+    """In-memory refresh-token source.
 
     Posts `grant_type=refresh_token` with client credentials in the form body (HubSpot v3 and
     Salesforce both accept that), keeps a rotated refresh token when the endpoint issues one, and
@@ -119,9 +176,6 @@ class OAuthTokenSource:
     indicator" of expiry). A refused grant raises AuthError (a human must reconnect); a token endpoint
     that is down raises UnavailableError, because retrying later can succeed without anyone.
     """
-
-    # Refresh this long before a stated expiry so an in-flight request does not race the deadline.
-    EXPIRY_MARGIN_SECONDS = 60.0
 
     def __init__(
         self,
@@ -137,43 +191,17 @@ class OAuthTokenSource:
         on_rotate: RotateHook | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(self._refresh, access_token=access_token, expires_in=expires_in, on_rotate=on_rotate,
+                         clock=clock)
         self._token_url, self._client_id, self._client_secret = token_url, client_id, client_secret
-        self._refresh_token, self._access_token = refresh_token, access_token
-        self._provider, self._http, self._on_rotate, self._clock = provider, http, on_rotate, clock
-        self._expires_at = self._deadline(expires_in) if access_token else None
-        self._lock = asyncio.Lock()
-        self.refresh_count = 0
-        self.instance_url: str | None = None
+        self._refresh_token, self._provider, self._http = refresh_token, provider, http
 
     @property
     def refresh_token(self) -> str:
         return self._refresh_token
 
-    async def current(self) -> str:
-        token = self._access_token
-        if token is not None and not self._expired():
-            return token
-        return await self.refreshed(token or "")
-
-    async def refreshed(self, stale: str) -> str:
-        async with self._lock:
-            if self._access_token is not None and self._access_token != stale and not self._expired():
-                return self._access_token  # someone refreshed while we waited for the lock
-            tokens = await self._refresh()
-            self._access_token = tokens.access_token
-            self._refresh_token = tokens.refresh_token
-            self._expires_at = self._deadline(tokens.expires_in)
-            self.instance_url = tokens.instance_url or self.instance_url
-            self.refresh_count += 1
-            if self._on_rotate is not None:
-                await self._on_rotate(tokens)
-            return tokens.access_token
-
-    def _deadline(self, expires_in: int | None) -> float | None:
-        return None if expires_in is None else self._clock() + expires_in - self.EXPIRY_MARGIN_SECONDS
-
-    def _expired(self) -> bool:
-        return self._expires_at is not None and self._clock() >= self._expires_at
+    def _granted(self, tokens: TokenSet) -> None:
+        self._refresh_token = tokens.refresh_token
 
     async def _refresh(self) -> TokenSet:
         form = {

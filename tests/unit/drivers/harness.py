@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from drivers.auth import OAuth2Auth, OAuthTokenSource
+from drivers.auth import GrantTokenSource, TokenSet
 from drivers.base import BaseDriver, CrmObject
 from drivers.registry import get_driver_class
 from sandboxes import hubspot as hubspot_sandbox
@@ -39,7 +39,8 @@ class Harness:
     slug: str
     driver: BaseDriver
     state: SandboxState
-    source: OAuthTokenSource
+    source: GrantTokenSource
+    secret: dict[str, Any]  # the credential blob as a vault would hold it now (refresh tokens rotate into it)
     transport: FaultTransport
     token_path: str
     seed: Callable[[CrmObject, dict[str, Any]], str]  # add a record straight into the sandbox, return its id
@@ -58,29 +59,36 @@ class Harness:
 
 @asynccontextmanager
 async def _wire(
-    slug: str, app: Any, base_url: str, token_path: str, config: dict[str, Any], expires_in: int | None, **spec: Any
+    slug: str, app: Any, base_url: str, token_path: str, config: dict[str, Any], expires_in: int | None, *,
+    secret: dict[str, Any] | None = None, **spec: Any
 ) -> AsyncIterator[Harness]:
-    """The driver on an OAuth client whose token source and API calls both reach the sandbox in-process."""
+    """The driver as production builds it (`build_auth` over a token source calling `grant_token`), with its
+    token calls and API calls both reaching the sandbox in-process.
+
+    `secret` is the provider's credential blob (default: an OAuth pair the sandbox issued); the token source
+    is in memory here, where the vault would persist it.
+    """
     state: SandboxState = app.state.sandbox
     transport = FaultTransport(httpx.ASGITransport(app=app))
+    cls = get_driver_class(slug)
     creds = state.tokens.credentials()
+    blob = dict(secret or {"auth": "oauth2", "access_token": creds.access_token, "refresh_token": creds.refresh_token})
+    config = {"token_url": f"{base_url}{token_path}", **config}
     async with (
         httpx.AsyncClient(transport=transport) as token_http,
         httpx.AsyncClient(base_url=base_url, transport=transport) as client,
     ):
-        source = OAuthTokenSource(
-            token_url=f"{base_url}{token_path}",
-            client_id=creds.client_id,
-            client_secret=creds.client_secret,
-            refresh_token=creds.refresh_token,
-            access_token=creds.access_token,
-            expires_in=expires_in,
-            provider=slug,
-            http=token_http,
-        )
-        client.auth = OAuth2Auth(source)
-        driver = get_driver_class(slug)(client, config)
-        yield Harness(slug, driver, state, source, transport, token_path, **spec)
+        async def grant() -> TokenSet:
+            tokens = await cls.grant_token(token_http, blob, config, (creds.client_id, creds.client_secret))
+            blob["access_token"] = tokens.access_token
+            if tokens.refresh_token:
+                blob["refresh_token"] = tokens.refresh_token
+            return tokens
+
+        source = GrantTokenSource(grant, access_token=blob.get("access_token"), expires_in=expires_in)
+        client.auth = cls.build_auth(blob, config, lambda: source)
+        driver = cls(client, config)
+        yield Harness(slug, driver, state, source, blob, transport, token_path, **spec)
 
 
 @asynccontextmanager

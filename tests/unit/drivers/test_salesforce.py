@@ -152,7 +152,7 @@ async def test_invalid_session_refreshes_without_expires_in(h: Harness) -> None:
         "/services/oauth2/token",
         data={
             "grant_type": "refresh_token",
-            "refresh_token": h.source.refresh_token,
+            "refresh_token": h.secret["refresh_token"],
             "client_id": h.state.tokens.client_id,
             "client_secret": h.state.tokens.client_secret,
         },
