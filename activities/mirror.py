@@ -18,7 +18,7 @@ from temporalio import activity
 
 from activities import crm_plan
 from activities.crm_plan import Related, WritePlan
-from activities.crm_write import as_application_error, error_label, execute
+from activities.crm_write import as_application_error, error_label, execute, row_key
 from activities.types import (
     IncidentInput,
     IncidentResult,
@@ -83,7 +83,7 @@ class MirrorActivities(LifecycleActivityBase):
             related = await _related(session, input.tenant_id, row) if row is not None else Related()
         if row is None:
             return MirrorRecordResult(outcome="gone")
-        key = input.idempotency_key or f"{input.table}:{input.row_id}"
+        key = row_key(input.table, input.row_id)
         try:
             async with self._drivers.open(input.tenant_id, system_actor("mirror")) as driver:
                 async with self._sessions() as session:
@@ -91,7 +91,7 @@ class MirrorActivities(LifecycleActivityBase):
                 plan = _plan(input.table, row, related, mapping, driver)
                 if await self._erased(input.tenant_id, input.table, input.row_id):
                     return MirrorRecordResult(outcome="erased")
-                external_id = await execute(self._sessions, driver, input.tenant_id, plan, key)
+                external_id = await execute(self._sessions, driver, input.tenant_id, plan, key, row.updated_at)
         except EXPECTED as exc:
             await self._failed(input.tenant_id, input.table, [input.row_id], exc)
             raise as_application_error(exc) from None

@@ -1,12 +1,14 @@
 """Transcript activities: a conversation is ONE note on its customer's CRM record, appended in batches.
 
 The batch is named by message ids in the activity input (decided by the workflow), so a retried attempt
-renders exactly the same text; the driver's append is a no-op when the note already ends with it. Each
+renders exactly the same text; the driver finds a batch's marker anywhere in the note, so a retried batch is
+never appended twice, whatever was appended after it. Each
 message row is marked synced once the CRM holds it, and the conversation once no message of it waits.
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -17,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
 from activities.crm_plan import DependencyPendingError
-from activities.crm_write import as_application_error, note_once
+from activities.crm_write import as_application_error, note_once, row_key
 from activities.mirror import EXPECTED, LifecycleActivityBase, system_actor
 from activities.types import PurgeTranscriptInput, PurgeTranscriptResult, SyncTranscriptInput, SyncTranscriptResult
 from store import content, incidents
@@ -96,7 +98,7 @@ class TranscriptActivities(LifecycleActivityBase):
         async with self._drivers.open(input.tenant_id, system_actor("transcript")) as driver:
             if note_id is None:
                 note_id = await note_once(self._sessions, driver, input.tenant_id, customer_id or "",
-                                          header(conversation), f"conversations:{conversation.id}")
+                                          header(conversation), row_key("conversations", conversation.id))
                 # Kept at once: a later failure in this attempt must not lose which note is the transcript.
                 async with self._sessions() as session, session.begin():
                     await content.remember_external_id(session, "conversations", conversation.id, note_id)
@@ -104,8 +106,10 @@ class TranscriptActivities(LifecycleActivityBase):
                 await driver.append_note(customer_id or "", note_id, render(batch),
                                          batch_key=f"{conversation.id}:{batch[-1].turn_id}")
             tail = closing(conversation) if input.include_summary else ""
-            if tail:
-                await driver.append_note(customer_id or "", note_id, tail, batch_key=f"{conversation.id}:closing")
+            if tail:  # keyed by its text: a retried summary lands once, a changed one is appended
+                digest = hashlib.sha256(tail.encode()).hexdigest()[:16]
+                key = f"{conversation.id}:closing:{digest}"
+                await driver.append_note(customer_id or "", note_id, tail, batch_key=key)
         return note_id
 
     @activity.defn

@@ -17,7 +17,6 @@ class MirrorRecordInput(_Model):
     table: str
     row_id: uuid.UUID
     retention: timedelta
-    idempotency_key: str | None = None
 
 
 class MirrorRecordResult(_Model):

@@ -119,17 +119,13 @@ class QualificationIn(_Body):
 
 
 class FromTurn(_Body):
-    """Rows the agent creates during a turn: `<conversation_id>:<turn_id>` is then their CRM idempotency key."""
+    """Rows the agent creates during a turn. `id` makes a retried POST find the row it made; `turn_id` only says
+    which turn produced it (each row has its own CRM object and key, even when several share a turn)."""
 
     id: uuid.UUID | None = None
     customer_id: uuid.UUID | None = None
     conversation_id: uuid.UUID | None = None
     turn_id: Token | None = None
-
-    def idempotency_key(self) -> str | None:
-        if self.conversation_id is not None and self.turn_id is not None:
-            return f"{self.conversation_id}:{self.turn_id}"
-        return None
 
 
 class LeadIn(FromTurn):

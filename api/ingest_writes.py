@@ -66,7 +66,7 @@ async def existing(session: AsyncSession, model: Any, tenant_id: uuid.UUID, row_
     return found
 
 
-async def insert(session: AsyncSession, row: ContentRow, table: str, key: str | None = None) -> None:
+async def insert(session: AsyncSession, row: ContentRow, table: str) -> None:
     """The row (a transient model, completed with its column defaults) and its `create` intent."""
     columns = type(row).__table__.columns  # type: ignore[attr-defined]
     values = {column.key: getattr(row, column.key) for column in columns}
@@ -75,7 +75,7 @@ async def insert(session: AsyncSession, row: ContentRow, table: str, key: str | 
             default = column.default
             values[column.key] = default.arg(None) if default.is_callable else default.arg
             setattr(row, column.key, values[column.key])
-    await outbox.insert_with_intent(session, type(row), values, "create", key)
+    await outbox.insert_with_intent(session, type(row), values, "create")
 
 
 async def update(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID,
@@ -144,7 +144,7 @@ async def new_row(session: AsyncSession, tenant_id: uuid.UUID, model: Any, table
     await check_refs(session, tenant_id, body.customer_id, body.conversation_id)
     row = model(id=body.id or uuid.uuid4(), tenant_id=tenant_id, customer_id=body.customer_id,
                 conversation_id=body.conversation_id, **columns)
-    await insert(session, row, table, body.idempotency_key())
+    await insert(session, row, table)
     return row, True
 
 

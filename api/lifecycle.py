@@ -76,11 +76,10 @@ class LifecycleOptions:
     debounce: timedelta = timedelta(seconds=5)
     max_batch: int = 25
 
-    def record_input(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, provider: str,
-                     idempotency_key: str | None) -> RecordLifecycleInput:
+    def record_input(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, provider: str
+                     ) -> RecordLifecycleInput:
         return RecordLifecycleInput(tenant_id=tenant_id, table=table, row_id=row_id, provider=provider,
-                                    retention=retention(table, self.retention_overrides),
-                                    idempotency_key=idempotency_key, policy=self.policy)
+                                    retention=retention(table, self.retention_overrides), policy=self.policy)
 
     def transcript_input(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, provider: str) -> TranscriptInput:
         return TranscriptInput(tenant_id=tenant_id, conversation_id=conversation_id, provider=provider,
@@ -88,14 +87,13 @@ class LifecycleOptions:
                                message_retention=retention("messages", self.retention_overrides),
                                debounce=self.debounce, max_batch=self.max_batch, policy=self.policy)
 
-    def delivery(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, provider: str,
-                 idempotency_key: str | None = None) -> Delivery:
+    def delivery(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, provider: str) -> Delivery:
         """The delivery for a row; messages are passed here as their conversation (`conversations`)."""
         wid = workflow_id(tenant_id, table, row_id)
         if table == "conversations":
             return Delivery(wid, TranscriptWorkflow.run, self.transcript_input(tenant_id, row_id, provider), provider)
         return Delivery(wid, RecordLifecycleWorkflow.run,
-                        self.record_input(tenant_id, table, row_id, provider, idempotency_key), provider)
+                        self.record_input(tenant_id, table, row_id, provider), provider)
 
 
 def initial_search_attributes(delivery: Delivery) -> TypedSearchAttributes:

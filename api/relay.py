@@ -124,7 +124,7 @@ class OutboxRelay:
             if provider is None or row_id is None:
                 nothing_to_do.append(intent.id)
                 continue
-            fresh = self.options.delivery(intent.tenant_id, table, row_id, provider, intent.idempotency_key)
+            fresh = self.options.delivery(intent.tenant_id, table, row_id, provider)
             delivery = deliveries.setdefault(fresh.workflow_id, fresh)
             delivery.outbox_ids.append(intent.id)
             _add_signal(delivery, intent)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AuthError",
@@ -106,9 +106,17 @@ class DeleteUnsupportedError(DriverError):
 
 
 class ConflictError(DriverError):
-    """The write conflicts with existing state, e.g. an idempotency key reused with different fields."""
+    """The write conflicts with existing state, e.g. an idempotency key reused with different fields.
+
+    `existing_id` names the record that already holds the key, when the driver knows it: the mirror then
+    writes its newer version there as an update (the key is the row's, so a changed row is no misuse).
+    """
 
     code = "conflict"
+
+    def __init__(self, message: str, *, existing_id: str | None = None, **kwargs: Any) -> None:
+        self.existing_id = existing_id
+        super().__init__(message, **kwargs)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:

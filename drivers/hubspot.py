@@ -283,7 +283,7 @@ class HubSpotDriver(BaseDriver):
         found = await self._read(object_type, key, wanted, self._key_field, missing_ok=True)
         if found is None:
             return None
-        ensure_same_request(self.slug, found["properties"].get(self._fingerprint_field), fingerprint)
+        ensure_same_request(self.slug, found["properties"].get(self._fingerprint_field), fingerprint, found["id"])
         return CreateResult(external_id=found["id"], record_url=self._url(object_type, found["id"]), created=False)
 
     async def _read(

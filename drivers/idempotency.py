@@ -47,15 +47,16 @@ def request_fingerprint(object: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def ensure_same_request(provider: str, stored_fingerprint: str | None, fingerprint: str) -> None:
-    """Raise ConflictError when an idempotency key comes back with a different request.
+def ensure_same_request(provider: str, stored_fingerprint: str | None, fingerprint: str,
+                        existing_id: str | None = None) -> None:
+    """Raise ConflictError (naming `existing_id`, the record holding the key) when an idempotency key comes
+    back with a different request.
 
     A record upserted before fingerprints existed has none stored; it is accepted rather than blocked.
     """
     if stored_fingerprint and stored_fingerprint != fingerprint:
-        raise ConflictError(
-            "idempotency key reused with different fields", provider=provider, provider_code="IDEMPOTENCY_KEY_REUSED"
-        )
+        raise ConflictError("idempotency key reused with different fields", provider=provider,
+                            provider_code="IDEMPOTENCY_KEY_REUSED", existing_id=existing_id)
 
 
 def provider_key(idempotency_key: str) -> str:

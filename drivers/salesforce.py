@@ -256,7 +256,7 @@ class SalesforceDriver(BaseDriver):
         found = await self._request_or_none("GET", path, params={"fields": f"Id,{self._fingerprint_field}"})
         if found is not None:
             existing = self._json("GET", self._single(found))
-            ensure_same_request(self.slug, existing.get(self._fingerprint_field), fingerprint)
+            ensure_same_request(self.slug, existing.get(self._fingerprint_field), fingerprint, existing["Id"])
             return CreateResult(
                 external_id=existing["Id"], record_url=self._url(sobject, existing["Id"]), created=False
             )

@@ -188,7 +188,6 @@ class MirrorOutbox(Base):
     table_name: Mapped[str] = mapped_column(String(64))
     row_id: Mapped[uuid.UUID]
     op: Mapped[str] = mapped_column(String(16))  # create | update | append
-    idempotency_key: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = created_at()
     relayed_at: Mapped[datetime | None]
     relay_attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -209,6 +208,9 @@ class IdempotencyRecord(Base):
     external_id: Mapped[str | None] = mapped_column(String(255))
     record_url: Mapped[str | None] = mapped_column(Text)
     response_status: Mapped[int | None]
+    # Mirror writes: the row version (its updated_at) the CRM write carried, so a newer version is never
+    # taken for written; the fingerprint is that version's content.
+    row_updated_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at()
     completed_at: Mapped[datetime | None]
 

@@ -35,16 +35,14 @@ class Intent:
     table_name: str
     row_id: uuid.UUID
     op: str
-    idempotency_key: str | None
     created_at: datetime
 
 
-def intent_values(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, op: str,
-                  idempotency_key: str | None = None) -> dict[str, object]:
+def intent_values(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, op: str) -> dict[str, object]:
     if op not in OPS:
         raise ValueError(f"unknown outbox op {op!r}")
     return {"tenant_id": tenant_id, "table_name": table, "row_id": row_id, "op": op,
-            "idempotency_key": idempotency_key, "created_at": utcnow(), "relay_attempts": 0}
+            "created_at": utcnow(), "relay_attempts": 0}
 
 
 async def add(session: AsyncSession, intents: list[dict[str, object]]) -> None:
@@ -58,7 +56,7 @@ async def claim(session: AsyncSession, limit: int, *, skip_locked: bool,
     """The oldest unrelayed intents (of these tenants only, if given), locked for this transaction where the
     database can do that."""
     query = (select(MirrorOutbox.id, MirrorOutbox.tenant_id, MirrorOutbox.table_name, MirrorOutbox.row_id,
-                    MirrorOutbox.op, MirrorOutbox.idempotency_key, MirrorOutbox.created_at)
+                    MirrorOutbox.op, MirrorOutbox.created_at)
              .where(MirrorOutbox.relayed_at.is_(None)).order_by(MirrorOutbox.id).limit(limit))
     if tenants is not None:
         query = query.where(MirrorOutbox.tenant_id.in_(list(tenants)))
@@ -102,14 +100,14 @@ async def prune_relayed(session: AsyncSession, older_than: timedelta, as_of: dat
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-async def insert_with_intent(session: AsyncSession, model: Any, values: dict[str, Any], op: str = "create",
-                             idempotency_key: str | None = None) -> None:
+async def insert_with_intent(session: AsyncSession, model: Any, values: dict[str, Any], op: str = "create"
+                             ) -> None:
     """Insert one class-(c) row (every column given) and its intent, in the caller's transaction.
 
     On PostgreSQL both go in one statement (`WITH row AS (INSERT … RETURNING id) INSERT INTO mirror_outbox …`):
     one round trip on the hot path instead of two. Elsewhere, two statements.
     """
-    intent = intent_values(values["tenant_id"], model.__tablename__, values["id"], op, idempotency_key)
+    intent = intent_values(values["tenant_id"], model.__tablename__, values["id"], op)
     connection = await session.connection()
     if connection.dialect.name != "postgresql":
         await connection.execute(insert(model.__table__), values)
@@ -125,7 +123,7 @@ def _row_and_intent(table: Table) -> Insert:
     row = insert(table).values({c.key: bindparam(f"r_{c.key}", type_=c.type) for c in table.c}) \
         .returning(table.c.id).cte("row")
     outbox = OUTBOX.c
-    names = ["tenant_id", "table_name", "row_id", "op", "idempotency_key", "created_at", "relay_attempts"]
+    names = ["tenant_id", "table_name", "row_id", "op", "created_at", "relay_attempts"]
     chosen = select(*(row.c.id if name == "row_id" else bindparam(f"o_{name}", type_=outbox[name].type)
                       for name in names)).select_from(row)
     return insert(OUTBOX).from_select(names, chosen)

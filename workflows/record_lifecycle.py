@@ -29,7 +29,7 @@ class RecordLifecycleWorkflow(LifecycleBase):
         self._set_state("escalated" if self._incident_open else "pending")
         ids = IncidentInput(tenant_id=input.tenant_id, table=input.table, row_id=input.row_id)
         write = MirrorRecordInput(tenant_id=input.tenant_id, table=input.table, row_id=input.row_id,
-                                  retention=input.retention, idempotency_key=input.idempotency_key)
+                                  retention=input.retention)
 
         def attempt() -> workflow.ActivityHandle[MirrorRecordResult]:
             return workflow.start_activity_method(

@@ -34,7 +34,6 @@ class RecordLifecycleInput(_Model):
     row_id: uuid.UUID
     provider: str
     retention: timedelta  # the table's window (settings may override); workflows read no settings
-    idempotency_key: str | None = None  # default `{table}:{row_id}`; the agent may give `<conversation>:<turn>`
     policy: LifecyclePolicy = Field(default_factory=LifecyclePolicy)
     # State carried across continue-as-new.
     escalate_at: datetime | None = None

@@ -30,7 +30,7 @@ from api.relay import OutboxRelay
 from api.temporal import TemporalGateway
 from settings import Settings
 from store import content
-from tests.support.sandbox_provider import SandboxDriverProvider
+from tests.support.sandbox_provider import SandboxDriverProvider, TransportWrapper
 from tests.support.tenants import create_tenant
 from vault.connections import DriverProvider
 from workflows.record_lifecycle import RecordLifecycleWorkflow
@@ -142,9 +142,12 @@ class Rig:
 
 @asynccontextmanager
 async def lifecycle_rig(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-                        client: Client, task_queue: str, *, policy: LifecyclePolicy = FAST) -> AsyncIterator[Rig]:
-    """A fresh tenant on the HubSpot sandbox, a lifecycle worker on `client`, a relay and the agent API."""
-    drivers = SandboxDriverProvider(sessions)
+                        client: Client, task_queue: str, *, policy: LifecyclePolicy = FAST,
+                        wrap: TransportWrapper | None = None) -> AsyncIterator[Rig]:
+    """A fresh tenant on the HubSpot sandbox, a lifecycle worker on `client`, a relay and the agent API.
+
+    `wrap` wraps the sandbox transport (tests/support/faults.py: hold or lose a CRM response)."""
+    drivers = SandboxDriverProvider(sessions, wrap=wrap)
     tenant = await create_tenant(sessions)
     relay = relay_for(engine, sessions, client, task_queue, tenants=[tenant], policy=policy)
     try:

@@ -124,6 +124,7 @@ async def test_same_key_with_different_fields_is_a_conflict(h: Harness) -> None:
     with pytest.raises(errors.ConflictError) as conflict:
         await h.driver.create_record(CrmObject.LEAD, h.create_fields(CrmObject.LEAD, 2), "k")
     assert not conflict.value.retryable
+    assert conflict.value.existing_id == first.external_id  # so the mirror can write its newer version there
     assert (await h.driver.get_record(CrmObject.LEAD, first.external_id)).fields == (
         await h.driver.get_record(CrmObject.LEAD, first.external_id)
     ).fields
