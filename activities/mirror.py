@@ -7,8 +7,11 @@ ledger and converges on the same CRM record.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -29,13 +32,40 @@ from activities.types import (
 )
 from drivers.base import BaseDriver
 from drivers.errors import DriverError
-from store import content, incidents
+from store import content, incidents, outbox
 from store.base import SyncState, utcnow
 from store.erasure import erasure_blocks_mirror
 from store.models import Customer, Lead, QualificationState
 from vault.connections import Actor, DriverProvider
 
 Clock = Callable[[], datetime]
+
+
+@asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat in the background while a CRM write runs, when the workflow gave a heartbeat timeout.
+
+    A worker killed mid-write stops beating, so Temporal retries the write elsewhere after the (short)
+    heartbeat timeout instead of the whole start-to-close timeout. Beats carry no details (ids only live in
+    the input).
+    """
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(timeout.total_seconds() / 3)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 EXPECTED = (DriverError, crm_plan.DependencyPendingError, crm_plan.UnmappedFieldsError, LookupError)
 
 
@@ -85,7 +115,7 @@ class MirrorActivities(LifecycleActivityBase):
             return MirrorRecordResult(outcome="gone")
         key = row_key(input.table, input.row_id)
         try:
-            async with self._drivers.open(input.tenant_id, system_actor("mirror")) as driver:
+            async with heartbeating(), self._drivers.open(input.tenant_id, system_actor("mirror")) as driver:
                 async with self._sessions() as session:
                     mapping = await crm_plan.write_map(session, input.tenant_id, driver.default_field_catalog)
                 plan = _plan(input.table, row, related, mapping, driver)
@@ -100,6 +130,9 @@ class MirrorActivities(LifecycleActivityBase):
             marked = await content.mark_synced(session, input.table, row, external_id, synced_at, input.retention)
             if marked:
                 await incidents.resolve_for_rows(session, input.table, [input.row_id])
+                waiting = await content.waiting_on(session, input.table, input.row_id)
+                await outbox.add(session, [outbox.intent_values(input.tenant_id, table, row_id, "wake")
+                                           for table, row_id in waiting])
         if not marked:
             return MirrorRecordResult(outcome="stale", external_id=external_id)
         return MirrorRecordResult(outcome="synced", external_id=external_id,

@@ -20,7 +20,7 @@ from temporalio import activity
 
 from activities.crm_plan import DependencyPendingError
 from activities.crm_write import as_application_error, note_once, row_key
-from activities.mirror import EXPECTED, LifecycleActivityBase, system_actor
+from activities.mirror import EXPECTED, LifecycleActivityBase, heartbeating, system_actor
 from activities.types import PurgeTranscriptInput, PurgeTranscriptResult, SyncTranscriptInput, SyncTranscriptResult
 from store import content, incidents
 from store.base import SyncState
@@ -95,7 +95,7 @@ class TranscriptActivities(LifecycleActivityBase):
         customer_id = customer.crm_external_id if customer is not None else None
         if note_id is None and customer_id is None:
             raise DependencyPendingError("customers")
-        async with self._drivers.open(input.tenant_id, system_actor("transcript")) as driver:
+        async with heartbeating(), self._drivers.open(input.tenant_id, system_actor("transcript")) as driver:
             if note_id is None:
                 note_id = await note_once(self._sessions, driver, input.tenant_id, customer_id or "",
                                           header(conversation), row_key("conversations", conversation.id))

@@ -158,7 +158,9 @@ def _add_signal(delivery: Delivery, intent: outbox.Intent) -> None:
     if name == "messages_added":
         delivery.message_ids.append(intent.row_id)
     elif all(existing != name for existing, _ in delivery.signals):
-        delivery.signals.append((name, RecordChanged(outbox_id=intent.id) if name == "changed" else Redrive()))
+        signal = (RecordChanged(outbox_id=intent.id) if name == "changed"
+                  else Redrive(requested_by="dependency" if intent.op == "wake" else None))
+        delivery.signals.append((name, signal))
 
 
 @asynccontextmanager

@@ -126,6 +126,27 @@ async def touch_pending(session: AsyncSession, table: str, tenant_id: uuid.UUID,
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
+# Rows whose CRM write needs another row's CRM record first: (table, column pointing at that row).
+DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "customers": (("leads", "customer_id"), ("appointments", "customer_id"), ("cases", "customer_id"),
+                  ("conversations", "customer_id")),
+    "leads": (("qualification_states", "lead_id"),),
+}
+
+
+async def waiting_on(session: AsyncSession, table: str, row_id: uuid.UUID) -> list[tuple[str, uuid.UUID]]:
+    """(table, id) of rows whose last attempt found `row_id` not yet in the CRM: they are woken once it is,
+    instead of waiting out a CRM backoff meant for outages."""
+    waiting: list[tuple[str, uuid.UUID]] = []
+    for dependent, column in DEPENDENTS.get(table, ()):
+        model = model_for(dependent)
+        rows = await session.execute(select(model.id).where(
+            getattr(model, column) == row_id, model.sync_state != SyncState.SYNCED.value,
+            model.last_sync_error.like("dependency_pending%")))
+        waiting += [(dependent, found) for found in rows.scalars()]
+    return waiting
+
+
 async def unsynced_before(session: AsyncSession, table: str, before: datetime, limit: int
                           ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(tenant, row) of rows still not synced whose last change is older than `before`, oldest first.

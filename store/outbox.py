@@ -2,7 +2,8 @@
 
 Ops: `create` (a new row), `update` (the agent changed it), `append` (a message; its conversation's
 transcript takes it), `redrive` (an operator asked for a retry now), `ensure` (the sweep found a row whose
-lifecycle may be missing). Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL, so relays in several
+lifecycle may be missing), `wake` (the row it waited for is in the CRM now: try again at once).
+Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL, so relays in several
 processes take disjoint batches; SQLite has a single writer, and a duplicate delivery is harmless anyway
 (workflow ids are deterministic and every signal is idempotent in effect).
 """
@@ -23,7 +24,7 @@ from store.base import utcnow
 from store.models import MirrorOutbox
 
 OUTBOX: Table = MirrorOutbox.__table__  # type: ignore[assignment]
-OPS = ("create", "update", "append", "redrive", "ensure")
+OPS = ("create", "update", "append", "redrive", "ensure", "wake")
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class RecordLifecycleWorkflow(LifecycleBase):
         def attempt() -> workflow.ActivityHandle[MirrorRecordResult]:
             return workflow.start_activity_method(
                 MirrorActivities.mirror_record, write, start_to_close_timeout=input.policy.crm_timeout,
+                heartbeat_timeout=input.policy.crm_heartbeat,
                 retry_policy=crm_retry(input.policy))
 
         while True:

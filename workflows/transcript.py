@@ -108,6 +108,7 @@ class TranscriptWorkflow(LifecycleBase):
         def attempt() -> workflow.ActivityHandle[SyncTranscriptResult]:
             return workflow.start_activity_method(
                 TranscriptActivities.sync_transcript, write, start_to_close_timeout=input.policy.crm_timeout,
+                heartbeat_timeout=input.policy.crm_heartbeat,
                 retry_policy=crm_retry(input.policy))
 
         result = await self._write(attempt, ids, input.policy)

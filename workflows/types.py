@@ -23,7 +23,10 @@ class LifecyclePolicy(_Model):
     first_backoff: timedelta = timedelta(seconds=2)
     max_backoff: timedelta = timedelta(minutes=10)  # the capped backoff between CRM attempts
     blocked_poll: timedelta = timedelta(minutes=15)  # auth_error / invalid data: look again this often
-    crm_timeout: timedelta = timedelta(minutes=2)  # one CRM write attempt (start-to-close)
+    # One CRM write attempt: a few driver calls, each bounded by the driver's HTTP timeouts (15 s read, 5 s
+    # connect). The heartbeat timeout is what notices a killed worker: its write is retried within seconds.
+    crm_timeout: timedelta = timedelta(seconds=60)
+    crm_heartbeat: timedelta = timedelta(seconds=8)
 
 
 class RecordLifecycleInput(_Model):

@@ -8,6 +8,7 @@ the transport), end to end: agent API → outbox → relay → lifecycle worker 
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +20,7 @@ from settings import Settings
 from store.models import IdempotencyRecord
 from tests.support.faults import Faults
 from tests.support.lifecycle import eventually, lifecycle_rig, row_of, synced
+from workflows.types import LifecyclePolicy
 
 pytestmark = [pytest.mark.integration]
 
@@ -102,3 +104,31 @@ async def test_a_transcript_batch_whose_flush_failed_midway_is_appended_once(
         assert body.count("Summary: Wants a viewing") == 1
         assert body.count("customer: Is the flat still free?") == 1
         assert body.count(batch_marker(f"{conversation_id}:2")) == 1
+
+
+async def test_a_transcript_waiting_for_its_customer_is_woken_when_the_customer_syncs(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+        temporal_client: Client, task_queue: str) -> None:
+    # A CRM backoff of half an hour: only the wake, not the retry timer, can sync the transcript within the test.
+    slow = LifecyclePolicy(first_backoff=timedelta(minutes=30), max_backoff=timedelta(hours=1))
+    faults = Faults()
+    create = faults.hold("POST", "/crm/v3/objects/contacts")
+    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, wrap=faults.wrap,
+                             policy=slow) as rig:
+        conversation = (await rig.api.post("/api/agent/conversations", json={
+            "customer": {"name": "Emmy Noether", "phone": "+49 30 1234567"},
+            "messages": [{"turn_id": "1", "role": "customer", "text": "Do you open on Sundays?"}]})).json()
+        conversation_id = uuid.UUID(conversation["id"])
+        await rig.relay.drain()
+
+        async def waiting() -> bool:
+            row = await row_of(sessions, "conversations", rig.tenant, conversation_id)
+            return bool(row is not None and row.last_sync_error == "dependency_pending:customers")
+
+        await eventually(waiting)  # the transcript tried, found no customer in the CRM, and backed off
+        create.release.set()
+        await eventually(lambda: synced(sessions, "customers", rig.tenant, uuid.UUID(conversation["customer_id"])))
+        await rig.relay.drain()  # the relay delivers the wake the customer's write queued
+        row = await eventually(lambda: synced(sessions, "conversations", rig.tenant, conversation_id))
+        assert "customer: Do you open on Sundays?" in rig.hubspot.records["notes"][row.crm_external_id] \
+            .properties["hs_note_body"]

@@ -32,7 +32,8 @@ class Loss:
 
 
 class Faults:
-    """One-shot faults, each matched by method and path prefix, consumed by the first matching request."""
+    """One-shot faults, each matched by method and path (a path ending in "/" matches as a prefix), consumed by
+    the first matching request."""
 
     def __init__(self) -> None:
         self._holds: list[Hold] = []
@@ -53,7 +54,8 @@ class Faults:
 
     def _take(self, faults: list[Hold] | list[Loss], request: httpx.Request) -> Hold | Loss | None:
         for fault in faults:
-            if request.method == fault.method and request.url.path.startswith(fault.path_prefix):
+            path, wanted = request.url.path, fault.path_prefix
+            if request.method == fault.method and (path.startswith(wanted) if wanted.endswith("/") else path == wanted):
                 if isinstance(fault, Loss) and fault.after > 0:
                     fault.after -= 1
                     return None
