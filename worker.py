@@ -6,6 +6,8 @@ Every workflow and activity the service runs is registered here and nowhere else
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,17 +68,66 @@ def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type
     )
 
 
+# Waits between connection attempts while Temporal is unreachable (seconds): quick at first, then capped.
+RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+async def connect_when_reachable(settings: Settings, stop: asyncio.Event | None = None) -> Client | None:
+    """Connect to Temporal, waiting with capped backoff while it is unreachable (a worker started before the
+    server, or during its restart, waits instead of exiting); None when `stop` is set first."""
+    for attempt in itertools.count():
+        try:
+            return await asyncio.wait_for(connect_temporal(settings.temporal), timeout=10)
+        except Exception as exc:  # unreachable or not ready yet: whatever it is, waiting is the answer
+            delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            log.warning("Temporal at %s unreachable (%s); retrying in %.0f s", settings.temporal.address,
+                        type(exc).__name__, delay)
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                if stop.is_set():
+                    return None
+    raise AssertionError("unreachable")
+
+
 async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
+    """Run the worker until `stop` (or forever), reconnecting when Temporal is lost for good.
+
+    Short outages are the SDK's: pollers retry on their own. A worker that fails fatally (the server gone long
+    enough for polling to give up) is rebuilt on a fresh connection after a pause, instead of exiting.
+    """
     settings = settings or get_settings()
-    client = await connect_temporal(settings.temporal)
-    await ensure_sweep_schedule(client, settings.temporal.task_queue)  # idempotent: every worker may register it
-    worker = build_worker(client, settings)
+    activities = build_activities(settings)
+    while stop is None or not stop.is_set():
+        client = await connect_when_reachable(settings, stop)
+        if client is None:
+            return
+        try:
+            await ensure_sweep_schedule(client, settings.temporal.task_queue)  # idempotent: every worker may
+            if await _run_until_stopped(build_worker(client, settings, activities=activities), settings, stop):
+                return
+        except Exception as exc:
+            log.error("worker stopped (%s); reconnecting to Temporal", type(exc).__name__)
+            await asyncio.sleep(1.0)
+
+
+async def _run_until_stopped(worker: Worker, settings: Settings, stop: asyncio.Event | None) -> bool:
+    """Run until `stop` (True: shut down gracefully) or until the worker ends by itself (raises if it failed)."""
     log.info("worker polling task queue %s", settings.temporal.task_queue)
-    if stop is None:
-        await worker.run()
-        return
-    async with worker:
-        await stop.wait()
+    running = asyncio.create_task(worker.run())
+    waiting = [running] + ([asyncio.create_task(stop.wait())] if stop is not None else [])
+    done, pending = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        if task is not running:
+            task.cancel()
+    if running not in done:
+        await worker.shutdown()
+        await running
+        return True
+    running.result()
+    return True
 
 
 def main() -> None:

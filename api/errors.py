@@ -11,6 +11,8 @@ import logging
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -64,6 +66,21 @@ async def handle_validation_error(request: Request, exc: Exception) -> Response:
                             request.url.path)
 
 
+# How long a client should wait before retrying while the database is unreachable (a restart takes seconds).
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+async def handle_database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is down, restarting or out of connections: a 503 to retry, not a 500. Nothing was
+    accepted (the transaction never committed), so the client's retry is what keeps the write."""
+    log.warning("database unavailable (%s) on %s %s", type(exc).__name__, request.method, request.url.path)
+    problem = Problem(503, "database-unavailable", "The service's database is briefly unavailable.",
+                      "Nothing was stored; retry the same request after Retry-After seconds.",
+                      headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+                      retry_after=DATABASE_RETRY_AFTER_SECONDS)
+    return problem_response(problem, request.url.path)
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
     return problem_response(Problem(500, "internal", "Internal error."), request.url.path)
@@ -73,6 +90,10 @@ EXCEPTION_HANDLERS = {
     Problem: handle_problem,
     HTTPException: handle_http_exception,
     ValidationError: handle_validation_error,
+    # Connection-level failures only (refused, reset, restart, pool timeout); a bad statement stays a 500 bug.
+    OperationalError: handle_database_unavailable,
+    InterfaceError: handle_database_unavailable,
+    PoolTimeoutError: handle_database_unavailable,
     Exception: handle_unexpected,
 }
 
