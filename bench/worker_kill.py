@@ -1,6 +1,6 @@
 """Seconds from a worker's SIGKILL mid CRM write to the write being retried on another worker.
 
-A worker process (tests/support/kill_worker.py) SIGKILLs itself right after the HubSpot sandbox answered a
+A worker process (tests/support/worker_process.py) SIGKILLs itself right after the HubSpot sandbox answered a
 contact create, before our ledger heard back. A second worker is started on the same task queue as soon as the
 kill is seen; the figure is the time from the kill to the first CRM request of the retried attempt. Production's
 lifecycle policy (heartbeat timeout, first backoff): the killed attempt is noticed by its missing heartbeat.
@@ -60,7 +60,7 @@ async def one_run(env: WorkflowEnvironment, url: str, base_url: str) -> float:
     tenant, queue = await create_tenant(sessions), f"bench-kill-{uuid.uuid4()}"
     relay = relay_for(engine, sessions, env.client, queue, tenants=[tenant], policy=LifecyclePolicy())
     doomed = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.kill_worker", "--temporal", env.client.service_client.config.target_host,
+        sys.executable, "-m", "tests.support.worker_process", "--temporal", env.client.service_client.config.target_host,
         "--task-queue", queue, "--database-url", url, "--sandbox", f"hubspot={base_url}",
         "--kill-after", "POST /crm/v3/objects/contacts", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
     assert doomed.stdout is not None

@@ -1,10 +1,11 @@
-"""A lifecycle worker process that kills itself (SIGKILL) right after the CRM answered a create.
+"""A lifecycle worker in a process of its own, on sandboxes at loopback URLs: something a test can SIGKILL.
 
-    python -m tests.support.kill_worker --temporal HOST:PORT --task-queue Q --database-url URL \\
-        --sandbox hubspot=http://127.0.0.1:PORT --kill-after "POST /crm/v3/objects/contacts"
+    python -m tests.support.worker_process --temporal HOST:PORT --task-queue Q --database-url URL \\
+        --sandbox hubspot=http://127.0.0.1:PORT [--kill-after "POST /crm/v3/objects/contacts"]
 
-The crash lands exactly between the CRM's create and our idempotency-ledger write: the record exists at
-the provider, the ledger still says `pending`, and Temporal only learns of it when the attempt times out.
+With `--kill-after` it kills itself (SIGKILL) right after the CRM answered that call: the crash lands exactly
+between the CRM's create and our idempotency-ledger write (the record exists at the provider, the ledger still
+says `pending`), and Temporal only learns of it when the attempt's heartbeat stops.
 """
 
 from __future__ import annotations
@@ -42,13 +43,14 @@ async def main() -> None:
     parser.add_argument("--task-queue", required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--sandbox", required=True, help="slug=base_url")
-    parser.add_argument("--kill-after", required=True, help='e.g. "POST /crm/v3/objects/contacts"')
+    parser.add_argument("--kill-after", help='e.g. "POST /crm/v3/objects/contacts"')
     args = parser.parse_args()
     slug, _, url = args.sandbox.partition("=")
-    method, _, path = args.kill_after.partition(" ")
+    method, _, path = (args.kill_after or "").partition(" ")
     engine = create_engine(args.database_url)
     sessions = session_factory(engine)
-    drivers = SandboxDriverProvider(sessions, urls={slug: url}, wrap=lambda inner: KillAfter(inner, method, path))
+    wrap = (lambda inner: KillAfter(inner, method, path)) if args.kill_after else None
+    drivers = SandboxDriverProvider(sessions, urls={slug: url}, wrap=wrap)
     client = await Client.connect(args.temporal, data_converter=pydantic_data_converter)
     async with lifecycle_worker(client, sessions, drivers, args.task_queue):
         print("worker ready", flush=True)
