@@ -60,7 +60,8 @@ async def one_run(env: WorkflowEnvironment, url: str, base_url: str) -> float:
     tenant, queue = await create_tenant(sessions), f"bench-kill-{uuid.uuid4()}"
     relay = relay_for(engine, sessions, env.client, queue, tenants=[tenant], policy=LifecyclePolicy())
     doomed = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.support.worker_process", "--temporal", env.client.service_client.config.target_host,
+        sys.executable, "-m", "tests.support.worker_process",
+        "--temporal", env.client.service_client.config.target_host,
         "--task-queue", queue, "--database-url", url, "--sandbox", f"hubspot={base_url}",
         "--kill-after", "POST /crm/v3/objects/contacts", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
     assert doomed.stdout is not None

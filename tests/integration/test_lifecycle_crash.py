@@ -46,7 +46,8 @@ async def test_worker_killed_between_crm_create_and_ledger_write(
     relay = relay_for(engine, sessions, client, task_queue, tenants=[tenant], policy=POLICY)
     async with serve_in_task(app) as base_url, agent_api(settings, engine, sessions, tenant, relay=relay) as api:
         doomed = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.support.worker_process", "--temporal", client.service_client.config.target_host,
+            sys.executable, "-m", "tests.support.worker_process",
+            "--temporal", client.service_client.config.target_host,
             "--task-queue", task_queue, "--database-url", settings.database_url, "--sandbox", f"hubspot={base_url}",
             "--kill-after", "POST /crm/v3/objects/contacts", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
         assert doomed.stdout is not None
