@@ -65,8 +65,13 @@ def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type
         # Bad input must fail the workflow instead of retrying its task forever (STYLE §2.3).
         workflow_failure_exception_types=[pydantic.ValidationError],
         graceful_shutdown_timeout=timedelta(seconds=10),
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
+
+# The SDK sends heartbeats at most every min(0.8 x heartbeat timeout, this): with its default (60 s) a 10 s
+# heartbeat timeout leaves 2 s of slack, and a busy worker or server misses it, failing healthy CRM writes.
+HEARTBEAT_THROTTLE = timedelta(seconds=2)
 
 # Waits between connection attempts while Temporal is unreachable (seconds): quick at first, then capped.
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0)

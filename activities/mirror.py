@@ -47,7 +47,7 @@ async def heartbeating() -> AsyncIterator[None]:
 
     A worker killed mid-write stops beating, so Temporal retries the write elsewhere after the (short)
     heartbeat timeout instead of the whole start-to-close timeout. Beats carry no details (ids only live in
-    the input).
+    the input). Workers must send them promptly: see HEARTBEAT_THROTTLE in worker.py.
     """
     timeout = activity.info().heartbeat_timeout
     if not timeout:
@@ -57,7 +57,7 @@ async def heartbeating() -> AsyncIterator[None]:
     async def beat() -> None:
         while True:
             activity.heartbeat()
-            await asyncio.sleep(timeout.total_seconds() / 3)
+            await asyncio.sleep(timeout.total_seconds() / 4)
 
     task = asyncio.create_task(beat())
     try:

@@ -26,7 +26,7 @@ class LifecyclePolicy(_Model):
     # One CRM write attempt: a few driver calls, each bounded by the driver's HTTP timeouts (15 s read, 5 s
     # connect). The heartbeat timeout is what notices a killed worker: its write is retried within seconds.
     crm_timeout: timedelta = timedelta(seconds=60)
-    crm_heartbeat: timedelta = timedelta(seconds=8)
+    crm_heartbeat: timedelta = timedelta(seconds=10)
 
 
 class RecordLifecycleInput(_Model):

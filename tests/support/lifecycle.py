@@ -33,6 +33,7 @@ from store import content
 from tests.support.sandbox_provider import SandboxDriverProvider, TransportWrapper
 from tests.support.tenants import create_tenant
 from vault.connections import DriverProvider
+from worker import HEARTBEAT_THROTTLE
 from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
 from workflows.transcript import TranscriptWorkflow
@@ -54,7 +55,7 @@ def lifecycle_worker(client: Client, sessions: async_sessionmaker[AsyncSession],
     return Worker(client, task_queue=task_queue, workflows=LIFECYCLE_WORKFLOWS,
                   activities=lifecycle_activities(sessions, drivers),
                   workflow_failure_exception_types=[pydantic.ValidationError],
-                  graceful_shutdown_timeout=timedelta(seconds=5))
+                  graceful_shutdown_timeout=timedelta(seconds=5), max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE)
 
 
 def relay_for(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], client: Client | TemporalGateway,
