@@ -49,8 +49,10 @@ def error_label(exc: BaseException) -> str:
 def as_application_error(exc: BaseException) -> ApplicationError:
     """The activity's failure: typed, retryable as the driver says, with the server's delay when it gave one."""
     if isinstance(exc, DriverError):
+        # An expected CRM failure (the row and incident say what happened): benign, so the SDK logs it at
+        # DEBUG without a traceback; tracebacks are for bugs.
         return ApplicationError(error_label(exc), type=type(exc).__name__, non_retryable=not exc.retryable,
-                                next_retry_delay=exc.retry_after)
+                                next_retry_delay=exc.retry_after, category=ApplicationErrorCategory.BENIGN)
     if isinstance(exc, DependencyPendingError):
         return ApplicationError(error_label(exc), type="DependencyPending", category=ApplicationErrorCategory.BENIGN)
     if isinstance(exc, UnmappedFieldsError):
