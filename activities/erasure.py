@@ -9,8 +9,7 @@ echo identifiers, and Temporal would keep it in history.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -19,6 +18,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.contained import contained
 from activities.erasure_discovery import (
     OBJECT_OF_TABLE,
     crm_object_for,
@@ -56,17 +56,6 @@ def lifecycle_workflow_ids(tenant_id: uuid.UUID, rows: Mapping[str, Sequence[uui
             for row_id in ids]
 
 
-@contextmanager
-def _contained() -> Iterator[None]:
-    """Turn unexpected exceptions into code-only ApplicationErrors (retryable: most are transient)."""
-    try:
-        yield
-    except ApplicationError:
-        raise
-    except Exception as exc:
-        raise ApplicationError(f"erasure step failed: {type(exc).__name__}", type=type(exc).__name__) from None
-
-
 def _driver_failure(exc: DriverError) -> ApplicationError:
     return ApplicationError(f"CRM call failed: {exc.code}", type=exc.code, non_retryable=not exc.retryable,
                             next_retry_delay=exc.retry_after)
@@ -96,147 +85,147 @@ class ErasureActivities:
         return Actor(type="system", id="forget-workflow", purpose="right to erasure", request_id=str(request_id))
 
     @activity.defn
+    @contained
     async def erasure_hold(self, input: ErasureStepInput) -> HoldResult:
         """Hold the subject's rows (the mirror guard now skips them) and record the CRM ids they carry."""
-        with _contained():
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id, for_update=True)
-                subject = requests.open_subject(self._key, request)
-                held = await held_row_ids(session, request.id)
-                rows = await resolve_subject_rows(session, input.tenant_id, subject, held)
-                new_holds = await hold_rows(session, request.id, input.tenant_id, rows)
-                known = [(OBJECT_OF_TABLE[table].value, external_id, "local")
-                         for table, external_id in await crm_ids_of_rows(session, input.tenant_id, rows)
-                         if table in OBJECT_OF_TABLE]
-                provider = await _provider_of(session, input.tenant_id)
-                new_targets = await requests.add_targets(session, request.id, provider, dedupe(known))
-                requests.audit(session, request, "erasure.hold", details={
-                    "rows_by_table": {table: len(ids) for table, ids in rows.items()},
-                    "new_holds": new_holds, "crm_targets_from_local_ids": new_targets})
-            return HoldResult(rows_held=sum(len(ids) for ids in rows.values()), crm_targets=new_targets,
-                              lifecycle_workflow_ids=lifecycle_workflow_ids(input.tenant_id, rows))
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id, for_update=True)
+            subject = requests.open_subject(self._key, request)
+            held = await held_row_ids(session, request.id)
+            rows = await resolve_subject_rows(session, input.tenant_id, subject, held)
+            new_holds = await hold_rows(session, request.id, input.tenant_id, rows)
+            known = [(OBJECT_OF_TABLE[table].value, external_id, "local")
+                     for table, external_id in await crm_ids_of_rows(session, input.tenant_id, rows)
+                     if table in OBJECT_OF_TABLE]
+            provider = await _provider_of(session, input.tenant_id)
+            new_targets = await requests.add_targets(session, request.id, provider, dedupe(known))
+            requests.audit(session, request, "erasure.hold", details={
+                "rows_by_table": {table: len(ids) for table, ids in rows.items()},
+                "new_holds": new_holds, "crm_targets_from_local_ids": new_targets})
+        return HoldResult(rows_held=sum(len(ids) for ids in rows.values()), crm_targets=new_targets,
+                          lifecycle_workflow_ids=lifecycle_workflow_ids(input.tenant_id, rows))
 
     @activity.defn
+    @contained
     async def erasure_stop_lifecycles(self, input: StopLifecyclesInput) -> StopLifecyclesResult:
         """Cancel the record lifecycles of held rows; one that already ended (or never started) is fine."""
-        with _contained():
-            client = activity.client()
-            cancelled = not_running = 0
-            for workflow_id in input.workflow_ids:
-                activity.heartbeat(cancelled + not_running)
-                try:
-                    await client.get_workflow_handle(workflow_id).cancel()
-                    cancelled += 1
-                except RPCError as exc:
-                    if exc.status != RPCStatusCode.NOT_FOUND:
-                        raise ApplicationError("cancel failed", type=f"rpc_{exc.status.name.lower()}") from None
-                    not_running += 1
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id)
-                requests.audit(session, request, "erasure.lifecycles_stopped",
-                               details={"cancelled": cancelled, "not_running": not_running})
-            return StopLifecyclesResult(cancelled=cancelled, not_running=not_running)
+        client = activity.client()
+        cancelled = not_running = 0
+        for workflow_id in input.workflow_ids:
+            activity.heartbeat(cancelled + not_running)
+            try:
+                await client.get_workflow_handle(workflow_id).cancel()
+                cancelled += 1
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise ApplicationError("cancel failed", type=f"rpc_{exc.status.name.lower()}") from None
+                not_running += 1
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id)
+            requests.audit(session, request, "erasure.lifecycles_stopped",
+                           details={"cancelled": cancelled, "not_running": not_running})
+        return StopLifecyclesResult(cancelled=cancelled, not_running=not_running)
 
     @activity.defn
+    @contained
     async def erasure_discover(self, input: ErasureStepInput) -> DiscoverResult:
         """Look the subject up in the CRM and record what qualifies as a pending target."""
-        with _contained():
-            async with self._sessions() as session:
-                request = await requests.load_request(session, input.request_id)
-                subject = requests.open_subject(self._key, request)
-                provider = await _provider_of(session, input.tenant_id)
-            if subject is None or subject.is_empty():
-                return DiscoverResult(new_targets=0)  # identifiers already cleared: nothing left to look up
-            try:
-                async with self._drivers.open(input.tenant_id, self._actor(request.id)) as driver:
-                    found = await lookup_customers(driver, subject) + await search_related(driver, subject)
-            except DriverError as exc:
-                raise _driver_failure(exc) from None
-            except LookupError:
-                raise ApplicationError("tenant has no usable CRM", type="tenant_unavailable",
-                                       non_retryable=True) from None
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id)
-                new = await requests.add_targets(session, request.id, provider, dedupe(found))
-                requests.audit(session, request, "erasure.crm_discovered",
-                               details={"found": len(found), "new_targets": new})
-            return DiscoverResult(new_targets=new)
+        async with self._sessions() as session:
+            request = await requests.load_request(session, input.request_id)
+            subject = requests.open_subject(self._key, request)
+            provider = await _provider_of(session, input.tenant_id)
+        if subject is None or subject.is_empty():
+            return DiscoverResult(new_targets=0)  # identifiers already cleared: nothing left to look up
+        try:
+            async with self._drivers.open(input.tenant_id, self._actor(request.id)) as driver:
+                found = await lookup_customers(driver, subject) + await search_related(driver, subject)
+        except DriverError as exc:
+            raise _driver_failure(exc) from None
+        except LookupError:
+            raise ApplicationError("tenant has no usable CRM", type="tenant_unavailable",
+                                   non_retryable=True) from None
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id)
+            new = await requests.add_targets(session, request.id, provider, dedupe(found))
+            requests.audit(session, request, "erasure.crm_discovered",
+                           details={"found": len(found), "new_targets": new})
+        return DiscoverResult(new_targets=new)
 
     @activity.defn
+    @contained
     async def erasure_targets(self, input: TargetsInput) -> TargetsResult:
         wanted = [requests.PENDING, requests.FAILED] if input.include_failed else [requests.PENDING]
-        with _contained():
-            async with self._sessions() as session:
-                return TargetsResult(outcome_ids=await requests.target_ids(session, input.request_id, wanted))
+        async with self._sessions() as session:
+            return TargetsResult(outcome_ids=await requests.target_ids(session, input.request_id, wanted))
 
     @activity.defn
+    @contained
     async def erasure_delete_target(self, input: DeleteTargetInput) -> DeleteTargetResult:
         """Delete one CRM record (hard where the driver can) and record the outcome with its audit row."""
-        with _contained():
-            async with self._sessions() as session:
-                outcome = await _outcome(session, input.request_id, input.outcome_id)
-            if outcome.outcome in TERMINAL:  # settled by an earlier attempt whose completion was lost
-                return DeleteTargetResult(outcome=outcome.outcome)
-            hard: bool | None = None
-            error: str | None = None
-            try:
-                async with self._drivers.open(input.tenant_id, self._actor(input.request_id)) as driver:
-                    obj = crm_object_for(CrmObject(outcome.object), driver.supported_objects)
-                    deleted = await driver.delete_record(obj, outcome.external_id, hard=driver.hard_delete_supported)
-                result, hard = requests.DELETED, deleted.hard_deleted
-            except NotFoundError:
-                result = requests.NOT_FOUND  # already gone: a re-run must not fail on it
-            except DeleteUnsupportedError:
-                result = requests.DIVERGENT
-            except DriverError as exc:
-                if exc.retryable:
-                    raise _driver_failure(exc) from None
-                result, error = requests.FAILED, exc.code
-            except LookupError:
-                result, error = requests.FAILED, "tenant_unavailable"
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id)
-                outcome = await _outcome(session, input.request_id, input.outcome_id)
-                await requests.settle(session, request, outcome, result, hard_deleted=hard, error=error)
-            return DeleteTargetResult(outcome=result)
+        async with self._sessions() as session:
+            outcome = await _outcome(session, input.request_id, input.outcome_id)
+        if outcome.outcome in TERMINAL:  # settled by an earlier attempt whose completion was lost
+            return DeleteTargetResult(outcome=outcome.outcome)
+        hard: bool | None = None
+        error: str | None = None
+        try:
+            async with self._drivers.open(input.tenant_id, self._actor(input.request_id)) as driver:
+                obj = crm_object_for(CrmObject(outcome.object), driver.supported_objects)
+                deleted = await driver.delete_record(obj, outcome.external_id, hard=driver.hard_delete_supported)
+            result, hard = requests.DELETED, deleted.hard_deleted
+        except NotFoundError:
+            result = requests.NOT_FOUND  # already gone: a re-run must not fail on it
+        except DeleteUnsupportedError:
+            result = requests.DIVERGENT
+        except DriverError as exc:
+            if exc.retryable:
+                raise _driver_failure(exc) from None
+            result, error = requests.FAILED, exc.code
+        except LookupError:
+            result, error = requests.FAILED, "tenant_unavailable"
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id)
+            outcome = await _outcome(session, input.request_id, input.outcome_id)
+            await requests.settle(session, request, outcome, result, hard_deleted=hard, error=error)
+        return DeleteTargetResult(outcome=result)
 
     @activity.defn
+    @contained
     async def erasure_record_failure(self, input: RecordFailureInput) -> None:
         """Record a step that failed after its retries: a target's outcome, or the request's CRM lookup."""
-        with _contained():
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id)
-                if input.outcome_id is None:
-                    request.error = f"{input.step}:{input.error}"[:64]
-                    requests.audit(session, request, "erasure.crm_lookup_failed", details={"error": input.error})
-                    return
-                outcome = await _outcome(session, input.request_id, input.outcome_id)
-                if outcome.outcome not in TERMINAL:
-                    await requests.settle(session, request, outcome, requests.FAILED, error=input.error)
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id)
+            if input.outcome_id is None:
+                request.error = f"{input.step}:{input.error}"[:64]
+                requests.audit(session, request, "erasure.crm_lookup_failed", details={"error": input.error})
+                return
+            outcome = await _outcome(session, input.request_id, input.outcome_id)
+            if outcome.outcome not in TERMINAL:
+                await requests.settle(session, request, outcome, requests.FAILED, error=input.error)
 
     @activity.defn
+    @contained
     async def erasure_scrub(self, input: ErasureStepInput) -> ScrubResult:
         """Delete every local class-(c) row of the subject, synced or not, holding late arrivals first."""
-        with _contained():
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id, for_update=True)
-                subject = requests.open_subject(self._key, request)
-                rows = await resolve_subject_rows(session, input.tenant_id, subject,
-                                                  await held_row_ids(session, request.id))
-                await hold_rows(session, request.id, input.tenant_id, rows)
-                counts = await scrub_rows(session, input.tenant_id, rows)
-                request.local_rows_scrubbed += sum(counts.values())
-                requests.audit(session, request, "erasure.local_scrub", details={"deleted_by_table": counts})
-            return ScrubResult(rows_deleted=sum(counts.values()))
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id, for_update=True)
+            subject = requests.open_subject(self._key, request)
+            rows = await resolve_subject_rows(session, input.tenant_id, subject,
+                                              await held_row_ids(session, request.id))
+            await hold_rows(session, request.id, input.tenant_id, rows)
+            counts = await scrub_rows(session, input.tenant_id, rows)
+            request.local_rows_scrubbed += sum(counts.values())
+            requests.audit(session, request, "erasure.local_scrub", details={"deleted_by_table": counts})
+        return ScrubResult(rows_deleted=sum(counts.values()))
 
     @activity.defn
+    @contained
     async def erasure_finish(self, input: ErasureStepInput) -> FinishResult:
-        with _contained():
-            async with self._sessions() as session, session.begin():
-                request = await requests.load_request(session, input.request_id, for_update=True)
-                status, counts = await requests.finish(session, request)
-                scrubbed = request.local_rows_scrubbed
-            return FinishResult(status=status, outcomes=counts, local_rows_scrubbed=scrubbed)
+        async with self._sessions() as session, session.begin():
+            request = await requests.load_request(session, input.request_id, for_update=True)
+            status, counts = await requests.finish(session, request)
+            scrubbed = request.local_rows_scrubbed
+        return FinishResult(status=status, outcomes=counts, local_rows_scrubbed=scrubbed)
 
 
 async def _provider_of(session: AsyncSession, tenant_id: uuid.UUID) -> str:

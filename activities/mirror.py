@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import crm_plan
+from activities.contained import contained
 from activities.crm_plan import Related, WritePlan
 from activities.crm_write import as_application_error, error_label, execute, row_key
 from activities.types import (
@@ -106,6 +107,7 @@ class MirrorActivities(LifecycleActivityBase):
         return [self.mirror_record, self.purge_record, self.open_sync_incident]
 
     @activity.defn
+    @contained
     async def mirror_record(self, input: MirrorRecordInput) -> MirrorRecordResult:
         """Create (or partially update) the row's CRM record; mark it synced unless it changed meanwhile."""
         async with self._sessions() as session:
@@ -134,11 +136,12 @@ class MirrorActivities(LifecycleActivityBase):
                 await outbox.add(session, [outbox.intent_values(input.tenant_id, table, row_id, "wake")
                                            for table, row_id in waiting])
         if not marked:
-            return MirrorRecordResult(outcome="stale", external_id=external_id)
-        return MirrorRecordResult(outcome="synced", external_id=external_id,
+            return MirrorRecordResult(outcome="stale")
+        return MirrorRecordResult(outcome="synced",
                                   purge_after=synced_at + input.retention)
 
     @activity.defn
+    @contained
     async def purge_record(self, input: PurgeRecordInput) -> PurgeRecordResult:
         """Delete the row if (and only if, by the statement itself) it is synced and past its window."""
         async with self._sessions() as session, session.begin():
@@ -154,6 +157,7 @@ class MirrorActivities(LifecycleActivityBase):
                                  purge_after=row.purge_after if synced else None)
 
     @activity.defn
+    @contained
     async def open_sync_incident(self, input: IncidentInput) -> IncidentResult:
         """One `crm_sync_failure` incident for the row (tenant, table, row, last error type, attempts)."""
         async with self._sessions() as session, session.begin():

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.contained import contained
 from activities.types import SweepStepInput, SweepStepResult
 from store import content, incidents, outbox
 from store.models import Message
@@ -31,6 +32,7 @@ class SweepActivities:
                 self.sweep_prune_outbox]
 
     @activity.defn
+    @contained
     async def sweep_enqueue_orphans(self, input: SweepStepInput) -> SweepStepResult:
         queued = 0
         for table in content.PURGE_ORDER:
@@ -48,6 +50,7 @@ class SweepActivities:
         return SweepStepResult(count=queued)
 
     @activity.defn
+    @contained
     async def sweep_purge_overdue(self, input: SweepStepInput) -> SweepStepResult:
         purged = 0
         for table in content.PURGE_ORDER:
@@ -61,6 +64,7 @@ class SweepActivities:
         return SweepStepResult(count=purged)
 
     @activity.defn
+    @contained
     async def sweep_escalate_stuck(self, input: SweepStepInput) -> SweepStepResult:
         opened = 0
         # A message's failure is its conversation's (one transcript note): one incident, not one per line.
@@ -72,6 +76,7 @@ class SweepActivities:
         return SweepStepResult(count=opened)
 
     @activity.defn
+    @contained
     async def sweep_prune_outbox(self, input: SweepStepInput) -> SweepStepResult:
         async with self._sessions() as session, session.begin():
             pruned = await outbox.prune_relayed(session, input.older_than, input.as_of, input.limit)

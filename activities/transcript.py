@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio import activity
 
+from activities.contained import contained
 from activities.crm_plan import DependencyPendingError
 from activities.crm_write import as_application_error, note_once, row_key
 from activities.mirror import EXPECTED, LifecycleActivityBase, heartbeating, system_actor
@@ -54,6 +55,7 @@ class TranscriptActivities(LifecycleActivityBase):
         return [self.sync_transcript, self.purge_transcript]
 
     @activity.defn
+    @contained
     async def sync_transcript(self, input: SyncTranscriptInput) -> SyncTranscriptResult:
         """Make sure the note exists, append the named message batch, mark what the CRM now holds."""
         tenant, conversation_id = input.tenant_id, input.conversation_id
@@ -85,7 +87,7 @@ class TranscriptActivities(LifecycleActivityBase):
             await incidents.resolve_for_rows(session, "conversations", rows[:1] if synced else [])
             await incidents.resolve_for_rows(session, "messages", rows[1:])
             next_purge = await _next_purge(session, conversation_id)
-        return SyncTranscriptResult(outcome="synced" if synced else "stale", note_id=note_id,
+        return SyncTranscriptResult(outcome="synced" if synced else "stale",
                                     messages_synced=len(batch), conversation_synced=synced,
                                     next_purge_after=next_purge, unsynced_message_ids=waiting)
 
@@ -113,6 +115,7 @@ class TranscriptActivities(LifecycleActivityBase):
         return note_id
 
     @activity.defn
+    @contained
     async def purge_transcript(self, input: PurgeTranscriptInput) -> PurgeTranscriptResult:
         """Purge the conversation's messages past their window, then the conversation once none is left."""
         conversation_id = input.conversation_id

@@ -21,7 +21,6 @@ class MirrorRecordInput(_Model):
 
 class MirrorRecordResult(_Model):
     outcome: str  # synced | stale (changed during the write: write again) | gone | erased
-    external_id: str | None = None
     purge_after: datetime | None = None
 
 
@@ -60,7 +59,6 @@ class SyncTranscriptInput(_Model):
 
 class SyncTranscriptResult(_Model):
     outcome: str  # synced | stale | gone | erased
-    note_id: str | None = None
     messages_synced: int = 0
     conversation_synced: bool = False
     next_purge_after: datetime | None = None

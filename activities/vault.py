@@ -14,6 +14,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.contained import contained
 from activities.vault_types import RewrapBatchInput, RewrapBatchResult
 from vault.connections import Actor
 from vault.credentials import CredentialVault
@@ -32,6 +33,7 @@ class VaultActivities:
         return [self.rewrap_credentials_batch]
 
     @activity.defn
+    @contained
     async def rewrap_credentials_batch(self, input: RewrapBatchInput) -> RewrapBatchResult:
         if self._vault.sealer.kms is None:
             raise ApplicationError("this worker has no KMS key configured (CRM_KMS__KEY_ID)", type="KmsNotConfigured",

@@ -41,13 +41,13 @@ class RecordLifecycleWorkflow(LifecycleBase):
             self._changed = False
             result = await self._write(attempt, ids, input.policy)
             if result.outcome in ("gone", "erased"):
-                return await self._end(result.outcome, result.external_id)
+                return await self._end(result.outcome)
             if result.outcome == "stale":  # changed during the write: write the newer version
                 continue
             self._set_state("synced")
             outcome = await self._retain(input, result)
             if outcome is not None:
-                return await self._end(outcome, result.external_id)
+                return await self._end(outcome)
             self._set_state("pending")
 
     async def _retain(self, input: RecordLifecycleInput, synced: MirrorRecordResult) -> str | None:
@@ -73,8 +73,8 @@ class RecordLifecycleWorkflow(LifecycleBase):
                 return None  # changed without a signal reaching us (yet): never purge it, write it
             purge_after = purge.purge_after
 
-    async def _end(self, outcome: str, external_id: str | None) -> LifecycleResult:
+    async def _end(self, outcome: str) -> LifecycleResult:
         if outcome != "purged":
             self._set_state(outcome)
         await self._drained()
-        return LifecycleResult(outcome=outcome, external_id=external_id, crm_writes=self._crm_writes)
+        return LifecycleResult(outcome=outcome, crm_writes=self._crm_writes)

@@ -71,7 +71,7 @@ class TranscriptWorkflow(LifecycleBase):
                 result = await self._flush(input, ids)
                 flushes += 1
                 if result.outcome in ("gone", "erased"):
-                    return await self._end(result.outcome, result.note_id)
+                    return await self._end(result.outcome)
                 synced, next_purge = result.conversation_synced, result.next_purge_after
                 self._set_state("synced" if synced else "pending")
                 continue
@@ -86,9 +86,9 @@ class TranscriptWorkflow(LifecycleBase):
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
             if purge.conversation_purged:
                 self._set_state("purged")
-                return await self._end("purged", None)
+                return await self._end("purged")
             if not purge.conversation_exists:
-                return await self._end("gone", None)
+                return await self._end("gone")
             synced, next_purge = purge.conversation_synced, purge.next_purge_after
             self._queue(purge.unsynced_message_ids)
 
@@ -118,8 +118,8 @@ class TranscriptWorkflow(LifecycleBase):
         self._queue([i for i in result.unsynced_message_ids if i not in done])
         return result
 
-    async def _end(self, outcome: str, note_id: str | None) -> LifecycleResult:
+    async def _end(self, outcome: str) -> LifecycleResult:
         if outcome != "purged":
             self._set_state(outcome)
         await self._drained()
-        return LifecycleResult(outcome=outcome, external_id=note_id, crm_writes=self._crm_writes)
+        return LifecycleResult(outcome=outcome, crm_writes=self._crm_writes)

@@ -93,7 +93,6 @@ class MessagesAdded(_Model):
 
 class LifecycleResult(_Model):
     outcome: str  # purged | gone (row no longer exists) | erased (an erasure holds it)
-    external_id: str | None = None
     crm_writes: int = 0
 
 

@@ -49,7 +49,7 @@ async def test_a_customer_the_crm_already_knows_is_updated_not_duplicated(
     await _add(sessions, row)
     result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
                                              _mirror("customers", tenant, row.id))
-    assert result.outcome == "synced" and result.external_id == known.id
+    assert result.outcome == "synced"
     assert known.properties["lastname"] == "Johnson" and known.properties["city"] == "Hampton"
     assert len(hubspot.records["contacts"]) == 1
     synced = await row_of(sessions, "customers", tenant, row.id)
@@ -70,9 +70,11 @@ async def test_hubspot_lead_of_a_customer_lands_on_the_customers_contact(
     await _add(sessions, customer, lead, qualification)
     activities = MirrorActivities(sessions, drivers)
     env = ActivityEnvironment()
-    lead_result = await env.run(activities.mirror_record, _mirror("leads", tenant, lead.id))
-    qual_result = await env.run(activities.mirror_record, _mirror("qualification_states", tenant, qualification.id))
-    assert lead_result.external_id == qual_result.external_id == contact.id
+    await env.run(activities.mirror_record, _mirror("leads", tenant, lead.id))
+    await env.run(activities.mirror_record, _mirror("qualification_states", tenant, qualification.id))
+    lead_row = await row_of(sessions, "leads", tenant, lead.id)
+    qualification_row = await row_of(sessions, "qualification_states", tenant, qualification.id)
+    assert lead_row.crm_external_id == qualification_row.crm_external_id == contact.id
     assert contact.properties["lifecyclestage"] == "lead"
     # Unmapped details are not dropped: they land in the lead's free-text field, with the qualification.
     assert contact.properties["message"] == "Qualification: hot, score 90\ntimeline: 3 months"
@@ -134,3 +136,25 @@ async def test_incident_opens_once_per_row(sessions: async_sessionmaker[AsyncSes
     async with sessions() as session:
         incidents = (await session.execute(select(Incident).where(Incident.tenant_id == tenant))).scalars().all()
     assert [(i.status, i.attempts, i.last_error) for i in incidents] == [("open", 3, "unavailable:503")]
+
+
+class _Exploding:
+    """A DriverProvider whose driver blows up with customer content in the exception (as a library might)."""
+
+    def __init__(self, content: str) -> None:
+        self.content = content
+
+    def open(self, tenant_id: uuid.UUID, actor: object) -> object:
+        raise RuntimeError(f"could not handle {self.content}")
+
+
+async def test_an_unexpected_exception_reaches_history_as_its_type_only(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    tenant = await create_tenant(sessions)
+    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Hedy Lamarr", email="hedy@example.com", sync_attempts=0)
+    await _add(sessions, row)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(MirrorActivities(sessions, _Exploding("hedy@example.com")).mirror_record,
+                                        _mirror("customers", tenant, row.id))
+    assert raised.value.message == "mirror_record failed: RuntimeError" and raised.value.type == "RuntimeError"
+    assert not raised.value.non_retryable and "hedy" not in str(raised.value)

@@ -45,7 +45,7 @@ class Script:
         @activity.defn(name="sync_transcript")
         async def sync_transcript(input: SyncTranscriptInput) -> SyncTranscriptResult:
             self.synced_batches.append(list(input.message_ids))
-            return SyncTranscriptResult(outcome="synced", note_id="n1", messages_synced=len(input.message_ids),
+            return SyncTranscriptResult(outcome="synced", messages_synced=len(input.message_ids),
                                         conversation_synced=True)
 
         @activity.defn(name="purge_transcript")
@@ -57,7 +57,7 @@ class Script:
             self.mirrors.append(input)
             outcome = self.mirror_outcomes.pop(0)
             assert self.now is not None
-            return MirrorRecordResult(outcome=outcome, external_id="e1", purge_after=self.now + input.retention)
+            return MirrorRecordResult(outcome=outcome, purge_after=self.now + input.retention)
 
         @activity.defn(name="purge_record")
         async def purge_record(input: PurgeRecordInput) -> PurgeRecordResult:
