@@ -13,6 +13,7 @@ from temporalio.client import Client
 
 from api.lifecycle import workflow_id
 from store.models import Conversation, Customer, Incident, Message, MirrorOutbox
+from tests.support.histories import keep_history
 from tests.support.lifecycle import is_running, lifecycle_worker, relay_for, row_of
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
@@ -43,8 +44,10 @@ async def test_sweep_purges_escalates_and_requeues(
         session.add_all([due, changed, stuck, conversation, orphan])
 
     async with lifecycle_worker(temporal_client, sessions, SandboxDriverProvider(sessions), task_queue):
-        first = await temporal_client.execute_workflow(SweepWorkflow.run, SweepInput(), id=f"sweep-{uuid.uuid4()}",
+        sweep_id = f"sweep-{uuid.uuid4()}"
+        first = await temporal_client.execute_workflow(SweepWorkflow.run, SweepInput(), id=sweep_id,
                                                        task_queue=task_queue)
+        await keep_history(temporal_client, sweep_id, "sweep")
         second = await temporal_client.execute_workflow(SweepWorkflow.run, SweepInput(),
                                                         id=f"sweep-{uuid.uuid4()}", task_queue=task_queue)
     assert first.purged >= 1 and first.escalated >= 1 and first.enqueued >= 2

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 from settings import Settings
 from store import content
 from store.models import Message, QualificationState
+from tests.support.histories import keep_history
 from tests.support.lifecycle import eventually, lifecycle_rig, row_of
 
 pytestmark = [pytest.mark.integration]
@@ -91,6 +92,9 @@ async def test_each_table_is_purged_exactly_at_its_window(
             expected = {t: (0 if t in group else n) for t, n in expected.items()}
             assert await eventually(lambda e=expected: _matches(sessions, tenant, rows, e), within=30)
 
+        tid = str(tenant)
+        await keep_history(env.client, f"mirror:{tid}:customers:{customer_id}", "record_lifecycle_purged")
+        await keep_history(env.client, f"mirror:{tid}:conversations:{conversation['id']}", "transcript_purged")
         # The CRM is the system of record: everything is still there.
         assert len(hubspot.records["contacts"]) == 1 and len(hubspot.records["tickets"]) == 1
         note = next(iter(hubspot.records["notes"].values()))

@@ -26,6 +26,7 @@ from cli.main import main as cli_main
 from settings import Settings, get_settings
 from store.models import TenantCredential
 from store.session import create_engine, session_factory
+from tests.support.histories import keep_history
 from tests.unit.vault.support import ACTOR, SYSTEM, KmsServer, make_tenant, make_vault, moto_kms, scratch_database
 from vault.credentials import CredentialVault
 from workflows.rewrap_credentials import WORKFLOW_ID, RewrapCredentialsWorkflow
@@ -149,6 +150,7 @@ async def test_the_workflow_backfills_a_mixed_table_while_readers_keep_reading(
         while not done.done():
             reads += await read_all(reader, expected)
         result = done.result()
+        await keep_history(temporal_client, WORKFLOW_ID, "rewrap_credentials")
         reads += await read_all(reader, expected)
         description = await handle.describe()
     get_settings.cache_clear()
