@@ -160,6 +160,23 @@ class BaseDriver(abc.ABC):
         await one_shot.refreshed("")
         return issued[0]
 
+    @classmethod
+    def budget_scope(cls, request: httpx.Request) -> str:
+        """Which of the declared `rate_limits` scopes a request counts in, besides "all" (drivers/budget.py)."""
+        return "all"
+
+    @classmethod
+    def rate_limit_pause(cls, response: httpx.Response) -> float | None:
+        """Seconds the provider asks everyone to stop calling, read from its answer (None: carry on).
+
+        Default: a 429's Retry-After, else one second. Providers whose headers announce a spent window before
+        a 429 (HubSpot's Remaining) override it, so the budget pauses before the provider refuses.
+        """
+        if response.status_code != 429:
+            return None
+        after = parse_retry_after(response.headers.get("Retry-After"))
+        return after.total_seconds() if after is not None else 1.0
+
     def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
         self.client = client
         self.config: dict[str, Any] = dict(config or {})

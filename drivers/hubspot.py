@@ -241,6 +241,19 @@ class HubSpotDriver(BaseDriver):
         code = body.get("error") or body.get("category") or body.get("errorType")
         return str(code) if code else None
 
+    @classmethod
+    def budget_scope(cls, request: httpx.Request) -> str:
+        return "search" if request.url.path.endswith("/search") else "all"
+
+    @classmethod
+    def rate_limit_pause(cls, response: httpx.Response) -> float | None:
+        """Pause when HubSpot says the rolling window is spent (Remaining 0), before it has to answer 429."""
+        interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
+        window = int(interval) / 1000 if interval.isdigit() else 10.0
+        if response.status_code == 429:
+            return super().rate_limit_pause(response) if "Retry-After" in response.headers else window
+        return window if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0" else None
+
     def _retry_after(self, response: httpx.Response) -> timedelta | None:
         stated = super()._retry_after(response)
         if stated is not None:

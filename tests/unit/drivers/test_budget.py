@@ -1,0 +1,105 @@
+"""Provider budgets on a real Redis: shared windows, tool headroom, scopes, the provider's own signals, the
+fallback when Redis is away — and the HubSpot sandbox never answering 429 to budgeted callers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from drivers import errors
+from drivers.base import CrmObject
+from drivers.budget import BudgetedTransport, ProviderBudget
+from drivers.hubspot import HubSpotDriver
+from drivers.provider import RateLimit
+from sandboxes import hubspot as hubspot_sandbox
+from tests.support.network import closed_port
+
+LIMITS = (RateLimit(10, 60.0), RateLimit(3, 60.0, scope="search"))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis(redis_url: str) -> AsyncIterator[Redis]:  # type: ignore[type-arg]
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=16, timeout=5)
+    client: Redis = Redis(connection_pool=pool)  # type: ignore[type-arg]
+    yield client
+    await client.aclose()
+    await pool.disconnect()
+
+
+async def _takes(budget: ProviderBudget, tenant: uuid.UUID, n: int, scope: str = "all",
+                 priority: str = "mirror") -> list[bool]:
+    return [(await budget.take(tenant, "acme", LIMITS, scope, priority)).allowed  # type: ignore[arg-type]
+            for _ in range(n)]
+
+
+async def test_the_mirror_leaves_headroom_that_only_tools_may_use(redis: Redis) -> None:  # type: ignore[type-arg]
+    budget, tenant = ProviderBudget(redis, tool_reserve=0.2), uuid.uuid4()
+    assert await _takes(budget, tenant, 9) == [True] * 8 + [False]  # 80% of 10
+    refused = await budget.take(tenant, "acme", LIMITS, "all", "mirror")
+    assert not refused.allowed and 0 < refused.wait <= 60 and not refused.degraded
+    assert await _takes(budget, tenant, 3, priority="tool") == [True, True, False]  # the reserve, then the limit
+
+
+async def test_processes_share_one_window_through_redis(redis: Redis) -> None:  # type: ignore[type-arg]
+    first, second, tenant = ProviderBudget(redis), ProviderBudget(redis), uuid.uuid4()
+    assert await _takes(first, tenant, 5) == [True] * 5
+    assert await _takes(second, tenant, 5) == [True] * 4 + [False]  # 9 = floor(10 x 0.9) between them
+    assert await _takes(first, uuid.uuid4(), 1) == [True]  # another tenant has its own budget
+
+
+async def test_a_search_counts_in_its_scope_and_the_account_limit(redis: Redis) -> None:  # type: ignore[type-arg]
+    budget, tenant = ProviderBudget(redis, tool_reserve=0.0), uuid.uuid4()
+    assert await _takes(budget, tenant, 4, scope="search") == [True, True, True, False]
+    assert await _takes(budget, tenant, 8) == [True] * 7 + [False]  # 3 searches already in the 10
+
+
+async def test_the_providers_stop_signal_holds_everyone_off(redis: Redis) -> None:  # type: ignore[type-arg]
+    budget, other, tenant = ProviderBudget(redis), ProviderBudget(redis), uuid.uuid4()
+    await budget.hold_off(tenant, "acme", 5.0)
+    held = await other.take(tenant, "acme", LIMITS, "all", "tool")
+    assert not held.allowed and 4.0 < held.wait <= 5.0
+
+
+async def test_redis_away_falls_back_to_a_conservative_local_budget() -> None:
+    down: Redis = Redis.from_url(f"redis://127.0.0.1:{closed_port()}/0",  # type: ignore[type-arg]
+                                 socket_connect_timeout=0.2)
+    budget, tenant = ProviderBudget(down, fallback_share=0.25), uuid.uuid4()
+    try:
+        taken = await _takes(budget, tenant, 4)
+    finally:
+        await down.aclose()
+    assert taken == [True, True, False, False]  # floor(10 x 0.9 x 0.25) = 2: bounded, never unlimited
+    assert budget.counters["redis_errors"] == 1  # then the local budget until the fallback period ends
+
+
+async def test_budgeted_mirror_calls_at_three_times_the_limit_never_meet_a_429(
+        redis: Redis) -> None:  # type: ignore[type-arg]
+    app = hubspot_sandbox.create_app()
+    state: hubspot_sandbox.HubSpotState = app.state.sandbox
+    state.knobs.interval_limit, state.knobs.interval_seconds = 100, 10.0  # HubSpot's documented burst limit
+    budget, tenant = ProviderBudget(redis), uuid.uuid4()
+    token = state.tokens.credentials().access_token
+
+    def driver(priority: str) -> HubSpotDriver:
+        transport = BudgetedTransport(httpx.ASGITransport(app=app), budget, tenant, HubSpotDriver,
+                                      priority)  # type: ignore[arg-type]
+        return HubSpotDriver(httpx.AsyncClient(base_url="https://api.hubapi.com", transport=transport,
+                                               headers={"Authorization": f"Bearer {token}"}))
+
+    mirror = driver("mirror")
+    outcomes = await asyncio.gather(*(mirror.create_record(CrmObject.DEAL, {"dealname": f"d{i}"}, f"k{i}")
+                                      for i in range(300)), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, errors.RateLimitedError)]
+    assert all(r.provider_code == "BUDGET" and r.retry_after is not None for r in refused)
+    assert state.calls_in_window <= 100 and not [o for o in outcomes if isinstance(o, errors.DriverError)
+                                                   and o.provider_code != "BUDGET"]
+    assert refused and sum(state.calls.values()) == 90  # the mirror stopped at 90 of the window's 100 calls
+    lookups = [await driver("tool").lookup_customer(email=f"tool{i}@example.com") for i in range(5)]
+    assert lookups == [None] * 5  # the agent's lookups still got through (searches, in the reserve)
+    await mirror.client.aclose()
