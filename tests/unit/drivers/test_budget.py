@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import pytest_asyncio
 from redis.asyncio import BlockingConnectionPool, Redis
 
