@@ -99,7 +99,6 @@ class RedisStore:
         await self._hold(keys=[hold_key], args=[max(1, math.ceil(seconds * 1000))])
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
         await self._redis.connection_pool.disconnect()
 
 
@@ -144,8 +143,8 @@ class ProviderBudget:
     @classmethod
     def from_url(cls, redis_url: str, **options: Any) -> ProviderBudget:
         """A budget on its own pool: a burst of callers waits briefly for a connection instead of failing over."""
-        pool = BlockingConnectionPool.from_url(redis_url, max_connections=32, timeout=0.5, socket_timeout=0.2,
-                                               socket_connect_timeout=0.2)
+        pool: BlockingConnectionPool[Any] = BlockingConnectionPool.from_url(
+            redis_url, max_connections=32, timeout=0.5, socket_timeout=0.2, socket_connect_timeout=0.2)
         return cls(Redis(connection_pool=pool), **options)
 
     async def aclose(self) -> None:
