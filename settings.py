@@ -53,6 +53,14 @@ class RateLimitSettings(BaseModel):
     breaker_cooldown_seconds: float = 5.0
 
 
+class ProviderBudgetSettings(BaseModel):
+    """Pacing of outbound CRM calls under each provider's declared limits (drivers/budget.py), in Redis."""
+
+    enabled: bool = True
+    tool_reserve: float = Field(default=0.1, ge=0.0, lt=1.0)  # share of each limit only the agent's tools may use
+    fallback_share: float = Field(default=0.25, gt=0.0, le=1.0)  # per process while Redis is away
+
+
 class KmsSettings(BaseModel):
     """AWS KMS for envelope-encrypted credentials; with `key_id` set, new credential rows are written under KMS."""
 
@@ -81,6 +89,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     retention: RetentionSettings = RetentionSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
+    provider_budget: ProviderBudgetSettings = ProviderBudgetSettings()
     kms: KmsSettings = KmsSettings()
     # base64 of 32 bytes; `crm-sor dev` generates one into .crm-sor/ when it is missing.
     credential_encryption_key: SecretStr | None = None

@@ -1,8 +1,8 @@
 """Provider budget under 3x offered load: provider 429s and the share of the provider's limit put to use.
 
 Mirror callers (priority `mirror`) offer `--factor` times HubSpot's burst limit (100 requests / 10 s) to the
-HubSpot sandbox, whose rolling window enforces that limit, through `BudgetedTransport` on a real Redis; a refused
-call waits its `retry_after` (as Temporal's retry timer would) before the caller offers again.
+HubSpot sandbox, whose rolling window enforces that limit, through the budget (`drivers.budget.attach`) on a
+real Redis; a refused call waits its `retry_after` (as Temporal's retry timer would) before offering again.
 
     .venv/bin/python bench/budget.py [--seconds 60] [--factor 3]
 """
@@ -23,7 +23,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.base import CrmObject  # noqa: E402
-from drivers.budget import BudgetedTransport, ProviderBudget  # noqa: E402
+from drivers.budget import ProviderBudget, attach  # noqa: E402
 from drivers.errors import DriverError, RateLimitedError  # noqa: E402
 from drivers.hubspot import HubSpotDriver  # noqa: E402
 from sandboxes import hubspot as hubspot_sandbox  # noqa: E402
@@ -36,9 +36,9 @@ async def run(seconds: float, factor: float, redis_url: str) -> None:
     state.knobs.interval_limit, state.knobs.interval_seconds = limit.requests, limit.per_seconds
     budget, tenant = ProviderBudget.from_url(redis_url), uuid.uuid4()
     token = state.tokens.credentials().access_token
-    transport = BudgetedTransport(httpx.ASGITransport(app=app), budget, tenant, HubSpotDriver, "mirror")
-    client = httpx.AsyncClient(base_url="https://api.hubapi.com", transport=transport,
+    client = httpx.AsyncClient(base_url="https://api.hubapi.com", transport=httpx.ASGITransport(app=app),
                                headers={"Authorization": f"Bearer {token}"})
+    attach(client, budget, tenant, HubSpotDriver, "mirror")
     driver = HubSpotDriver(client)
     offered_rate = factor * limit.requests / limit.per_seconds
     callers, keys = 20, itertools.count()

@@ -5,7 +5,8 @@ declares its limits (`BaseDriver.rate_limits`: e.g. HubSpot 100 requests / 10 s,
 counts against the account-wide limit and against its own scope's. Two priorities share one window:
 - `tool`: the agent's synchronous calls (a caller is on the line) may use the whole limit;
 - `mirror`: background writes stop at `1 - tool_reserve` of it, so tools always find headroom.
-A refused call is not queued here: it raises `RateLimitedError(retry_after=…)` at once. A tool route turns that
+`attach()` puts a budget on a driver's client (httpx event hooks). A refused call is not queued: it raises
+`RateLimitedError(retry_after=…)` at once. A tool route turns that
 into `crm_rate_limited` for the agent; a mirror activity fails retryable with that delay, so Temporal waits on a
 durable timer (no busy loop, no retry storm).
 
@@ -202,27 +203,24 @@ class ProviderBudget:
         return f"crm-sor-budget:{tenant}:{provider}:held"
 
 
-class BudgetedTransport(httpx.AsyncBaseTransport):
-    """Wraps a driver's transport: every request takes from the tenant's budget first, and the provider's
-    answer corrects it. A refused request raises `RateLimitedError` without reaching the provider."""
+def attach(client: httpx.AsyncClient, budget: ProviderBudget, tenant: uuid.UUID, driver: type[BaseDriver],
+           priority: Priority) -> None:
+    """Make every request of a driver's client take from the tenant's budget first (a refused one raises
+    `RateLimitedError` without reaching the provider), and let each answer correct the budget."""
+    slug = driver.slug
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, budget: ProviderBudget, tenant: uuid.UUID,
-                 driver: type[BaseDriver], priority: Priority) -> None:
-        self.inner, self.budget, self.tenant, self.driver, self.priority = inner, budget, tenant, driver, priority
+    async def take(request: httpx.Request) -> None:
+        if not driver.rate_limits:
+            return
+        grant = await budget.take(tenant, slug, driver.rate_limits, driver.budget_scope(request), priority)
+        if not grant.allowed:
+            raise RateLimitedError(f"{priority} budget spent for now", provider=slug,
+                                   retry_after=timedelta(seconds=grant.wait), provider_code="BUDGET")
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        slug = self.driver.slug
-        if self.driver.rate_limits:
-            grant = await self.budget.take(self.tenant, slug, self.driver.rate_limits,
-                                           self.driver.budget_scope(request), self.priority)
-            if not grant.allowed:
-                raise RateLimitedError(f"{self.priority} budget spent for now", provider=slug,
-                                       retry_after=timedelta(seconds=grant.wait), provider_code="BUDGET")
-        response = await self.inner.handle_async_request(request)
-        pause = self.driver.rate_limit_pause(response)
+    async def correct(response: httpx.Response) -> None:
+        pause = driver.rate_limit_pause(response)
         if pause:
-            await self.budget.hold_off(self.tenant, slug, pause)
-        return response
+            await budget.hold_off(tenant, slug, pause)
 
-    async def aclose(self) -> None:
-        await self.inner.aclose()
+    client.event_hooks["request"].append(take)
+    client.event_hooks["response"].append(correct)

@@ -66,7 +66,8 @@ def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 @pytest.fixture
 def settings(database_url: str, redis_url: str) -> Settings:
     """Settings for code under test; a fresh task queue keeps tests' workers apart."""
-    return Settings(database_url=database_url, redis_url=redis_url, env="test",
+    # Provider budgets off by default (each test gets fresh tenants anyway); tests of pacing turn them on.
+    return Settings(database_url=database_url, redis_url=redis_url, env="test", provider_budget={"enabled": False},
                     credential_encryption_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
                     temporal={"task_queue": f"test-{uuid.uuid4()}"})
 

@@ -19,6 +19,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.base import BaseDriver
+from drivers.budget import ProviderBudget, attach
 from drivers.errors import AuthError
 from drivers.registry import get_driver_class
 from settings import OAuthClientSettings, Settings
@@ -71,8 +72,9 @@ class VaultDriverProvider:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], vault: CredentialVault, *,
                  transport: httpx.AsyncBaseTransport | None = None, client_factory: ClientFactory | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-                 oauth_clients: Mapping[str, OAuthClientSettings] | None = None) -> None:
-        self._sessions, self.vault = sessions, vault
+                 oauth_clients: Mapping[str, OAuthClientSettings] | None = None,
+                 budget: ProviderBudget | None = None) -> None:
+        self._sessions, self.vault, self.budget = sessions, vault, budget
         self._transport, self._timeout = transport, timeout
         self._client_factory = client_factory or self._default_client
         clients = {slug: (app.client_id, app.client_secret.get_secret_value())
@@ -82,7 +84,16 @@ class VaultDriverProvider:
     @classmethod
     def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> VaultDriverProvider:
         """This process's provider: the vault from settings (raises CredentialKeyError without a usable key)."""
-        return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients)
+        pacing = settings.provider_budget
+        budget = ProviderBudget.from_url(settings.redis_url, tool_reserve=pacing.tool_reserve,
+                                         fallback_share=pacing.fallback_share) if pacing.enabled else None
+        return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients,
+                   budget=budget)
+
+    async def aclose(self) -> None:
+        """Close what the provider holds across calls (the budget's Redis pool)."""
+        if self.budget is not None:
+            await self.budget.aclose()
 
     def _default_client(self, base_url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=base_url, auth=auth, timeout=self._timeout, transport=self._transport)
@@ -117,6 +128,8 @@ class VaultDriverProvider:
         config = driver_config(tenant, credential)
         auth = self._auth(cls, config, credential, actor)
         async with self._client_factory(cls.api_base_url(config), auth) as client:
+            if self.budget is not None:  # the agent's tool calls first; lifecycles and erasures share the rest
+                attach(client, self.budget, tenant.tenant_id, cls, "tool" if actor.type == "tool" else "mirror")
             yield cls(client, config)
 
     def _auth(self, cls: type[BaseDriver], config: dict[str, Any], credential: Credential, actor: Actor

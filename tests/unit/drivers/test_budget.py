@@ -13,7 +13,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from drivers import errors
 from drivers.base import CrmObject
-from drivers.budget import BudgetedTransport, ProviderBudget
+from drivers.budget import ProviderBudget, attach
 from drivers.hubspot import HubSpotDriver
 from drivers.provider import RateLimit
 from sandboxes import hubspot as hubspot_sandbox
@@ -86,10 +86,10 @@ async def test_budgeted_mirror_calls_at_three_times_the_limit_never_meet_a_429(
     token = state.tokens.credentials().access_token
 
     def driver(priority: str) -> HubSpotDriver:
-        transport = BudgetedTransport(httpx.ASGITransport(app=app), budget, tenant, HubSpotDriver,
-                                      priority)  # type: ignore[arg-type]
-        return HubSpotDriver(httpx.AsyncClient(base_url="https://api.hubapi.com", transport=transport,
-                                               headers={"Authorization": f"Bearer {token}"}))
+        client = httpx.AsyncClient(base_url="https://api.hubapi.com", transport=httpx.ASGITransport(app=app),
+                                   headers={"Authorization": f"Bearer {token}"})
+        attach(client, budget, tenant, HubSpotDriver, priority)  # type: ignore[arg-type]
+        return HubSpotDriver(client)
 
     mirror = driver("mirror")
     outcomes = await asyncio.gather(*(mirror.create_record(CrmObject.DEAL, {"dealname": f"d{i}"}, f"k{i}")

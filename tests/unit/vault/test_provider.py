@@ -128,3 +128,23 @@ async def test_tenant_base_url_and_token_url_overrides_reach_a_loopback_sandbox(
         assert str(driver.client.base_url).rstrip("/") == url
         assert (await driver.test_connection()).ok
     assert state.calls["POST /oauth/v1/token"] == 1
+
+
+async def test_from_settings_paces_lifecycles_under_the_limit_and_leaves_the_tools_their_reserve(
+        settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    _, state, transport = sandbox("hubspot")
+    paced = settings.model_copy(update={"provider_budget": settings.provider_budget.model_copy(
+        update={"enabled": True, "tool_reserve": 0.5})})
+    built = VaultDriverProvider.from_settings(paced, sessions)
+    provider = VaultDriverProvider(sessions, make_vault(settings, sessions), transport=transport, budget=built.budget)
+    tenant = await connect_to_sandbox(provider.vault, sessions, state)
+    try:
+        async with provider.open(tenant, SYSTEM) as lifecycle:  # a system actor: the mirror's priority
+            outcomes = [await lifecycle.test_connection() for _ in range(51)]
+        async with provider.open(tenant, ACTOR) as tool:  # the agent's tool call still gets through
+            assert (await tool.test_connection()).ok
+    finally:
+        await built.aclose()
+    assert [o.ok for o in outcomes] == [True] * 50 + [False]  # half of HubSpot's 100 / 10 s is the mirror's
+    assert outcomes[-1].reason is not None and "rate_limited" in outcomes[-1].reason
+    assert state.calls["GET /crm/v3/objects/{object_type}"] == 51  # the refused call never reached HubSpot
