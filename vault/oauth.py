@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from drivers.auth import TokenSet
+from drivers.auth import TokenSet, json_or_empty
 from drivers.errors import AuthError, UnavailableError
 from drivers.provider import OAuthApp
 
@@ -63,18 +63,11 @@ async def exchange_code(http: httpx.AsyncClient, *, provider: str, token_url: st
         response = await http.post(token_url, data=form)
     except httpx.TransportError as exc:
         raise UnavailableError(f"token endpoint unreachable ({type(exc).__name__})", provider=provider) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
+    body = json_or_empty(response)
     if response.status_code >= 500:
         raise UnavailableError("token endpoint failed", provider=provider, status_code=response.status_code)
     if response.status_code != 200 or not body.get("access_token"):
         code_name = body.get("error")
         raise AuthError("authorization code refused", provider=provider, status_code=response.status_code,
                         provider_code=str(code_name) if code_name else None)
-    expires_in = body.get("expires_in")
-    return TokenSet(access_token=str(body["access_token"]), refresh_token=str(body.get("refresh_token") or ""),
-                    expires_in=int(expires_in) if expires_in is not None else None,
-                    instance_url=body.get("instance_url"))
+    return TokenSet.from_response(body)

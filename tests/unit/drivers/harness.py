@@ -18,6 +18,8 @@ from drivers.registry import get_driver_class
 from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
 from sandboxes.common import SandboxState
+from sandboxes.zoho import app as zoho_sandbox
+from sandboxes.zoho.state import KEY_FIELD as ZOHO_KEY
 
 
 class FaultTransport(httpx.AsyncBaseTransport):
@@ -51,6 +53,9 @@ class Harness:
     create_route: str  # the sandbox route whose lost response the idempotency test simulates
     records_with_key: Callable[[CrmObject, str], int]  # live sandbox records carrying an idempotency key
     extra: dict[str, Any] = field(default_factory=dict)
+    probe: CrmObject = CrmObject.DEAL  # a readable, creatable, deletable object for the error-path tests
+    keyed: CrmObject = CrmObject.LEAD  # the object the idempotent-create tests write
+    refused_code: str = "invalid_grant"  # the token endpoint's code for a revoked grant
 
     @property
     def token_calls(self) -> int:
@@ -195,7 +200,41 @@ async def salesforce() -> AsyncIterator[Harness]:
         yield harness
 
 
+# ----- issue 11: Zoho and athenahealth ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def zoho() -> AsyncIterator[Harness]:
+    app = zoho_sandbox.create_app()
+    state: Any = app.state.sandbox
+    modules = {CrmObject.CUSTOMER: "Contacts", CrmObject.LEAD: "Leads", CrmObject.DEAL: "Deals",
+               CrmObject.CASE: "Cases", CrmObject.NOTE: "Notes"}
+
+    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+        return {
+            CrmObject.CUSTOMER: {"First_Name": f"Ann{n}", "Last_Name": "Lee", "Email": f"ann{n}@example.com"},
+            CrmObject.LEAD: {"First_Name": f"Lou{n}", "Last_Name": "Park", "Company": "Acme"},
+            CrmObject.DEAL: {"Deal_Name": f"Deal {n}", "Stage": "Qualification", "Amount": 1000},
+            CrmObject.CASE: {"Subject": f"Case {n}", "Description": "Leaky tap", "Status": "New"},
+        }[obj]
+
+    async with _wire(
+        "zoho", app, "https://www.zohoapis.com", "/oauth/v2/token", {}, 3600,
+        seed=lambda obj, fields: str(state.add(modules[obj], fields)["id"]),
+        create_fields=create_fields,
+        customer_fields=lambda last, phone, email: {"First_Name": "Ann", "Last_Name": last, "Phone": phone,
+                                                    "Email": email},
+        update_field={CrmObject.CUSTOMER: "Title", CrmObject.DEAL: "Description", CrmObject.CASE: "Priority"},
+        text_field={CrmObject.CUSTOMER: "Last_Name", CrmObject.DEAL: "Deal_Name", CrmObject.CASE: "Subject"},
+        create_route="POST /crm/v8/{module}/upsert",
+        records_with_key=lambda obj, key: sum(1 for r in state.live(modules[obj]) if r.get(ZOHO_KEY) == key),
+        refused_code="invalid_code",  # Zoho answers a revoked refresh token with HTTP 200 {"error":"invalid_code"}
+    ) as harness:
+        yield harness
+
+
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "hubspot": hubspot,
     "salesforce": salesforce,
+    "zoho": zoho,
 }
