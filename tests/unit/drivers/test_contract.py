@@ -12,6 +12,7 @@ from drivers.base import CrmObject, batch_marker
 from drivers.registry import DRIVERS, PartnershipOnlyError, get_driver_class
 from tests.unit.drivers.harness import HARNESSES, Harness
 
+
 # (slug, object) pairs for the per-object tests: only objects the driver declares (athenahealth has no deals).
 def _pairs(*objects: CrmObject) -> list[tuple[str, CrmObject]]:
     return [(slug, obj) for slug in sorted(DRIVERS) for obj in objects
