@@ -24,7 +24,7 @@ DRIVERS: dict[str, str] = {
     "salesforce": "drivers.salesforce:SalesforceDriver",
     # issue 11: the OAuth family
     "zoho": "drivers.zoho:ZohoDriver",
-    # "athenahealth": "drivers.athenahealth:AthenahealthDriver",
+    "athenahealth": "drivers.athenahealth:AthenahealthDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

@@ -17,6 +17,7 @@ from drivers.base import BaseDriver, CrmObject
 from drivers.registry import get_driver_class
 from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
+from sandboxes.athenahealth import app as athena_sandbox
 from sandboxes.common import SandboxState
 from sandboxes.zoho import app as zoho_sandbox
 from sandboxes.zoho.state import KEY_FIELD as ZOHO_KEY
@@ -55,7 +56,9 @@ class Harness:
     extra: dict[str, Any] = field(default_factory=dict)
     probe: CrmObject = CrmObject.DEAL  # a readable, creatable, deletable object for the error-path tests
     keyed: CrmObject = CrmObject.LEAD  # the object the idempotent-create tests write
-    refused_code: str = "invalid_grant"  # the token endpoint's code for a revoked grant
+    refused_code: str = "invalid_grant"
+    deletable: bool = True  # False: delete_record raises DeleteUnsupportedError (athenahealth keeps patients)
+    record_urls: bool = True  # False: the provider has no web link for a record
 
     @property
     def token_calls(self) -> int:
@@ -233,8 +236,45 @@ async def zoho() -> AsyncIterator[Harness]:
         yield harness
 
 
+@asynccontextmanager
+async def athenahealth() -> AsyncIterator[Harness]:
+    app = athena_sandbox.create_app()
+    state: Any = app.state.sandbox
+    creds = state.tokens.credentials()
+    person = {"dob": "01/15/1985", "departmentid": "1"}
+
+    def seed(obj: CrmObject, fields: dict[str, Any]) -> str:
+        return str(state.add_patient(fields)["patientid"]) if obj is CrmObject.CUSTOMER else str(
+            state.add_slot(**fields)["appointmentid"])
+
+    def records_with_key(obj: CrmObject, key: str) -> int:
+        return sum(1 for p in state.patients.values() if any(
+            c["customfieldid"] == "9001" and c["customfieldvalue"] == key for c in p["customfields"]))
+
+    async with _wire(
+        "athenahealth", app, "https://api.preview.platform.athenahealth.com", "/oauth2/v1/token",
+        {"practice_id": state.practice_id, "environment": "preview"}, 3600,
+        secret={"auth": "token", "client_id": creds.client_id, "client_secret": creds.client_secret,
+                "access_token": creds.access_token},
+        seed=seed,
+        create_fields=lambda obj, n: {"firstname": f"Ann{n}", "lastname": "Lee",
+                                      "email": f"ann{n}@example.com"} | person,
+        customer_fields=lambda last, phone, email: {"firstname": "Ann", "lastname": last, "mobilephone": phone,
+                                                    "email": email} | person,
+        update_field={CrmObject.CUSTOMER: "city"},
+        text_field={CrmObject.CUSTOMER: "lastname"},
+        # The last step of a patient create (our key into the custom field) answered but lost.
+        create_route="PUT /v1/{practiceid}/patients/{patientid}/customfields",
+        records_with_key=records_with_key,
+        probe=CrmObject.CUSTOMER, keyed=CrmObject.CUSTOMER, refused_code="invalid_client", deletable=False,
+        record_urls=False,
+    ) as harness:
+        yield harness
+
+
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "hubspot": hubspot,
     "salesforce": salesforce,
     "zoho": zoho,
+    "athenahealth": athenahealth,
 }
