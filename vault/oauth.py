@@ -10,7 +10,6 @@ import base64
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -40,11 +39,9 @@ def code_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def authorize_url(meta: OAuthApp, config: dict[str, Any], *, client_id: str, redirect_uri: str, state: str,
+def authorize_url(meta: OAuthApp, base: str, *, client_id: str, redirect_uri: str, state: str,
                   code_verifier: str | None) -> str:
-    """The URL the operator's browser opens. Tenant settings may override it (`authorize_url`, dev sandboxes)."""
-    base = config.get("authorize_url") or (
-        meta.sandbox_authorize_url if config.get("is_sandbox") and meta.sandbox_authorize_url else meta.authorize_url)
+    """The URL the operator's browser opens: the driver's consent page for the tenant (`base`) with our query."""
     params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
               "scope": meta.scope_separator.join(meta.scopes), "state": state, **dict(meta.extra_params)}
     if code_verifier is not None:

@@ -61,9 +61,10 @@ class AthenaState(SandboxState):
 
     def add_slot(self, date: str = "12/01/2026", starttime: str = "09:00", **extra: Any) -> dict[str, Any]:
         """An open appointment slot (status "o"), as a practice's schedule template creates them."""
-        row: dict[str, Any] = {"appointmentid": str(next(self._slots)), "date": date, "starttime": starttime, "departmentid": "1",
-               "appointmentstatus": "o", "duration": 30, "appointmenttypeid": "82", "appointmenttype": "Consult",
-               "providerid": "71", "patientappointmenttypename": "Consult", "chargeentrynotrequired": False} | extra
+        row: dict[str, Any] = {"appointmentid": str(next(self._slots)), "date": date, "starttime": starttime,
+                               "departmentid": "1", "appointmentstatus": "o", "duration": 30,
+                               "appointmenttypeid": "82", "appointmenttype": "Consult", "providerid": "71",
+                                "patientappointmenttypename": "Consult", "chargeentrynotrequired": False} | extra
         self.appointments[row["appointmentid"]] = row
         self.touch(row)
         return row
