@@ -76,7 +76,7 @@ def create_app(state: ZohoState | None = None) -> Starlette:
                 items.append(success(existing, "record updated", action="update", duplicate_field=name))
             else:
                 items.append(success(st.add(module, values), "record added",
-                                     **({"action": "insert", "duplicate_field": None} if upsert_on else {})))
+                                     **({"action": "insert"} if upsert_on else {})))
         return items
 
     async def rows_of(request: Request) -> list[dict[str, Any]] | Response:

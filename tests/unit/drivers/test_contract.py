@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -310,3 +311,11 @@ async def test_errors_never_carry_customer_content(h: Harness) -> None:
         await h.driver.update_record(h.probe, created.external_id, {"secret_field_ann": "ann@example.com"})
     assert bad.value.status_code == 400 and bad.value.provider_code
     assert "ann" not in str(bad.value) and "secret" not in str(bad.value)
+
+
+async def test_fifty_concurrent_callers_after_expiry_make_one_token_call(h: Harness) -> None:
+    record_id = h.seed(h.probe, h.create_fields(h.probe, 1))
+    h.state.tokens.expire_all()
+    results = await asyncio.gather(*(h.driver.get_record(h.probe, record_id) for _ in range(50)))
+    assert {r.external_id for r in results} == {record_id}
+    assert h.token_calls == 1 and h.source.refresh_count == 1
