@@ -54,7 +54,7 @@ _SYSTEM = [("id", "Record Id", "bigint", False, True), ("Created_Time", "Created
            ("Owner", "Owner", "ownerlookup", False, False)]
 _KEYS = [(KEY_FIELD, "CRM-SoR Key", "text", False, False),
          (FINGERPRINT_FIELD, "CRM-SoR Fingerprint", "text", False, False)]
-OWNER = {"name": "Sandbox Admin", "id": "5725767000000411001", "email": "admin@sandbox.example"}
+OWNER = {"name": "Sandbox Admin", "id": "5725767000000411001", "email": "sandboxadmin@crmsb.com"}  # fits users.json pattern
 DEFAULTS = {"Deals": {"Stage": "Qualification"}, "Cases": {"Status": "New"}}
 
 

@@ -87,7 +87,7 @@ def field_definitions(module: str) -> list[dict[str, Any]]:
         {"api_name": name, "display_label": label, "field_label": label, "data_type": data_type,
          "json_type": "string", "system_mandatory": mandatory, "read_only": ro, "field_read_only": ro,
          "custom_field": name in (KEY_FIELD, FINGERPRINT_FIELD), "visible": True, "id": f"57257670000{n:08d}",
-         "unique": {"casesensitive": "false"} if name == KEY_FIELD else None,
+         "unique": {"casesensitive": "false"} if name == KEY_FIELD else {},
          "length": 255, "searchable": not ro}
         for n, (name, label, data_type, mandatory, ro) in enumerate(fields_of(module))
     ]
