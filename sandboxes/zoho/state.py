@@ -54,7 +54,8 @@ _SYSTEM = [("id", "Record Id", "bigint", False, True), ("Created_Time", "Created
            ("Owner", "Owner", "ownerlookup", False, False)]
 _KEYS = [(KEY_FIELD, "CRM-SoR Key", "text", False, False),
          (FINGERPRINT_FIELD, "CRM-SoR Fingerprint", "text", False, False)]
-OWNER = {"name": "Sandbox Admin", "id": "5725767000000411001", "email": "sandboxadmin@crmsb.com"}  # fits users.json pattern
+# The email fits users.json's (generated) pattern for Minified_User.email.
+OWNER = {"name": "Sandbox Admin", "id": "5725767000000411001", "email": "sandboxadmin@crmsb.com"}
 DEFAULTS = {"Deals": {"Stage": "Qualification"}, "Cases": {"Status": "New"}}
 
 
