@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from drivers import errors
-from drivers.athenahealth import AthenahealthCredentials
+from drivers.athenahealth import AthenahealthCredentials, AthenahealthDriver
 from drivers.base import CrmObject
 from sandboxes.athenahealth import app as athena_sandbox
 from tests.support.specs import provider_spec
@@ -113,3 +113,12 @@ async def test_sandbox_answers_have_the_recorded_shapes(fixture: str, path: str,
     shared = set(_shape(body)[0] if kind is list else _shape(body)) & set(_shape(recorded)[0] if kind is list
                                                                           else _shape(recorded))
     assert shared, "the answer shares no key with the recording"
+
+
+async def test_the_environment_picks_the_host() -> None:
+    assert AthenahealthDriver.api_base_url({"environment": "production"}) == "https://api.platform.athenahealth.com"
+    assert AthenahealthDriver.oauth_token_url({"environment": "preview"}) == (
+        "https://api.preview.platform.athenahealth.com/oauth2/v1/token")
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(errors.InvalidRequestError):
+            await AthenahealthDriver(client, {}).get_record(CrmObject.CUSTOMER, "1")  # no practice id: not /v1/None
