@@ -37,7 +37,7 @@ class ZohoDriver(ZohoAccount):
 
     API version: v8 (`/crm/v8/{Leads,Contacts,Deals,Cases,Notes}`, `/settings/fields`) on the account's data
     centre: the authorize redirect's `accounts-server` picks the token host (kept in settings), the token
-    response's `api_domain` the API host (US, EU, IN, AU, JP, CN, CA, SA, AE). Auth: OAuth2 authorization code
+    response's `api_domain` the API host (US, EU, IN, AU, JP, CN, CA, SA, AE, UK). Auth: OAuth2 authorization code
     with `Authorization: Zoho-oauthtoken …`; access tokens live 1 h, a refresh never rotates the refresh
     token, and the accounts server allows 10 access tokens per refresh token per 10 minutes (over it:
     "Access Denied", mapped to rate_limited so a refresh storm never marks the tenant for reconnect).
@@ -45,10 +45,11 @@ class ZohoDriver(ZohoAccount):
     require `fields`. Rate limits: 24-hour API credits per org plus a concurrency cap; over either, 429
     TOO_MANY_REQUESTS (Retry-After when sent, else config `limit_retry_after_seconds`, default 60).
 
-    Idempotent create: read by the external key field (`X-EXTERNAL: {Module}.Crm_Sor_Key`, not the search
-    index, which lags), then `/upsert` with `duplicate_check_fields` on it, the request fingerprint in
-    `Crm_Sor_Fingerprint`. Transcripts are Notes on the Contact, found again by their batch marker. Delete
-    moves to the Recycle Bin; `hard` also purges it there. Phone search uses `?phone=` (all phone fields).
+    Idempotent create: read by the key field (`X-EXTERNAL: {Module}.Crm_Sor_Key`, an External ID field our
+    installer adds: a consistent read, unlike the lagging search index), then `/upsert` with
+    `duplicate_check_fields` on it, the request fingerprint in `Crm_Sor_Fingerprint`. Transcripts are Notes on
+    the Contact, found again by their batch marker. Delete moves to the Recycle Bin; `hard` also purges it
+    there. Phone search uses `?phone=` (all phone fields).
     """
 
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(MODULES)

@@ -20,7 +20,8 @@ from drivers.provider import OAuthApp, RateLimit
 
 MODULES = {CrmObject.CUSTOMER: "Contacts", CrmObject.LEAD: "Leads", CrmObject.DEAL: "Deals",
            CrmObject.CASE: "Cases", CrmObject.NOTE: "Notes"}
-# Data centre -> (accounts server, API domain). multi-dc.html; CA and SA from the FSM refresh-token page.
+# Data centre -> (accounts server, API domain). multi-dc.html; CA and SA from the FSM refresh-token page; AE from
+# WorkDrive's multi-DC table (domain zoho.ae, www.zohoapis.ae); UK from ManageEngine's Zoho-accounts table.
 DATA_CENTRES: dict[str, tuple[str, str]] = {
     "us": ("https://accounts.zoho.com", "https://www.zohoapis.com"),
     "eu": ("https://accounts.zoho.eu", "https://www.zohoapis.eu"),
@@ -30,10 +31,11 @@ DATA_CENTRES: dict[str, tuple[str, str]] = {
     "cn": ("https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
     "ca": ("https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
     "sa": ("https://accounts.zoho.sa", "https://www.zohoapis.sa"),
+    "ae": ("https://accounts.zoho.ae", "https://www.zohoapis.ae"),
+    "uk": ("https://accounts.zoho.uk", "https://www.zohoapis.uk"),
 }
 ACCOUNTS_SERVERS = frozenset(a for a, _ in DATA_CENTRES.values())
-# The token response's api_domain may also name the UAE host (zohoapis.ae), listed by Zoho's multi-DC pages.
-API_DOMAINS = frozenset({*(d for _, d in DATA_CENTRES.values()), "https://www.zohoapis.ae"})
+API_DOMAINS = frozenset(d for _, d in DATA_CENTRES.values())
 _AUTH_CODES = {"INVALID_TOKEN", "AUTHENTICATION_FAILURE", "OAUTH_SCOPE_MISMATCH", "NO_PERMISSION"}
 _CONFLICT_CODES = {"DUPLICATE_DATA", "RECORD_LOCKED", "ALREADY_USED"}
 _LIMIT_CODES = {"TOO_MANY_REQUESTS", "LIMIT_REACHED"}

@@ -20,7 +20,7 @@ HOSTS: dict[str, str] = {}
 for _dc, _suffix, _accounts in (("us", "com", "zoho.com"), ("eu", "eu", "zoho.eu"), ("in", "in", "zoho.in"),
                                 ("au", "com.au", "zoho.com.au"), ("jp", "jp", "zoho.jp"),
                                 ("cn", "com.cn", "zoho.com.cn"), ("ca", "ca", "zohocloud.ca"),
-                                ("sa", "sa", "zoho.sa"), ("ae", "ae", "zoho.ae")):
+                                ("sa", "sa", "zoho.sa"), ("ae", "ae", "zoho.ae"), ("uk", "uk", "zoho.uk")):
     HOSTS[f"www.zohoapis.{_suffix}"] = HOSTS[f"zohoapis.{_suffix}"] = HOSTS[f"accounts.{_accounts}"] = _dc
 ACCOUNTS_OF = {dc: f"https://{host}" for host, dc in HOSTS.items() if host.startswith("accounts.")}
 API_OF = {dc: f"https://{host}" for host, dc in HOSTS.items() if host.startswith("www.")}

@@ -31,6 +31,8 @@ def test_hosts_follow_the_data_centre() -> None:
     sa = ZohoDriver.settings_from_tokens(TokenSet("a", "r", 3600, instance_url="https://www.zohoapis.sa"))
     assert ZohoDriver.api_base_url(sa) == "https://www.zohoapis.sa"
     assert ZohoDriver.api_base_url({"api_domain": "https://www.zohoapis.ae"}) == "https://www.zohoapis.ae"
+    uae = ZohoDriver.oauth_callback_settings({"location": "ae", "accounts-server": "https://accounts.zoho.ae"})
+    assert ZohoDriver.api_base_url(uae) == "https://www.zohoapis.ae"
     assert ZohoDriver.oauth_token_url({}) == "https://accounts.zoho.com/oauth/v2/token"
 
 
