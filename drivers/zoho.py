@@ -121,12 +121,8 @@ class ZohoDriver(ZohoAccount):
                             created=outcome.created)
 
     async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[UpsertOutcome]:
-        """Known ids go to one bulk update, new items to one `/upsert` keyed by the idempotency field.
-
-        A key that already exists is updated in place (`action: update`, created False); unlike the single
-        create, the batch cannot compare fingerprints first without a read per item, so the activities'
-        idempotency ledger is what catches a key reused with other fields.
-        """
+        """Known ids go to one bulk update; new items are read by key in one COQL query (a retried batch finds
+        what it wrote: replayed, or a ConflictError for other fields), the rest go to one `/upsert`."""
         obj = self._require(object)
         if len(items) > self.batch_size:
             raise InvalidRequestError(f"at most {self.batch_size} records per batch", provider=self.slug)
@@ -137,11 +133,21 @@ class ZohoDriver(ZohoAccount):
             rows = [dict(it.fields) | {"id": it.external_id} for _, it in updates]
             for (i, it), got in zip(updates, await self._write("PUT", obj, rows), strict=True):
                 outcomes[i] = got if got.error else UpsertOutcome(external_id=it.external_id, created=False)
-        if creates:
-            rows = [dict(it.fields) | {self._key_field: provider_key(it.idempotency_key),
-                                       self._fingerprint_field: request_fingerprint(obj, it.fields)}
-                    for _, it in creates]
-            for (i, _), got in zip(creates, await self._upsert(obj, rows), strict=True):
+        # Keys already written (a retried batch) are replayed or refused by fingerprint, never overwritten.
+        known = await self._keyed(obj, [provider_key(it.idempotency_key) for _, it in creates])
+        fresh: list[tuple[int, dict[str, Any]]] = []
+        for i, it in creates:
+            key, fingerprint = provider_key(it.idempotency_key), request_fingerprint(obj, it.fields)
+            if key not in known:
+                fresh.append((i, dict(it.fields) | {self._key_field: key, self._fingerprint_field: fingerprint}))
+                continue
+            try:
+                ensure_same_request(self.slug, known[key].get(self._fingerprint_field), fingerprint)
+                outcomes[i] = UpsertOutcome(external_id=str(known[key]["id"]), created=False)
+            except DriverError as exc:
+                outcomes[i] = UpsertOutcome(error=exc)
+        if fresh:
+            for (i, _), got in zip(fresh, await self._upsert(obj, [row for _, row in fresh]), strict=True):
                 outcomes[i] = got
         return [o for o in outcomes if o is not None]
 
@@ -223,42 +229,11 @@ class ZohoDriver(ZohoAccount):
         row: dict[str, Any] = body["data"][0]
         return row
 
-    async def _one(self, method: str, path: str, **kwargs: Any) -> None:
-        """A single-record write: its outcome is `data[0]`, with 400 when it failed."""
-        response = await self._request(method, path, accept={400}, **kwargs)
-        body = self._json(method, response)
-        items = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(items, list) or not items:
-            raise self._error_for(method, response)
-        self._raise_item(items[0])
-
     async def _by_key(self, obj: CrmObject, key: str) -> dict[str, Any] | None:
         try:
             return await self._get_row(obj, key, {"X-EXTERNAL": f"{MODULES[obj]}.{self._key_field}"})
         except NotFoundError:
             return None
-
-    async def _upsert(self, obj: CrmObject, rows: list[dict[str, Any]]) -> list[UpsertOutcome]:
-        return await self._write("POST", obj, rows, "/upsert", duplicate_check_fields=[self._key_field])
-
-    async def _write(self, method: str, obj: CrmObject, rows: list[dict[str, Any]], suffix: str = "",
-                     **extra: Any) -> list[UpsertOutcome]:
-        """One batch call; per-row outcomes from `data[]` (207/400 carry per-row errors, not one failure)."""
-        payload = {"data": rows, "trigger": [], **extra}
-        response = await self._request(method, f"/crm/v8/{MODULES[obj]}{suffix}", json=payload, accept={400})
-        body = self._json(method, response)
-        items = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(items, list) or len(items) != len(rows):  # a request-level error, not per-row results
-            raise self._error_for(method, response)
-        out = []
-        for item in items:
-            try:
-                self._raise_item(item)
-            except DriverError as exc:
-                out.append(UpsertOutcome(error=exc))
-                continue
-            out.append(UpsertOutcome(external_id=str(item["details"]["id"]), created=item.get("action") != "update"))
-        return out
 
     async def _note_with_marker(self, customer_id: str, marker: str) -> str | None:
         path = f"/crm/v8/Contacts/{quote(customer_id, safe='')}/Notes"

@@ -1,4 +1,5 @@
-"""Zoho CRM account facts shared by the driver: data centres, OAuth, documented limits and error codes.
+"""Zoho CRM account facts shared by the driver: data centres, OAuth, documented limits, error codes and the
+write/read plumbing under the verbs (per-row batch results, the COQL key read).
 
 Split from drivers/zoho.py (which holds the verbs) to keep both under the module size limit; `ZohoDriver` is
 the only subclass.
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from drivers.auth import TokenSet
-from drivers.base import BaseDriver, CrmObject
+from drivers.base import BaseDriver, CrmObject, UpsertOutcome
 from drivers.errors import AuthError, ConflictError, DriverError, InvalidRequestError, NotFoundError, RateLimitedError
 from drivers.provider import OAuthApp, RateLimit
 
@@ -149,6 +150,48 @@ class ZohoAccount(BaseDriver):
                              "in another data centre; reconnect the CRM", provider=self.slug,
                              status_code=error.status_code, provider_code=error.provider_code)
         return error
+
+    async def _one(self, method: str, path: str, **kwargs: Any) -> None:
+        """A single-record write: its outcome is `data[0]`, with 400 when it failed."""
+        response = await self._request(method, path, accept={400}, **kwargs)
+        body = self._json(method, response)
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            raise self._error_for(method, response)
+        self._raise_item(items[0])
+
+    async def _upsert(self, obj: CrmObject, rows: list[dict[str, Any]]) -> list[UpsertOutcome]:
+        return await self._write("POST", obj, rows, "/upsert", duplicate_check_fields=[self._key_field])
+
+    async def _write(self, method: str, obj: CrmObject, rows: list[dict[str, Any]], suffix: str = "",
+                     **extra: Any) -> list[UpsertOutcome]:
+        """One batch call; per-row outcomes from `data[]` (207/400 carry per-row errors, not one failure)."""
+        payload = {"data": rows, "trigger": [], **extra}
+        response = await self._request(method, f"/crm/v8/{MODULES[obj]}{suffix}", json=payload, accept={400})
+        body = self._json(method, response)
+        items = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(items, list) or len(items) != len(rows):  # a request-level error, not per-row results
+            raise self._error_for(method, response)
+        out = []
+        for item in items:
+            try:
+                self._raise_item(item)
+            except DriverError as exc:
+                out.append(UpsertOutcome(error=exc))
+                continue
+            out.append(UpsertOutcome(external_id=str(item["details"]["id"]), created=item.get("action") != "update"))
+        return out
+
+    async def _keyed(self, obj: CrmObject, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Live records holding any of `keys` in the key field: COQL, 50 values per `in` (keys are path-safe)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 50):
+            chunk = ", ".join(f"'{k}'" for k in keys[start:start + 50])
+            query = (f"select id, {self._key_field}, {self._fingerprint_field} from {MODULES[obj]} "
+                     f"where {self._key_field} in ({chunk}) limit 200")
+            body = await self._request_json("POST", "/crm/v8/coql", json={"select_query": query})
+            found |= {str(row[self._key_field]): row for row in (body or {}).get("data") or []}
+        return found
 
     def _raise_item(self, item: dict[str, Any]) -> None:
         if item.get("status") == "success":

@@ -204,12 +204,17 @@ def create_app(state: ZohoState | None = None) -> Starlette:
             return error(400, "INVALID_MODULE", "The module name given seems to be invalid", {"param_name": "module"})
         return JSONResponse({"fields": field_definitions(module)})
 
+    async def coql(request: Request) -> Response:
+        body = await request.json()
+        return search.coql(st, str(body.get("select_query") or "") if isinstance(body, dict) else "")
+
     async def users(request: Request) -> Response:
         return JSONResponse({"users": [OWNER | {"full_name": OWNER["name"], "status": "active"}],
                              "info": {"per_page": 200, "count": 1, "page": 1, "more_records": False}})
 
     api = [
         ("GET", f"{V8}/users", users),
+        ("POST", f"{V8}/coql", coql),
         ("GET", f"{V8}/settings/fields", fields),
         ("DELETE", f"{V8}/settings/recycle_bin/{{record_id}}", purge),
         ("GET", f"{V8}/{{module}}/search", search_records),

@@ -1,4 +1,5 @@
-"""Zoho search and paging for the sandbox: `/search?email=|phone=|word=` and `page`/`per_page`/`page_token`.
+"""Zoho search and paging for the sandbox: `/search?email=|phone=|word=`, `page`/`per_page`/`page_token`, and
+the COQL subset (`where … in (…)`) the driver's batch key read uses.
 
 Phone search looks at every phone field and ignores formatting (digits only); `word` matches any text field.
 Pages: `page` × `per_page` may reach 2,000 records, past that only `page_token` (issued in `info`) continues.
@@ -6,13 +7,14 @@ Pages: `page` × `per_page` may reach 2,000 records, past that only `page_token`
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandboxes.zoho.state import ZohoState
+from sandboxes.zoho.state import MODULES, ZohoState
 from sandboxes.zoho.wire import error, public
 
 _PHONE_FIELDS = ("Phone", "Mobile")
@@ -72,3 +74,30 @@ def paged(st: ZohoState, request: Request, rows: list[dict[str, Any]], names: li
         st.cursors[token] = (signature, start + size)
         info["next_page_token"] = token
     return JSONResponse({"data": [public(r, names) for r in chunk], "info": info})
+
+
+_COQL = re.compile(r"^\s*select\s+(?P<fields>[\w\s,$]+?)\s+from\s+(?P<module>\w+)\s+where\s+(?P<column>\w+)\s+"
+                   r"(?:in\s*\((?P<values>[^)]*)\)|=\s*'(?P<value>[^']*)')\s*(?:limit\s+(?P<limit>\d+))?\s*$",
+                   re.IGNORECASE)
+
+
+def coql(st: ZohoState, query: str) -> Response:
+    """The COQL subset drivers use: `select … from Module where Field in ('a', 'b') | = 'a' [limit n]`."""
+    match = _COQL.match(query or "")
+    if match is None:
+        return error(400, "SYNTAX_ERROR", "invalid query formed", {"clause": "where"})
+    module, column = match["module"], match["column"]
+    if module not in MODULES:
+        return error(400, "INVALID_QUERY", "invalid query formed", {"clause": "from"})
+    values = re.findall(r"'([^']*)'", match["values"]) if match["values"] is not None else [match["value"]]
+    if len(values) > 50:
+        return error(400, "LIMIT_EXCEEDED", "invalid query formed", {"clause": "where", "limit": 50})
+    limit = int(match["limit"] or 200)
+    if limit > 2000:
+        return error(400, "LIMIT_EXCEEDED", "invalid query formed", {"clause": "limit", "limit": 2000})
+    names = [f.strip() for f in match["fields"].split(",") if f.strip()]
+    hits = [r for r in st.live(module) if str(r.get(column)) in values][:limit]
+    if not hits:
+        return Response(status_code=204)
+    return JSONResponse({"data": [public(r, names) for r in hits],
+                         "info": {"count": len(hits), "more_records": False}})

@@ -20,7 +20,8 @@ from sandboxes.zoho import app as zoho_sandbox
 from tests.support.specs import provider_spec
 from tests.unit.drivers.harness import zoho as zoho_harness
 
-USERS_REF = "https://raw.githubusercontent.com/Zohocorp-Pvt-Ltd/crm-oas/refs/heads/main/v8.0/users.json"
+# Where the spec files point at each other (GitHub): resolved to the local copies, never the network.
+SPEC_BASE = "https://raw.githubusercontent.com/Zohocorp-Pvt-Ltd/crm-oas/refs/heads/main/v8.0/"
 
 
 def test_hosts_follow_the_data_centre() -> None:
@@ -88,14 +89,18 @@ async def test_upsert_many_is_one_call_per_kind_with_per_item_outcomes() -> None
                  UpsertItem("b-4", {"Last_Name": "Lee", "Company": "Beta"})]
         before = sum(h.state.calls.values())
         outcomes = await h.driver.upsert_many(CrmObject.LEAD, items)
-        assert sum(h.state.calls.values()) - before == 2  # one bulk update, one upsert
+        assert sum(h.state.calls.values()) - before == 3  # one bulk update, one COQL read by key, one upsert
         assert [o.ok for o in outcomes] == [True, False, True, True]
         assert isinstance(outcomes[1].error, errors.InvalidRequestError)
         assert outcomes[1].error.provider_code == "MANDATORY_NOT_FOUND"
         assert outcomes[0].created and outcomes[2].external_id == existing and not outcomes[2].created
-        again = await h.driver.upsert_many(CrmObject.LEAD, [items[0]])
+        upserts = h.state.calls["POST /crm/v8/{module}/upsert"]
+        again = await h.driver.upsert_many(CrmObject.LEAD, [items[0], UpsertItem("b-4", {"Last_Name": "Other"})])
         assert again[0].external_id == outcomes[0].external_id and not again[0].created
+        assert isinstance(again[1].error, errors.ConflictError)  # same key, other fields: refused, not overwritten
+        assert h.state.calls["POST /crm/v8/{module}/upsert"] == upserts  # nothing left to write
         assert h.records_with_key(CrmObject.LEAD, "b-1") == 1
+        assert h.state.find("Leads", outcomes[3].external_id)["Last_Name"] == "Lee"
         with pytest.raises(errors.InvalidRequestError):
             await h.driver.upsert_many(CrmObject.LEAD, [items[0]] * 101)
 
@@ -105,14 +110,13 @@ async def test_upsert_many_is_one_call_per_kind_with_per_item_outcomes() -> None
 
 def _validator(spec: str, schema: dict[str, Any]) -> Draft202012Validator:
     folder = provider_spec("zoho", "crm-oas-v8.0")
-    documents = {name: json.loads((folder / name).read_text()) for name in ("record.json", "users.json", spec)}
+    documents = {path.name: json.loads(path.read_text()) for path in folder.glob("*.json")}
     if spec == "fields.json":
         # fields.json lists all 75 keys of a field as required (generated, and no real answer carries them all):
         # every key the sandbox sends is still checked against its declared type.
         documents[spec]["components"]["schemas"]["fields"].pop("required", None)
-    # record.json points at users.json on GitHub: resolve it to the local copy, never the network.
     registry = Registry().with_resources([
-        (USERS_REF, Resource.opaque(documents["users.json"])),
+        *((f"{SPEC_BASE}{name}", Resource.opaque(doc)) for name, doc in documents.items()),
         *((f"urn:zoho:{name}", Resource.opaque(doc)) for name, doc in documents.items()),
     ])
     return Draft202012Validator(schema, registry=registry)  # its $refs are absolute (urn:zoho:…) already
@@ -175,6 +179,10 @@ async def test_sandbox_answers_match_the_zoho_openapi_files() -> None:
         _check("record.json", "/crm/v8/{module_api_name}/{id}", "put", bad.json(), error=True)
         found = await api.get("/crm/v8/Leads/search", params={"phone": "4155550100"})
         _check("module_search.json", "/crm/v8/{module}/search", "get", found.json())
+        keyed = await api.post("/crm/v8/coql", json={
+            "select_query": "select id, Crm_Sor_Key from Leads where Crm_Sor_Key in ('k1', 'k2') limit 200"})
+        assert [r["Crm_Sor_Key"] for r in keyed.json()["data"]] == ["k1"]
+        _check("coql.json", "/crm/v8/coql", "post", keyed.json())
         deleted = await api.delete(f"/crm/v8/Leads/{record_id}")
         _check("record.json", "/crm/v8/{module_api_name}/{id}", "delete", deleted.json())
         missing = await api.get("/crm/v8/Leads", params={"sort_by": "Modified_Time"})
