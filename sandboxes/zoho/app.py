@@ -185,7 +185,7 @@ def create_app(state: ZohoState | None = None) -> Starlette:
 
     @on_module
     async def search_records(request: Request, module: str) -> Response:
-        hits = search.matching(st.live(module), request)
+        hits = search.matching(st.indexed(module), request)
         if isinstance(hits, Response):
             return hits
         return search.paged(st, request, hits, wanted(request)) if hits else Response(status_code=204)

@@ -80,6 +80,7 @@ class ZohoState(SandboxState):
     grants: dict[str, list[float]] = field(default_factory=dict)  # refresh token -> access tokens issued (clock)
     cursors: dict[str, tuple[str, int]] = field(default_factory=dict)  # page token -> (query signature, offset)
     tokens_per_window: int = 10  # access tokens per refresh token per `token_window_seconds`
+    index_delay_seconds: float = 0.0  # search misses records younger than this (Zoho's indexing delay)
     token_window_seconds: float = 600.0
     _ids: count[int] = field(default_factory=lambda: count(524157))
 
@@ -91,7 +92,7 @@ class ZohoState(SandboxState):
         moment = self.now()
         row: dict[str, Any] = {"id": f"5725767{next(self._ids):012d}", "Owner": dict(OWNER),
                                "Created_Time": zoho_time(moment), "Created_By": dict(OWNER)}
-        row |= DEFAULTS.get(module, {}) | values
+        row |= DEFAULTS.get(module, {}) | values | {"_indexed_at": self.tokens.clock() + self.index_delay_seconds}
         self.records.setdefault(module, {})[row["id"]] = row
         self.touch(row, moment)
         return row
@@ -103,6 +104,11 @@ class ZohoState(SandboxState):
 
     def live(self, module: str) -> list[dict[str, Any]]:
         return [r for r in self.records.get(module, {}).values() if r["id"] not in self.recycle_bin]
+
+    def indexed(self, module: str) -> list[dict[str, Any]]:
+        """What the search index holds: live records older than the indexing delay."""
+        now = self.tokens.clock()
+        return [r for r in self.live(module) if r["_indexed_at"] <= now]
 
     def find(self, module: str, value: str, by: str = "id") -> dict[str, Any] | None:
         return next((r for r in self.live(module) if str(r.get(by)) == value), None)

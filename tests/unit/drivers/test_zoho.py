@@ -80,6 +80,19 @@ async def test_refresh_never_rotates_the_refresh_token() -> None:
         assert h.secret["refresh_token"] == before and h.token_calls == 1
 
 
+async def test_idempotent_create_does_not_depend_on_the_lagging_search_index() -> None:
+    async with zoho_harness() as h:
+        h.state.index_delay_seconds = 3600.0  # nothing new shows up in search for an hour
+        fields = {"First_Name": "Nadia", "Last_Name": "Aziz", "Email": "nadia@example.com"}
+        h.state.knobs.fail_after_next, h.state.knobs.fail_after_route = 1, h.create_route
+        with pytest.raises(errors.UnavailableError):
+            await h.driver.create_record(CrmObject.CUSTOMER, fields, "conv-3:customer")
+        retried = await h.driver.create_record(CrmObject.CUSTOMER, fields, "conv-3:customer")
+        assert not retried.created and h.records_with_key(CrmObject.CUSTOMER, "conv-3:customer") == 1
+        assert await h.driver.lookup_customer(email="nadia@example.com") is None  # search has not caught up
+        assert (await h.driver.lookup_customer(external_id=retried.external_id)) is not None
+
+
 async def test_upsert_many_is_one_call_per_kind_with_per_item_outcomes() -> None:
     async with zoho_harness() as h:
         existing = h.seed(CrmObject.LEAD, {"Last_Name": "Old", "Company": "Acme"})
