@@ -25,6 +25,7 @@ __all__ = [
     "OAuthTokenSource",
     "TokenSet",
     "TokenSource",
+    "json_or_empty",
 ]
 
 
@@ -104,8 +105,24 @@ class TokenSet:
     access_token: str
     refresh_token: str
     expires_in: int | None  # None for Salesforce, which never says
-    instance_url: str | None = None
+    instance_url: str | None = None  # the API host the token response names (`instance_url` or `api_domain`)
     rotated_refresh_token: bool = False
+
+    @classmethod
+    def from_response(cls, body: dict[str, Any], previous_refresh: str = "") -> TokenSet:
+        """Parse a token endpoint's JSON answer. `expires_in` may arrive as a string ("3600"): coerce it; the
+        API host comes as `instance_url` or `api_domain`; no refresh token in the answer keeps `previous_refresh`.
+        """
+        new_refresh = body.get("refresh_token")
+        expires_in = body.get("expires_in")
+        host = body.get("instance_url") or body.get("api_domain")
+        return cls(
+            access_token=str(body["access_token"]),
+            refresh_token=str(new_refresh or previous_refresh),
+            expires_in=int(float(expires_in)) if expires_in not in (None, "") else None,
+            instance_url=str(host) if host else None,
+            rotated_refresh_token=bool(new_refresh) and bool(previous_refresh) and new_refresh != previous_refresh,
+        )
 
 
 RotateHook = Callable[[TokenSet], Awaitable[None]]
@@ -220,7 +237,7 @@ class OAuthTokenSource(GrantTokenSource):
             raise UnavailableError(
                 f"token endpoint unreachable ({type(exc).__name__})", provider=self._provider
             ) from exc
-        body = _json_or_empty(response)
+        body = json_or_empty(response)
         if response.status_code >= 500:
             raise UnavailableError("token endpoint failed", provider=self._provider, status_code=response.status_code)
         if response.status_code != 200 or "access_token" not in body:
@@ -231,18 +248,11 @@ class OAuthTokenSource(GrantTokenSource):
                 status_code=response.status_code,
                 provider_code=str(code) if code else None,
             )
-        new_refresh = body.get("refresh_token")
-        expires_in = body.get("expires_in")
-        return TokenSet(
-            access_token=str(body["access_token"]),
-            refresh_token=str(new_refresh or self._refresh_token),
-            expires_in=int(expires_in) if expires_in is not None else None,
-            instance_url=body.get("instance_url"),
-            rotated_refresh_token=bool(new_refresh) and new_refresh != self._refresh_token,
-        )
+        return TokenSet.from_response(body, self._refresh_token)
 
 
-def _json_or_empty(response: httpx.Response) -> dict[str, Any]:
+def json_or_empty(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a (token) endpoint answered, or {} for anything else (HTML, a list, nothing)."""
     try:
         body = response.json()
     except ValueError:

@@ -7,7 +7,7 @@ never sleeps or retries: Temporal owns retries and reads `DriverError.retryable`
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -114,6 +114,37 @@ class BaseDriver(abc.ABC):
     def oauth_token_url(cls, config: Mapping[str, Any] | None = None) -> str | None:
         """The token endpoint for this tenant (`config["token_url"]` overrides, e.g. a sandbox)."""
         return (config or {}).get("token_url") or cls.token_url
+
+    @classmethod
+    def oauth_start_settings(cls, *, sandbox: bool | None) -> dict[str, Any]:
+        """Tenant settings the operator's OAuth start sets (default: `is_sandbox` where the provider has a
+        separate consent host for sandbox accounts)."""
+        if sandbox is None or cls.oauth is None or not cls.oauth.sandbox_authorize_url:
+            return {}
+        return {"is_sandbox": sandbox}
+
+    @classmethod
+    def oauth_authorize_url(cls, config: Mapping[str, Any]) -> str:
+        """The consent page for this tenant (`config["authorize_url"]` overrides, e.g. a dev sandbox)."""
+        if cls.oauth is None:
+            raise InvalidRequestError("the provider has no OAuth connect flow", provider=cls.slug)
+        if config.get("authorize_url"):
+            return str(config["authorize_url"])
+        if config.get("is_sandbox") and cls.oauth.sandbox_authorize_url:
+            return cls.oauth.sandbox_authorize_url
+        return cls.oauth.authorize_url
+
+    @classmethod
+    def oauth_callback_settings(cls, query: Mapping[str, str]) -> dict[str, Any]:
+        """Tenant settings the provider's redirect back to us carries besides code and state (e.g. which data
+        centre the account lives in); merged before the code exchange. Raise InvalidRequestError on a value
+        that must not be trusted. Default: none."""
+        return {}
+
+    @classmethod
+    def settings_from_tokens(cls, tokens: TokenSet) -> dict[str, Any]:
+        """Non-secret tenant settings a token response decides (e.g. the API host); merged on connect."""
+        return {}
 
     @classmethod
     def build_auth(cls, secret: Mapping[str, Any], config: Mapping[str, Any], tokens: TokenSourceFactory
@@ -326,8 +357,11 @@ class BaseDriver(abc.ABC):
             raise InvalidRequestError(f"object {object!s} is not supported", provider=self.slug)
         return canonical
 
-    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; map transport failures and error statuses to DriverError, once."""
+    async def _request(self, method: str, url: str, *, accept: Collection[int] = (), **kwargs: Any) -> httpx.Response:
+        """Send one request; map transport failures and error statuses to DriverError, once.
+
+        `accept` lists error statuses returned to the caller instead (a batch answering 400 with per-row results).
+        """
         try:
             response = await self.client.request(method, url, **kwargs)
         except httpx.TimeoutException as exc:
@@ -337,7 +371,8 @@ class BaseDriver(abc.ABC):
             raise UnavailableError(f"{type(exc).__name__} during {method}", provider=self.slug) from exc
         if response.status_code >= 400:
             await response.aread()
-            raise self._error_for(method, response)
+            if response.status_code not in accept:
+                raise self._error_for(method, response)
         return response
 
     async def _request_or_none(self, method: str, url: str, **kwargs: Any) -> httpx.Response | None:

@@ -22,6 +22,9 @@ __all__ = [
 DRIVERS: dict[str, str] = {
     "hubspot": "drivers.hubspot:HubSpotDriver",
     "salesforce": "drivers.salesforce:SalesforceDriver",
+    # issue 11: the OAuth family
+    "zoho": "drivers.zoho:ZohoDriver",
+    "athenahealth": "drivers.athenahealth:AthenahealthDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

@@ -178,8 +178,12 @@ def bearer(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def guarded(state: SandboxState, wire: Wire, method: str, path: str, handler: Handler) -> Route:
-    """Wrap an API handler with counting, latency, faults, auth and rate limits, in the provider's order."""
+def guarded(state: SandboxState, wire: Wire, method: str, path: str, handler: Handler, *,
+            token_of: Callable[[Request], str | None] = bearer) -> Route:
+    """Wrap an API handler with counting, latency, faults, auth and rate limits, in the provider's order.
+
+    `token_of` reads the access token from a request (default: `Authorization: Bearer …`); None is a 401.
+    """
     name = f"{method} {path}"
 
     async def endpoint(request: Request) -> Response:
@@ -190,7 +194,7 @@ def guarded(state: SandboxState, wire: Wire, method: str, path: str, handler: Ha
         if knobs.fail_next > 0:
             knobs.fail_next -= 1
             return wire.server_error(knobs.fail_status)
-        verdict = state.tokens.check(bearer(request))
+        verdict = state.tokens.check(token_of(request))
         if verdict != "ok":
             return wire.unauthorized(verdict)
         remaining = state.take_interval_budget()

@@ -71,9 +71,7 @@ class Connector:
             forms = "post credentials instead" if driver.credential_form else "it has no connect flow yet"
             raise ConnectError(400, "not-oauth", f"{tenant.provider} does not connect through OAuth; {forms}.")
         client = self._client(tenant.provider)
-        config = dict(tenant.settings)
-        if sandbox is not None and meta.sandbox_authorize_url:
-            config["is_sandbox"] = sandbox  # Salesforce sandbox orgs log in at test.salesforce.com
+        config = {**tenant.settings, **driver.oauth_start_settings(sandbox=sandbox)}  # e.g. a sandbox-org login host
         state, verifier = new_state(), new_code_verifier() if meta.pkce else None
         async with self._sessions() as session, session.begin():
             await session.execute(delete(OAuthState).where(OAuthState.created_at < utcnow() - timedelta(days=1)))
@@ -83,10 +81,14 @@ class Connector:
                 await session.execute(update(Tenant).where(Tenant.id == tenant_id).values(settings=config))
         await self._drivers.vault.audit.record(actor, tenant_id, "connect.oauth_start",
                                                {"provider": tenant.provider, "state": state_hash(state)[:12]})
-        return authorize_url(meta, config, client_id=client.client_id, redirect_uri=self.redirect_uri, state=state,
+        return authorize_url(meta, driver.oauth_authorize_url(config), client_id=client.client_id,
+                             redirect_uri=self.redirect_uri, state=state,
                              code_verifier=verifier)
 
-    async def finish_oauth(self, *, state: str | None, code: str | None, error: str | None) -> ConnectOutcome:
+    async def finish_oauth(self, *, state: str | None, code: str | None, error: str | None,
+                           extra: Mapping[str, str] | None = None) -> ConnectOutcome:
+        """Complete a connect from the provider's redirect; `extra` is the rest of its query (the driver's
+        `oauth_callback_settings` reads what it needs, e.g. the account's data centre)."""
         if not state:
             raise ConnectError(400, "invalid-callback", "The callback has no state parameter.")
         digest = state_hash(state)
@@ -102,7 +104,15 @@ class Connector:
         if tenant.provider != pending.provider:
             raise ConnectError(409, "provider-changed", "The tenant's provider changed during the connect flow.")
         client = self._client(tenant.provider)
-        token_url = get_driver_class(tenant.provider).oauth_token_url(tenant.settings)
+        driver = get_driver_class(tenant.provider)
+        try:
+            from_redirect = driver.oauth_callback_settings(extra or {})
+        except DriverError as exc:
+            raise ConnectError(400, "invalid-callback", "The callback names a host we do not trust.",
+                               exc.provider_code or exc.code) from None
+        if from_redirect:
+            tenant = await self._merge_settings(tenant, from_redirect)
+        token_url = driver.oauth_token_url(tenant.settings)
         if not token_url:
             raise ConnectError(400, "not-oauth", f"{tenant.provider} has no OAuth token endpoint.")
         try:
@@ -118,10 +128,17 @@ class Connector:
                                exc.provider_code or exc.code) from None
         if not tokens.refresh_token:
             raise ConnectError(400, "no-refresh-token", "The provider issued no refresh token.",
-                               "Grant offline access (e.g. Salesforce's refresh_token scope) and connect again.")
+                               "Grant offline access (the provider's offline or refresh scope) and connect again.")
+        try:
+            from_tokens = driver.settings_from_tokens(tokens)
+        except DriverError as exc:
+            raise ConnectError(400, "code-exchange-failed", "The token response names a host we do not trust.",
+                               exc.provider_code or exc.code) from None
+        if from_tokens:
+            tenant = await self._merge_settings(tenant, from_tokens)
         secret: dict[str, Any] = {"auth": "oauth2", "access_token": tokens.access_token,
                                   "refresh_token": tokens.refresh_token}
-        if tokens.instance_url:
+        if tokens.instance_url:  # the API host the token response named, kept with the tokens it came with
             secret["instance_url"] = tokens.instance_url
         expires_at = None if tokens.expires_in is None else utcnow() + timedelta(seconds=tokens.expires_in)
         stored = await self._drivers.vault.store(tenant.tenant_id, tenant.provider, secret, actor=actor,

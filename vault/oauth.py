@@ -10,12 +10,11 @@ import base64
 import hashlib
 import secrets
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from drivers.auth import TokenSet
+from drivers.auth import TokenSet, json_or_empty
 from drivers.errors import AuthError, UnavailableError
 from drivers.provider import OAuthApp
 
@@ -40,11 +39,9 @@ def code_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def authorize_url(meta: OAuthApp, config: dict[str, Any], *, client_id: str, redirect_uri: str, state: str,
+def authorize_url(meta: OAuthApp, base: str, *, client_id: str, redirect_uri: str, state: str,
                   code_verifier: str | None) -> str:
-    """The URL the operator's browser opens. Tenant settings may override it (`authorize_url`, dev sandboxes)."""
-    base = config.get("authorize_url") or (
-        meta.sandbox_authorize_url if config.get("is_sandbox") and meta.sandbox_authorize_url else meta.authorize_url)
+    """The URL the operator's browser opens: the driver's consent page for the tenant (`base`) with our query."""
     params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
               "scope": meta.scope_separator.join(meta.scopes), "state": state, **dict(meta.extra_params)}
     if code_verifier is not None:
@@ -63,18 +60,11 @@ async def exchange_code(http: httpx.AsyncClient, *, provider: str, token_url: st
         response = await http.post(token_url, data=form)
     except httpx.TransportError as exc:
         raise UnavailableError(f"token endpoint unreachable ({type(exc).__name__})", provider=provider) from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    body = body if isinstance(body, dict) else {}
+    body = json_or_empty(response)
     if response.status_code >= 500:
         raise UnavailableError("token endpoint failed", provider=provider, status_code=response.status_code)
     if response.status_code != 200 or not body.get("access_token"):
         code_name = body.get("error")
         raise AuthError("authorization code refused", provider=provider, status_code=response.status_code,
                         provider_code=str(code_name) if code_name else None)
-    expires_in = body.get("expires_in")
-    return TokenSet(access_token=str(body["access_token"]), refresh_token=str(body.get("refresh_token") or ""),
-                    expires_in=int(expires_in) if expires_in is not None else None,
-                    instance_url=body.get("instance_url"))
+    return TokenSet.from_response(body)

@@ -52,7 +52,7 @@ class TenantConfig:
 
 
 def driver_config(tenant: TenantConfig, credential: Credential) -> dict[str, Any]:
-    """The tenant's provider settings plus what the credential knows (Salesforce's instance_url).
+    """The tenant's provider settings plus what the credential knows (the API host its token response named).
 
     A setting pinned on the tenant (a dev sandbox URL) wins over the token response's.
     """

@@ -70,7 +70,8 @@ def _problem(exc: ConnectError) -> Problem:
 
 
 class OAuthStart(BaseModel):
-    """Optional body of the OAuth start: `sandbox` picks Salesforce's sandbox login host (test.salesforce.com)."""
+    """Optional body of the OAuth start: `sandbox` picks the provider's login host for sandbox accounts, where it
+    has one (the driver's `oauth_start_settings`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
     sandbox: bool | None = None
@@ -109,9 +110,10 @@ async def oauth_start(request: Request) -> JSONResponse:
 async def oauth_callback(request: Request) -> JSONResponse:
     """The provider's redirect back: exchange the code, store tokens encrypted, test, activate."""
     params = request.query_params
+    extra = {k: v[:512] for k, v in params.items() if k not in ("state", "code", "error")}
     try:
         outcome = await connector(request).finish_oauth(state=params.get("state"), code=params.get("code"),
-                                                        error=params.get("error"))
+                                                        error=params.get("error"), extra=extra)
     except ConnectError as exc:
         raise _problem(exc) from None
     return _outcome(outcome)

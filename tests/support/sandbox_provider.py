@@ -23,20 +23,25 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from drivers.auth import OAuth2Auth, OAuthTokenSource
+from drivers.auth import GrantTokenSource, TokenSet
 from drivers.base import BaseDriver
 from drivers.registry import get_driver_class
 from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
+from sandboxes.athenahealth import app as athena_sandbox
 from sandboxes.common import SandboxState
+from sandboxes.zoho import app as zoho_sandbox
 from store.models import Tenant
 from vault.connections import Actor
 
 SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
     "hubspot": hubspot_sandbox.create_app,
     "salesforce": salesforce_sandbox.create_app,
+    "zoho": zoho_sandbox.create_app,
+    "athenahealth": athena_sandbox.create_app,
 }
-TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token"}
+TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
+               "athenahealth": "/oauth2/v1/token"}
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
@@ -60,7 +65,8 @@ class SandboxDriverProvider:
         self._apps: dict[str, Starlette] = dict(apps or {})
         self._urls = dict(urls or {})
         self._wrap = wrap
-        self._sources: dict[uuid.UUID, OAuthTokenSource] = {}
+        self._sources: dict[uuid.UUID, GrantTokenSource] = {}
+        self._secrets: dict[uuid.UUID, dict[str, Any]] = {}
         self._token_http: dict[str, httpx.AsyncClient] = {}
         self.opened = 0
         self.actors: list[Actor] = []
@@ -103,17 +109,24 @@ class SandboxDriverProvider:
                 "refresh_token": creds.refresh_token, "access_token": creds.access_token}
 
     async def _source(self, tenant_id: uuid.UUID, cls: type[BaseDriver], config: dict[str, Any]
-                      ) -> OAuthTokenSource:
-        # One source per tenant, like the vault's: concurrent drivers share its single-flight refresh.
+                      ) -> GrantTokenSource:
+        # One source per tenant, like the vault's: concurrent drivers share its single-flight refresh, and the
+        # grant is the driver's own (`grant_token`: refresh token, client credentials…), as production does it.
         if tenant_id not in self._sources:
             slug = cls.slug
             if slug not in self._token_http:
                 self._token_http[slug] = httpx.AsyncClient(transport=self._transport(slug))
             creds = await self._credentials(slug)
-            self._sources[tenant_id] = OAuthTokenSource(
-                token_url=str(cls.oauth_token_url(config)), client_id=creds["client_id"],
-                client_secret=creds["client_secret"], refresh_token=creds["refresh_token"],
-                access_token=creds["access_token"], provider=slug, http=self._token_http[slug])
+            http = self._token_http[slug]
+            client = (creds["client_id"], creds["client_secret"])
+            blob = self._secrets[tenant_id] = {"auth": "oauth2" if cls.oauth else "token", **creds}
+
+            async def grant() -> TokenSet:
+                tokens = await cls.grant_token(http, blob, config, client)
+                blob["access_token"] = tokens.access_token
+                return tokens
+
+            self._sources[tenant_id] = GrantTokenSource(grant, access_token=creds["access_token"])
         return self._sources[tenant_id]
 
     @asynccontextmanager
@@ -127,8 +140,9 @@ class SandboxDriverProvider:
         source = await self._source(tenant_id, cls, config)
         self.opened += 1
         self.actors.append(actor)
+        auth = cls.build_auth(self._secrets[tenant_id], config, lambda: source)
         async with httpx.AsyncClient(base_url=cls.api_base_url(config), transport=self._transport(cls.slug),
-                                     auth=OAuth2Auth(source)) as client:
+                                     auth=auth) as client:
             yield cls(client, config)
 
     async def aclose(self) -> None:

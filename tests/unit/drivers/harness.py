@@ -17,7 +17,10 @@ from drivers.base import BaseDriver, CrmObject
 from drivers.registry import get_driver_class
 from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
+from sandboxes.athenahealth import app as athena_sandbox
 from sandboxes.common import SandboxState
+from sandboxes.zoho import app as zoho_sandbox
+from sandboxes.zoho.state import KEY_FIELD as ZOHO_KEY
 
 
 class FaultTransport(httpx.AsyncBaseTransport):
@@ -51,6 +54,11 @@ class Harness:
     create_route: str  # the sandbox route whose lost response the idempotency test simulates
     records_with_key: Callable[[CrmObject, str], int]  # live sandbox records carrying an idempotency key
     extra: dict[str, Any] = field(default_factory=dict)
+    probe: CrmObject = CrmObject.DEAL  # a readable, creatable, deletable object for the error-path tests
+    keyed: CrmObject = CrmObject.LEAD  # the object the idempotent-create tests write
+    refused_code: str = "invalid_grant"
+    deletable: bool = True  # False: delete_record raises DeleteUnsupportedError (athenahealth keeps patients)
+    record_urls: bool = True  # False: the provider has no web link for a record
 
     @property
     def token_calls(self) -> int:
@@ -195,7 +203,78 @@ async def salesforce() -> AsyncIterator[Harness]:
         yield harness
 
 
+# ----- issue 11: Zoho and athenahealth ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def zoho() -> AsyncIterator[Harness]:
+    app = zoho_sandbox.create_app()
+    state: Any = app.state.sandbox
+    modules = {CrmObject.CUSTOMER: "Contacts", CrmObject.LEAD: "Leads", CrmObject.DEAL: "Deals",
+               CrmObject.CASE: "Cases", CrmObject.NOTE: "Notes"}
+
+    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+        return {
+            CrmObject.CUSTOMER: {"First_Name": f"Ann{n}", "Last_Name": "Lee", "Email": f"ann{n}@example.com"},
+            CrmObject.LEAD: {"First_Name": f"Lou{n}", "Last_Name": "Park", "Company": "Acme"},
+            CrmObject.DEAL: {"Deal_Name": f"Deal {n}", "Stage": "Qualification", "Amount": 1000},
+            CrmObject.CASE: {"Subject": f"Case {n}", "Description": "Leaky tap", "Status": "New"},
+        }[obj]
+
+    async with _wire(
+        "zoho", app, "https://www.zohoapis.com", "/oauth/v2/token", {}, 3600,
+        seed=lambda obj, fields: str(state.add(modules[obj], fields)["id"]),
+        create_fields=create_fields,
+        customer_fields=lambda last, phone, email: {"First_Name": "Ann", "Last_Name": last, "Phone": phone,
+                                                    "Email": email},
+        update_field={CrmObject.CUSTOMER: "Title", CrmObject.DEAL: "Description", CrmObject.CASE: "Priority"},
+        text_field={CrmObject.CUSTOMER: "Last_Name", CrmObject.DEAL: "Deal_Name", CrmObject.CASE: "Subject"},
+        create_route="POST /crm/v8/{module}/upsert",
+        records_with_key=lambda obj, key: sum(1 for r in state.live(modules[obj]) if r.get(ZOHO_KEY) == key),
+        refused_code="invalid_code",  # Zoho answers a revoked refresh token with HTTP 200 {"error":"invalid_code"}
+    ) as harness:
+        yield harness
+
+
+@asynccontextmanager
+async def athenahealth() -> AsyncIterator[Harness]:
+    app = athena_sandbox.create_app()
+    state: Any = app.state.sandbox
+    creds = state.tokens.credentials()
+    person = {"dob": "01/15/1985", "departmentid": "1"}
+
+    def seed(obj: CrmObject, fields: dict[str, Any]) -> str:
+        return str(state.add_patient(fields)["patientid"]) if obj is CrmObject.CUSTOMER else str(
+            state.add_slot(**fields)["appointmentid"])
+
+    def records_with_key(obj: CrmObject, key: str) -> int:
+        return sum(1 for p in state.patients.values() if any(
+            c["customfieldid"] == "9001" and c["customfieldvalue"] == key for c in p["customfields"]))
+
+    async with _wire(
+        "athenahealth", app, "https://api.preview.platform.athenahealth.com", "/oauth2/v1/token",
+        {"practice_id": state.practice_id, "environment": "preview"}, 3600,
+        secret={"auth": "token", "client_id": creds.client_id, "client_secret": creds.client_secret,
+                "access_token": creds.access_token},
+        seed=seed,
+        create_fields=lambda obj, n: {"firstname": f"Ann{n}", "lastname": "Lee",
+                                      "email": f"ann{n}@example.com"} | person,
+        customer_fields=lambda last, phone, email: {"firstname": "Ann", "lastname": last, "mobilephone": phone,
+                                                    "email": email} | person,
+        update_field={CrmObject.CUSTOMER: "city"},
+        text_field={CrmObject.CUSTOMER: "lastname"},
+        # The last step of a patient create (our key into the custom field) answered but lost.
+        create_route="PUT /v1/{practiceid}/patients/{patientid}/customfields",
+        records_with_key=records_with_key,
+        probe=CrmObject.CUSTOMER, keyed=CrmObject.CUSTOMER, refused_code="invalid_client", deletable=False,
+        record_urls=False,
+    ) as harness:
+        yield harness
+
+
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "hubspot": hubspot,
     "salesforce": salesforce,
+    "zoho": zoho,
+    "athenahealth": athenahealth,
 }

@@ -94,7 +94,8 @@ def test_unknown_slug_lists_the_drivers() -> None:
         registry.get_driver_class("pipedrive")
 
 
-def test_planned_slug_says_its_driver_is_not_built() -> None:
+def test_planned_slug_says_its_driver_is_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(registry.DRIVERS, "zoho", raising=False)  # every known slug may have a driver by now
     with pytest.raises(registry.UnknownProviderError, match="'zoho' is a known provider whose driver is not built"):
         registry.get_driver_class("zoho")
     assert set(registry.DRIVERS) <= set(registry.KNOWN_SLUGS) and len(registry.KNOWN_SLUGS) == 10

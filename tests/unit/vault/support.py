@@ -22,7 +22,9 @@ from starlette.applications import Starlette
 
 from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
+from sandboxes.athenahealth import app as athena_sandbox
 from sandboxes.common import SandboxState
+from sandboxes.zoho import app as zoho_sandbox
 from settings import KmsSettings, Settings
 from store.models import Tenant
 from tests.support import databases
@@ -105,7 +107,9 @@ async def connect_to_sandbox(vault: CredentialVault, sessions: async_sessionmake
 
 
 def sandbox(slug: str) -> tuple[Starlette, SandboxState, httpx.ASGITransport]:
-    app = hubspot_sandbox.create_app() if slug == "hubspot" else salesforce_sandbox.create_app()
+    apps = {"hubspot": hubspot_sandbox.create_app, "salesforce": salesforce_sandbox.create_app,
+            "zoho": zoho_sandbox.create_app, "athenahealth": athena_sandbox.create_app}
+    app = apps[slug]()
     return app, app.state.sandbox, httpx.ASGITransport(app=app)
 
 

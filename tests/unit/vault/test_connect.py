@@ -286,3 +286,54 @@ async def test_an_unconfigured_oauth_app_is_a_503_problem(settings: Settings, en
         response = await api.post(f"/api/operator/tenants/{tenant}/connect/oauth/start", headers=operator(settings))
     assert response.status_code == 503 and response.json()["type"].endswith("/oauth-not-configured")
     assert "CRM_OAUTH_CLIENTS__HUBSPOT__CLIENT_ID" in response.json()["detail"]
+
+
+# ----- issue 11: Zoho's data centres through the OAuth flow, athenahealth through the form ---------------
+
+
+@pytest.mark.parametrize(("dc", "accounts", "api"), [("eu", "accounts.zoho.eu", "www.zohoapis.eu"),
+                                                      ("sa", "accounts.zoho.sa", "www.zohoapis.sa")])
+async def test_zoho_connects_on_the_data_centre_the_redirect_names(
+        dc: str, accounts: str, api: str, settings: Settings, engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with make_stack("zoho", settings, engine, sessions) as stack:
+        stack.state.user_dc = dc  # type: ignore[attr-defined]
+        tenant = await make_tenant(sessions, "zoho", status="pending")
+        got = await start(stack, tenant)
+        assert urlsplit(got["authorize"][0]).netloc == "accounts.zoho.com" and got["location"] == [dc]
+        query = {k: v[0] for k, v in got.items() if k != "authorize"}
+        response = await callback(stack, query)
+        assert response.status_code == 200 and response.json()["status"] == "active", response.text
+        assert stack.token_urls == [f"https://{accounts}/oauth/v2/token"]
+        row = await tenant_row(sessions, tenant)
+        assert row.settings["accounts_server"] == f"https://{accounts}" and row.settings["api_domain"] == f"https://{api}"
+        assert stack.state.calls["GET /crm/v8/users"] == 1  # test_connection ran on that DC's API host
+
+
+async def test_zoho_callback_refuses_an_untrusted_accounts_server(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with make_stack("zoho", settings, engine, sessions) as stack:
+        tenant = await make_tenant(sessions, "zoho", status="pending")
+        got = await start(stack, tenant)
+        query = {k: v[0] for k, v in got.items() if k != "authorize"} | {"accounts-server": "https://evil.example"}
+        response = await callback(stack, query)
+        assert response.status_code == 400 and response.json()["type"].endswith("/invalid-callback")
+        assert stack.token_urls == []  # neither the code nor our client secret left for that host
+
+
+async def test_athenahealth_connects_with_the_form(settings: Settings, engine: AsyncEngine,
+                                                   sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with make_stack("athenahealth", settings, engine, sessions) as stack:
+        tenant = await make_tenant(sessions, "athenahealth", status="pending")
+        url = f"/api/operator/tenants/{tenant}/connect/credentials"
+        tokens = stack.state.tokens
+        body = {"client_id": tokens.client_id, "client_secret": tokens.client_secret, "practice_id": "195900",
+                "environment": "preview"}
+        wrong = await stack.api.post(url, json=body | {"practice_id": "1"}, headers=operator(stack.settings))
+        assert wrong.json()["status"] == "pending" and "not_found" in wrong.json()["reason"]
+        good = await stack.api.post(url, json=body, headers=operator(stack.settings))
+        assert good.json()["status"] == "active", good.text
+        row = await tenant_row(sessions, tenant)
+        assert row.settings["practice_id"] == "195900" and row.settings["environment"] == "preview"
+        assert stack.token_urls[-1] == "https://api.preview.platform.athenahealth.com/oauth2/v1/token"
+        assert "client_secret" not in good.text and tokens.client_secret not in good.text
