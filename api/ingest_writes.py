@@ -78,11 +78,16 @@ async def insert(session: AsyncSession, row: ContentRow, table: str) -> None:
     await outbox.insert_with_intent(session, type(row), values, "create")
 
 
-async def update(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID,
-                 values: dict[str, Any]) -> None:
-    """The change, the row set back to pending (so no purge can drop it), and its `update` intent."""
-    await content.touch_pending(session, table, tenant_id, row_id, values)
-    await outbox.add(session, [outbox.intent_values(tenant_id, table, row_id, "update")])
+async def update(session: AsyncSession, table: str, tenant_id: uuid.UUID, row: ContentRow,
+                 values: dict[str, Any]) -> bool:
+    """The change, the row set back to pending (so no purge can drop it), and its `update` intent; False (and
+    nothing written: no CRM write, no new retention window) when the values are what the row already holds."""
+    changes = {key: value for key, value in values.items() if getattr(row, key) != value}
+    if not changes:
+        return False
+    await content.touch_pending(session, table, tenant_id, row.id, changes)
+    await outbox.add(session, [outbox.intent_values(tenant_id, table, row.id, "update")])
+    return True
 
 
 async def new_customer(session: AsyncSession, tenant_id: uuid.UUID, body: CustomerIn) -> tuple[Customer, bool]:
@@ -178,7 +183,7 @@ async def set_qualification(session: AsyncSession, tenant_id: uuid.UUID, lead_id
                                  sync_attempts=0)
         await insert(session, row, "qualification_states")
         return row.id
-    await update(session, "qualification_states", tenant_id, current.id,
+    await update(session, "qualification_states", tenant_id, current,
                  {"stage": body.stage, "score": body.score, "answers": merged(current.answers, body.answers)})
     return current.id
 

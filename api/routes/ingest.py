@@ -73,9 +73,11 @@ def _accepted(row: ContentRow, table: str, created: bool, tenant_id: uuid.UUID, 
     return JSONResponse(body, status_code=201 if created else 200)
 
 
-def _updated(table: str, tenant_id: uuid.UUID, row_id: uuid.UUID) -> JSONResponse:
-    return JSONResponse({"id": str(row_id), "table": table, "sync_state": "pending",
-                         "workflow_id": workflow_id(tenant_id, table, row_id)}, status_code=202)
+def _updated(table: str, tenant_id: uuid.UUID, row: ContentRow, changed: bool) -> JSONResponse:
+    """202 when the change was accepted for the CRM; 200 with `changed: false` when there was nothing to change."""
+    return JSONResponse({"id": str(row.id), "table": table, "changed": changed,
+                         "sync_state": "pending" if changed else row.sync_state,
+                         "workflow_id": workflow_id(tenant_id, table, row.id)}, status_code=202 if changed else 200)
 
 
 def _row_id(request: Request) -> uuid.UUID:
@@ -112,8 +114,8 @@ async def patch_customer(request: Request) -> JSONResponse:
     async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
         row = await writes.require_row(session, Customer, tenant_id, row_id, what="customer", status=404)
         values = body.model_dump(exclude_unset=True, exclude={"fields"}) | {"fields": merged(row.fields, body.fields)}
-        await writes.update(session, "customers", tenant_id, row_id, values)
-        return _updated("customers", tenant_id, row_id)
+        changed = await writes.update(session, "customers", tenant_id, row, values)
+        return _updated("customers", tenant_id, row, changed)
 
     return await _commit(request, write)
 
@@ -146,9 +148,9 @@ async def patch_conversation(request: Request) -> JSONResponse:
     body, row_id = await _body(request, ConversationPatch), _row_id(request)
 
     async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
-        await writes.require_row(session, Conversation, tenant_id, row_id, what="conversation", status=404)
-        await writes.update(session, "conversations", tenant_id, row_id, body.model_dump(exclude_unset=True))
-        return _updated("conversations", tenant_id, row_id)
+        row = await writes.require_row(session, Conversation, tenant_id, row_id, what="conversation", status=404)
+        changed = await writes.update(session, "conversations", tenant_id, row, body.model_dump(exclude_unset=True))
+        return _updated("conversations", tenant_id, row, changed)
 
     return await _commit(request, write)
 
@@ -175,10 +177,11 @@ async def patch_lead(request: Request) -> JSONResponse:
         values: dict[str, Any] = {"fields": merged(row.fields, body.fields)}
         if body.status is not None:
             values["status"] = body.status
-        await writes.update(session, "leads", tenant_id, row_id, values)
+        changed = await writes.update(session, "leads", tenant_id, row, values)
         if body.qualification is not None:
             await writes.set_qualification(session, tenant_id, row_id, body.qualification)
-        return _updated("leads", tenant_id, row_id)
+            changed = True
+        return _updated("leads", tenant_id, row, changed)
 
     return await _commit(request, write)
 

@@ -107,7 +107,12 @@ async def test_retries_are_idempotent_and_updates_queue_intents(
         patched = await api.patch(f"/api/agent/customers/{customer_id}", json={"fields": {"city": "Vienna"}})
         assert patched.status_code == 202
         summary = await api.patch(f"/api/agent/conversations/{conversation_id}", json={"summary": "wants a loft"})
-        assert summary.status_code == 202
+        assert summary.status_code == 202 and summary.json()["changed"] is True
+        # Nothing to change: said so, and nothing is written (no CRM write, no new retention window).
+        empty = await api.patch(f"/api/agent/conversations/{conversation_id}", json={})
+        same = await api.patch(f"/api/agent/customers/{customer_id}", json={"fields": {"city": "Vienna"}})
+        assert (empty.status_code, empty.json()["changed"], same.status_code, same.json()["changed"]) == \
+            (200, False, 200, False)
         status = (await api.get(f"/api/agent/records/customers/{customer_id}")).json()
         assert status["sync_state"] == "pending" and status["crm_external_id"] is None
     assert await _outbox(sessions, tenant) == [
