@@ -126,6 +126,8 @@ class MirrorActivities(LifecycleActivityBase):
                 external_id = await execute(self._sessions, driver, input.tenant_id, plan, key, row.updated_at)
         except EXPECTED as exc:
             await self._failed(input.tenant_id, input.table, [input.row_id], exc)
+            if isinstance(exc, crm_plan.DependencyPendingError):
+                return MirrorRecordResult(outcome="waiting")  # the workflow waits for the wake, not a backoff
             raise as_application_error(exc) from None
         synced_at = self._clock()
         async with self._sessions() as session, session.begin():

@@ -72,6 +72,8 @@ class TranscriptActivities(LifecycleActivityBase):
             note_id = await self._write(input, conversation, customer, batch)
         except EXPECTED as exc:
             await self._failed(tenant, "conversations", [conversation_id], exc)
+            if isinstance(exc, DependencyPendingError):
+                return SyncTranscriptResult(outcome="waiting")  # woken when the customer syncs
             raise as_application_error(exc) from None
         now = self._clock()
         async with self._sessions() as session, session.begin():

@@ -42,7 +42,7 @@ from workflows.types import (
 )
 
 SWEEP_SCHEDULE_ID = "crm-sor-sweep"
-SIGNALS = {"update": "changed", "redrive": "redrive", "wake": "redrive", "append": "messages_added"}
+SIGNALS = {"update": "changed", "redrive": "redrive", "wake": "dependency_synced", "append": "messages_added"}
 
 
 def workflow_id(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID) -> str:

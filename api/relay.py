@@ -15,6 +15,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -24,7 +25,7 @@ from api.context import AppContext
 from api.lifecycle import SIGNALS, Delivery, LifecycleOptions, deliver
 from store import outbox
 from store.models import Message, Tenant
-from workflows.types import RecordChanged, Redrive
+from workflows.types import DependencySynced, RecordChanged, Redrive
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +159,8 @@ def _add_signal(delivery: Delivery, intent: outbox.Intent) -> None:
     if name == "messages_added":
         delivery.message_ids.append(intent.row_id)
     elif all(existing != name for existing, _ in delivery.signals):
-        signal = (RecordChanged(outbox_id=intent.id) if name == "changed"
-                  else Redrive(requested_by="dependency" if intent.op == "wake" else None))
+        signal: Any = {"changed": RecordChanged(outbox_id=intent.id), "redrive": Redrive(),
+                       "dependency_synced": DependencySynced(table=intent.table_name)}[name]
         delivery.signals.append((name, signal))
 
 

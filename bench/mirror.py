@@ -30,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
+from api.relay import running  # noqa: E402
 from bench.common import database_url  # noqa: E402
 from settings import Settings  # noqa: E402
 from store import content  # noqa: E402
@@ -73,9 +74,8 @@ async def mirror(env: WorkflowEnvironment, url: str, conversations: int, per: in
             assert response.status_code == 201, response.text
     total = conversations * per
     hubspot = drivers.state("hubspot")
-    async with lifecycle_worker(env.client, sessions, drivers, queue):
+    async with lifecycle_worker(env.client, sessions, drivers, queue), running(relay):  # as in an API process
         start = time.perf_counter()
-        await relay.drain()
         while True:
             async with sessions() as session:
                 synced = await session.scalar(select(func.count()).select_from(Message).where(

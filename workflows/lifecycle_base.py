@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.mirror import MirrorActivities
     from activities.types import IncidentInput
     from workflows import search_attributes as sa
-    from workflows.types import ConnectionFixed, LifecyclePolicy, RecordChanged, Redrive
+    from workflows.types import ConnectionFixed, DependencySynced, LifecyclePolicy, RecordChanged, Redrive
 
 T = TypeVar("T")
 
@@ -53,6 +53,7 @@ class LifecycleBase:
         self._escalate_at: datetime | None = None
         self._incident_open = False
         self._crm_writes = 0
+        self._dependency_synced = False
 
     @workflow.signal
     def changed(self, signal: RecordChanged) -> None:
@@ -65,6 +66,10 @@ class LifecycleBase:
     @workflow.signal
     def connection_fixed(self, signal: ConnectionFixed) -> None:
         self._fixed = True
+
+    @workflow.signal
+    def dependency_synced(self, signal: DependencySynced) -> None:
+        self._dependency_synced = True
 
     @workflow.query
     def sync_state(self) -> str:
@@ -123,6 +128,9 @@ class LifecycleBase:
                     continue
                 await self._wait_blocked(failure_type(error), ids, policy)
                 continue
+            if getattr(result, "outcome", None) == "waiting":  # the row it hangs off is not in the CRM yet
+                await self._wait_for_dependency(ids, policy)
+                continue
             self._escalate_at, self._incident_open = None, False
             return result
 
@@ -138,6 +146,18 @@ class LifecycleBase:
             await self._until(lambda: self._redrive or self._fixed, self._deadline(look_again))
             await self._escalate_if_due(ids)
         self._set_state("escalated" if self._incident_open else previous or "pending")
+
+    async def _wait_for_dependency(self, ids: IncidentInput, policy: LifecyclePolicy) -> None:
+        """Wait until the dependency syncs (signal), or a change, a redrive, or the next slow look — without
+        spending CRM retries or cancelling anything: the attempt has ended."""
+        def woken() -> bool:
+            return self._dependency_synced or self._redrive or self._changed
+
+        look_again = workflow.now() + policy.dependency_poll
+        while not woken() and workflow.now() < look_again:
+            await self._until(woken, self._deadline(look_again))
+            await self._escalate_if_due(ids)
+        self._dependency_synced = False
 
     async def _drained(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)

@@ -23,6 +23,8 @@ class LifecyclePolicy(_Model):
     first_backoff: timedelta = timedelta(seconds=2)
     max_backoff: timedelta = timedelta(minutes=10)  # the capped backoff between CRM attempts
     blocked_poll: timedelta = timedelta(minutes=15)  # auth_error / invalid data: look again this often
+    # Waiting for a customer/lead to reach the CRM: woken by `dependency_synced`; look again this often anyway.
+    dependency_poll: timedelta = timedelta(minutes=5)
     # One CRM write attempt: a few driver calls, each bounded by the driver's HTTP timeouts (15 s read, 5 s
     # connect). The heartbeat timeout is what notices a killed worker: its write is retried within seconds.
     crm_timeout: timedelta = timedelta(seconds=60)
@@ -83,6 +85,12 @@ class ConnectionFixed(_Model):
     """Signal `connection_fixed`: the tenant's CRM connection works again; stop waiting on auth_error."""
 
     tenant_id: uuid.UUID | None = None
+
+
+class DependencySynced(_Model):
+    """Signal `dependency_synced`: the row this one waited for (its customer, its lead) is in the CRM now."""
+
+    table: str | None = None
 
 
 class MessagesAdded(_Model):

@@ -41,7 +41,7 @@ from workflows.types import LifecyclePolicy
 
 LIFECYCLE_WORKFLOWS: list[type] = [RecordLifecycleWorkflow, TranscriptWorkflow, SweepWorkflow]
 FAST = LifecyclePolicy(first_backoff=timedelta(milliseconds=200), max_backoff=timedelta(seconds=2),
-                       crm_timeout=timedelta(seconds=20))
+                       crm_timeout=timedelta(seconds=20), dependency_poll=timedelta(seconds=1))
 
 
 def lifecycle_activities(sessions: async_sessionmaker[AsyncSession], drivers: DriverProvider
