@@ -32,7 +32,7 @@ from drivers.base import BaseDriver, CrmObject  # noqa: E402
 from drivers.registry import DRIVERS, get_driver_class  # noqa: E402
 from sandboxes.serve import create_sandbox, serve_in_task  # noqa: E402
 
-TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token"}
+TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token"}
 DEAL = {
     "hubspot": lambda n: {"dealname": f"Bench deal {n}", "amount": "100"},
     "salesforce": lambda n: {"Name": f"Bench deal {n}", "StageName": "Prospecting", "CloseDate": "2026-12-31"},

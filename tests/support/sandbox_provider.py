@@ -36,7 +36,7 @@ SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
     "hubspot": hubspot_sandbox.create_app,
     "salesforce": salesforce_sandbox.create_app,
 }
-TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token"}
+TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token"}
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
