@@ -178,6 +178,8 @@ class HubSpotDriver(BaseDriver):
                 type=p.get("type") or "string",
                 required=False,  # HubSpot's property metadata has no required flag
                 read_only=bool((p.get("modificationMetadata") or {}).get("readOnlyValue") or p.get("calculated")),
+                picklist_values=[str(o["value"]) for o in p.get("options") or [] if not o.get("hidden")],
+                custom=not p.get("hubspotDefined", False),
             )
             for p in body.get("results", [])
         ]
