@@ -59,6 +59,16 @@ class RateLimitSettings(BaseModel):
     breaker_cooldown_seconds: float = 5.0
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus endpoints (docs/metrics.md). The API always serves GET /metrics; the worker's listeners are
+    off unless a port is set, e.g. `CRM_METRICS__WORKER_PORT=9464 CRM_METRICS__TEMPORAL_PORT=9465`."""
+
+    host: str = "127.0.0.1"
+    worker_port: int | None = None  # this process's counters (CRM calls, decrypts, audit failures)
+    temporal_port: int | None = None  # the Temporal SDK's own metrics (task latencies, slots, polls)
+    cache_seconds: float = 15.0  # how long the API reuses its backlog query between scrapes
+
+
 class KmsSettings(BaseModel):
     """AWS KMS for envelope-encrypted credentials; with `key_id` set, new credential rows are written under KMS."""
 
@@ -88,6 +98,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     kms: KmsSettings = KmsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     # base64 of 32 bytes; `crm-sor dev` generates one into .crm-sor/ when it is missing.
     credential_encryption_key: SecretStr | None = None
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)

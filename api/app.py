@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from api import openapi, relay
+from api import metrics, openapi, relay
 from api.body_limit import BodyLimit
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
@@ -19,7 +19,7 @@ from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
-ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents]
+ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, metrics]
 
 
 def all_routes() -> list[BaseRoute]:
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
 
     limit = (context.settings if context is not None else settings or get_settings()).api.max_body_bytes
     app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
-                    middleware=[Middleware(BodyLimit, max_bytes=limit)])
+                    middleware=[Middleware(metrics.CountRequests), Middleware(BodyLimit, max_bytes=limit)])
     if context is not None:
         app.state.ctx = context  # usable without running the lifespan (httpx ASGITransport does not)
     return app
