@@ -35,6 +35,9 @@ def test_processes_refuse_a_dev_placeholder_outside_dev(
     monkeypatch.setenv("CRM_JWT_SECRET", REAL_JWT)
     monkeypatch.setenv("CRM_SUBJECT_HASH_KEY", "a-production-subject-hash-key-0123456789")
     monkeypatch.delenv(unset)
+    # Were the check missing, the command would fail here at once instead of serving (no hang, no network).
+    monkeypatch.setenv("CRM_API__HOST", "256.256.256.256")
+    monkeypatch.setenv("CRM_TEMPORAL__ADDRESS", "127.0.0.1:1")
     get_settings.cache_clear()
     try:
         assert main([command]) == 2
