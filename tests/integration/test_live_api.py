@@ -4,7 +4,6 @@ bodies that are huge or nested without end."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 
 from api.auth import mint_token
 from settings import Settings
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +29,9 @@ class LiveApi:
     settings: Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def live_api(database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("live-api") / "api.log"
     env = os.environ | {"CRM_ENV": "test", "CRM_DATABASE_URL": database_url, "CRM_REDIS_URL": redis_url,
                         "CRM_CREDENTIAL_ENCRYPTION_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",

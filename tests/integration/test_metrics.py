@@ -5,7 +5,6 @@ fail-opens, and the Temporal SDK's own metrics. Counters are process-wide, so te
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from settings import MetricsSettings, RateLimitSettings, Settings
 from store.models import Customer, MirrorOutbox
 from store.outbox import intent_values
 from store.session import create_engine, session_factory
+from tests.support.ports import free_port
 from tests.support.tenants import create_tenant
 from tests.unit.api.support import SandboxProvider, agent_headers, client_for, context
 from vault.audit import AuditTrail
@@ -110,9 +110,7 @@ async def test_crm_calls_are_counted_by_provider_and_error_kind() -> None:
         state.knobs.limit_next = 1
         with pytest.raises(errors.RateLimitedError):
             await driver.list_recent(CrmObject.CUSTOMER, since=SINCE)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()
     async with httpx.AsyncClient(transport=telemetry.MeteredTransport(httpx.AsyncHTTPTransport(), "hubspot")) as c:
         with pytest.raises(httpx.ConnectError):
             await c.get(f"http://127.0.0.1:{closed}/")
@@ -135,9 +133,7 @@ async def test_decrypts_audit_failures_and_fail_opens_are_counted(
     broken = create_engine(f"sqlite+aiosqlite:///{tmp_path}/missing-dir/audit.db")
     assert await AuditTrail(session_factory(broken)).record(ACTOR, tenant, "credential.decrypt") is False
     await broken.dispose()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()
     limiter = RateLimiter(RateLimitSettings(redis_timeout_seconds=0.5), f"redis://127.0.0.1:{closed}/0")
     assert (await limiter.hit("per_api_key", "k")).degraded
     await limiter.aclose()
@@ -151,17 +147,10 @@ async def test_decrypts_audit_failures_and_fail_opens_are_counted(
     assert delta("crm_sor_ratelimit_decisions_total", rule="per_api_key", outcome="fail_open_error") == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_worker_serves_its_metrics_and_temporals(settings: Settings, temporal_env: WorkflowEnvironment) -> None:
     import worker
 
-    ports = MetricsSettings(worker_port=_free_port(), temporal_port=_free_port())
+    ports = MetricsSettings(worker_port=free_port(), temporal_port=free_port())
     address = temporal_env.client.service_client.config.target_host
     configured = settings.model_copy(update={"metrics": ports, "temporal": settings.temporal.model_copy(
         update={"address": address})})

@@ -14,7 +14,7 @@ from api.auth import audience, decode_token, mint_token
 from api.errors import Problem
 from api.keys import IssuedKey
 from cli.main import main
-from drivers.auth import TokenSet
+from drivers.auth import ApiKeyAuth, BearerAuth, OAuthTokenSource, TokenSet
 from drivers.hubspot import HubSpotPrivateApp
 from settings import OAuthClientSettings, Settings, get_settings
 from vault.credentials import Credential
@@ -89,6 +89,10 @@ def test_no_credential_object_shows_its_secret() -> None:
     secret = "s3cr3t-" + uuid.uuid4().hex
     objects: list[object] = [
         TokenSet(access_token=secret, refresh_token=secret + "r", expires_in=1800),
+        BearerAuth(secret),
+        ApiKeyAuth(secret, header="X-Api-Key"),
+        OAuthTokenSource(token_url="https://example.invalid/token", client_id="c", client_secret=secret,
+                         refresh_token=secret, access_token=secret),
         Credential(id=uuid.uuid4(), tenant_id=uuid.uuid4(), provider="hubspot", version=1, scheme="env",
                    expires_at=None, rotated_at=None, needs_reconnect=False, secret={"access_token": secret}),
         EnvKey.from_bytes(secret.encode()[:32].ljust(32, b"x")),
