@@ -3,7 +3,7 @@
 The counters live in prometheus_client's default registry, defined once at import; the API serves them at
 `GET /metrics` (api/metrics.py, which adds the backlog gauges it reads from the database at scrape time),
 the worker on `settings.metrics.worker_port` (off unless set), and the Temporal SDK's own metrics go to
-`settings.metrics.temporal_port` through the SDK runtime's Prometheus exporter.
+`settings.metrics.temporal_port` through the SDK runtime's Prometheus exporter (`worker_telemetry`).
 
 No label carries customer content or an unbounded value other than a tenant id: routes are path
 templates, statuses and methods come from small sets, providers are driver slugs, outcomes are ours.
@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from wsgiref.simple_server import WSGIServer
 
 import httpx
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from settings import MetricsSettings
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,24 @@ class MeteredTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+@contextmanager
+def worker_telemetry(config: MetricsSettings) -> Iterator[None]:
+    """The worker's metric endpoints for the duration of the block (`crm-sor worker` wraps its run in it).
+
+    The Temporal SDK runtime is made the process default, so every client the worker connects (including
+    reconnects) exports the SDK metrics without the connection code knowing; enter this before connecting.
+    """
+    if config.temporal_port is not None:
+        Runtime.set_default(temporal_runtime(config.host, config.temporal_port), error_if_already_set=False)
+    server = serve_worker_metrics(config.host, config.worker_port) if config.worker_port is not None else None
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 def serve_worker_metrics(host: str, port: int) -> WSGIServer:

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-import telemetry
 from activities.erasure import ErasureActivities
 from activities.mirror import MirrorActivities
 from activities.sweep import SweepActivities
@@ -69,18 +68,7 @@ def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type
 
 async def run_worker(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or get_settings()
-    metrics = settings.metrics
-    served = telemetry.serve_worker_metrics(metrics.host, metrics.worker_port) if metrics.worker_port else None
-    try:
-        runtime = telemetry.temporal_runtime(metrics.host, metrics.temporal_port) if metrics.temporal_port else None
-        await _run(settings, await connect_temporal(settings.temporal, runtime), stop)
-    finally:
-        if served is not None:
-            served.shutdown()
-            served.server_close()
-
-
-async def _run(settings: Settings, client: Client, stop: asyncio.Event | None) -> None:
+    client = await connect_temporal(settings.temporal)
     await ensure_sweep_schedule(client, settings.temporal.task_queue)  # idempotent: every worker may register it
     worker = build_worker(client, settings)
     log.info("worker polling task queue %s", settings.temporal.task_queue)

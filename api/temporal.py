@@ -6,15 +6,13 @@ import asyncio
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import Runtime
 
 from settings import TemporalSettings
 
 
-async def connect_temporal(config: TemporalSettings, runtime: Runtime | None = None) -> Client:
-    """A client with our data converter; `runtime` carries the SDK telemetry (the worker's Prometheus export)."""
+async def connect_temporal(config: TemporalSettings) -> Client:
     return await Client.connect(config.address, namespace=config.namespace,
-                                data_converter=pydantic_data_converter, runtime=runtime)
+                                data_converter=pydantic_data_converter)
 
 
 class TemporalGateway:

@@ -11,6 +11,7 @@ import uvicorn
 from api import access_log
 from api.app import create_app
 from settings import DEV_ENVS, Settings, get_settings
+from telemetry import worker_telemetry
 from vault.credentials import env_key_for
 from vault.crypto import CredentialKeyError
 
@@ -54,5 +55,6 @@ def run_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     check_credential_key(settings)
-    asyncio.run(worker.run_worker(settings))
+    with worker_telemetry(settings.metrics):  # /metrics listeners, when their ports are set
+        asyncio.run(worker.run_worker(settings))
     return 0

@@ -155,7 +155,12 @@ async def test_worker_serves_its_metrics_and_temporals(settings: Settings, tempo
     configured = settings.model_copy(update={"metrics": ports, "temporal": settings.temporal.model_copy(
         update={"address": address})})
     stop = asyncio.Event()
-    running = asyncio.create_task(worker.run_worker(configured, stop))
+    with telemetry.worker_telemetry(ports):  # as `crm-sor worker` runs it
+        running = asyncio.create_task(worker.run_worker(configured, stop))
+        await _scrape_worker(ports, stop, running)
+
+
+async def _scrape_worker(ports: MetricsSettings, stop: asyncio.Event, running: asyncio.Task[None]) -> None:
     try:
         async with httpx.AsyncClient(timeout=5) as http:
             own = temporal = ""
