@@ -7,13 +7,19 @@ need arrives in their input model.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STATE_DIR = Path(".crm-sor")
+# Placeholders good enough for a laptop; `crm-sor api|worker` refuse them outside env dev/test.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789"
+DEV_SUBJECT_HASH_KEY = "dev-only-subject-hash-key"
+DEV_ENVS = ("dev", "test")
 
 
 def default_database_url() -> str:
@@ -61,6 +67,16 @@ class ProviderBudgetSettings(BaseModel):
     fallback_share: float = Field(default=0.25, gt=0.0, le=1.0)  # per process while Redis is away
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus endpoints (docs/metrics.md). The API always serves GET /metrics; the worker's listeners are
+    off unless a port is set, e.g. `CRM_METRICS__WORKER_PORT=9464 CRM_METRICS__TEMPORAL_PORT=9465`."""
+
+    host: str = "127.0.0.1"
+    worker_port: int | None = None  # this process's counters (CRM calls, decrypts, audit failures)
+    temporal_port: int | None = None  # the Temporal SDK's own metrics (task latencies, slots, polls)
+    cache_seconds: float = 15.0  # how long the API reuses its backlog query between scrapes
+
+
 class KmsSettings(BaseModel):
     """AWS KMS for envelope-encrypted credentials; with `key_id` set, new credential rows are written under KMS."""
 
@@ -91,15 +107,40 @@ class Settings(BaseSettings):
     rate_limits: RateLimitSettings = RateLimitSettings()
     provider_budget: ProviderBudgetSettings = ProviderBudgetSettings()
     kms: KmsSettings = KmsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     # base64 of 32 bytes; `crm-sor dev` generates one into .crm-sor/ when it is missing.
     credential_encryption_key: SecretStr | None = None
-    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-0123456789")
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_issuer: str = "crm-sor"
+    # Agent and operator tokens name this API as their audience (`aud` = "<audience>:<role>"), so a token
+    # minted with the same secret for another service or another role is refused.
+    jwt_audience: str = "crm-sor-api"
     # Keyed hash for erasure subjects in audit rows (never identifiers in clear).
-    subject_hash_key: SecretStr = SecretStr("dev-only-subject-hash-key")
+    subject_hash_key: SecretStr = SecretStr(DEV_SUBJECT_HASH_KEY)
     public_base_url: str = "http://127.0.0.1:8000"
     # OAuth apps by provider slug, used by the operator connect flow (vault issue).
     oauth_clients: dict[str, OAuthClientSettings] = {}
+
+    def default_secrets(self) -> list[str]:
+        """Names of the settings still holding the dev placeholder (a deployment must set its own)."""
+        names = []
+        if self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            names.append("CRM_JWT_SECRET")
+        if self.subject_hash_key.get_secret_value() == DEV_SUBJECT_HASH_KEY:
+            names.append("CRM_SUBJECT_HASH_KEY")
+        return names
+
+    def __repr_args__(self) -> Any:
+        # Connection URLs may embed a password (postgresql://user:pw@host): repr/str show them without it.
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name in ("database_url", "redis_url") else value
+
+
+def redact_url(url: Any) -> Any:
+    """`scheme://user:***@host/...` for a URL with a password; anything else unchanged."""
+    if not isinstance(url, str):
+        return url
+    return re.sub(r"^([a-z0-9+.-]+://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.I)
 
 
 @lru_cache(maxsize=1)

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from api import openapi, relay
+from api import ingest_docs, metrics, openapi, relay
+from api.body_limit import BodyLimit
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from api.routes import connect, forget, health, incidents, ingest, public, tools
@@ -17,7 +19,10 @@ from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
-ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents]
+ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, metrics]
+
+
+ingest_docs.attach(ingest.routes)  # until the ingest handlers carry their own @document
 
 
 def all_routes() -> list[BaseRoute]:
@@ -47,7 +52,9 @@ def create_app(settings: Settings | None = None, context: AppContext | None = No
                         await extra.aclose()
                 await app.state.ctx.engine.dispose()
 
-    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    limit = (context.settings if context is not None else settings or get_settings()).api.max_body_bytes
+    app = Starlette(routes=all_routes(), exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan,
+                    middleware=[Middleware(metrics.CountRequests), Middleware(BodyLimit, max_bytes=limit)])
     if context is not None:
         app.state.ctx = context  # usable without running the lifespan (httpx ASGITransport does not)
     return app

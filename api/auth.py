@@ -1,7 +1,9 @@
 """Who is calling: agents and operators present a JWT (HS256, PyJWT); the tenant comes from its claims.
 
 Claims: `sub` (agent or operator id), `role` (`agent` | `operator`), `tenant` (required for agents; for
-operators it pins them to one tenant, absent means platform-wide), `iss`, `iat`, `exp`.
+operators it pins them to one tenant, absent means platform-wide), `iss`, `iat`, `exp`, and `aud` =
+`"<jwt_audience>:<role>"`: required and checked, so a token minted with the same secret for another service
+(or a token whose role claim was meant elsewhere) does not open this API.
 """
 
 from __future__ import annotations
@@ -42,22 +44,28 @@ def mint_token(settings: Settings, *, subject: str, role: str, tenant_id: uuid.U
         raise ValueError("an agent token needs a tenant")
     now = datetime.now(UTC)
     claims: dict[str, object] = {"sub": subject, "role": role, "iss": settings.jwt_issuer, "iat": now,
-                                 "exp": now + ttl}
+                                 "exp": now + ttl, "aud": audience(settings, role)}
     if tenant_id is not None:
         claims["tenant"] = str(tenant_id)
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")
 
 
+def audience(settings: Settings, role: str) -> str:
+    return f"{settings.jwt_audience}:{role}"
+
+
 def decode_token(settings: Settings, token: str) -> Principal:
     try:
         claims = jwt.decode(token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"],
-                            issuer=settings.jwt_issuer, options={"require": ["sub", "role", "exp", "iss"]})
+                            issuer=settings.jwt_issuer, audience=[audience(settings, role) for role in ROLES],
+                            options={"require": ["sub", "role", "exp", "iss", "aud"]})
     except jwt.ExpiredSignatureError:
         raise Problem(401, "token-expired", "The token has expired.", headers=_challenge()) from None
     except jwt.PyJWTError:
         raise Problem(401, "invalid-token", "The token is not valid.", headers=_challenge()) from None
     role, tenant = claims.get("role"), claims.get("tenant")
-    if role not in ROLES:
+    if role not in ROLES or claims.get("aud") not in (audience(settings, str(role)), [audience(settings, str(role))]):
+        # The audience names the role too: an agent-audience token cannot claim the operator role.
         raise Problem(401, "invalid-token", "The token is not valid.", headers=_challenge())
     try:
         tenant_id = uuid.UUID(str(tenant)) if tenant is not None else None

@@ -98,7 +98,7 @@ def failure_problem(failure: Failure) -> Problem:
     slug = failure.reason.replace("_", "-")
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
     return Problem(failure.status, slug, failure.message, headers=headers, reason=failure.reason,
-                   retry_after=failure.retry_after)
+                   retry_after=failure.retry_after, suggested_fallback=failure.fallback)
 
 
 def require_supported(driver: BaseDriver, object: CrmObject) -> None:

@@ -98,25 +98,36 @@ EXCEPTION_HANDLERS = {
 }
 
 
+# Deeper than any body our routes accept; JSON nested further is refused before anything walks it.
+MAX_JSON_DEPTH = 64
+
+
 async def read_json(request: Request, max_bytes: int = 1_048_576) -> Any:
-    """The body as JSON, or a 4xx problem: too large, not UTF-8, or not JSON."""
+    """The body as JSON, or a 4xx problem: too large, not UTF-8, not JSON, or nested deeper than MAX_JSON_DEPTH.
+
+    A body over the limit is refused as soon as the limit is passed; the rest is discarded by
+    api.body_limit before the answer goes out, so the client receives the 413 rather than a reset.
+    """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise Problem(413, "body-too-large", f"The body exceeds {max_bytes} bytes.")
-    raw = b""
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > max_bytes:
+        size += len(chunk)
+        if size > max_bytes:
             raise Problem(413, "body-too-large", f"The body exceeds {max_bytes} bytes.")
+        chunks.append(chunk)
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        value = json.loads(b"".join(chunks), parse_constant=_refuse_constant)
+    except RecursionError:
+        # The C scanner gives up around 1,000 levels; that is a malicious body, not a server error.
+        raise Problem(400, "malformed-json", "The body is nested too deeply.") from None
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
         raise Problem(400, "malformed-json", "The body is not valid JSON.") from None
-    if not _storable(value):
-        # Valid JSON can still carry lone surrogates ("\ud800") and NUL, which neither UTF-8 (a CRM request)
-        # nor PostgreSQL text can hold: refuse them here instead of failing later with a 500.
-        raise Problem(422, "invalid-body", "The body contains text that cannot be stored.",
-                      "Strings must be valid Unicode without NUL characters.")
+    problem = _unstorable(value)
+    if problem is not None:
+        raise problem
     return value
 
 
@@ -124,14 +135,30 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")  # NaN / Infinity: Python's json accepts them, RFC 8259 does not
 
 
-def _storable(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" not in value and (value.isascii() or _utf8(value))
-    if isinstance(value, dict):
-        return all(_storable(key) and _storable(item) for key, item in value.items())
-    if isinstance(value, list):
-        return all(_storable(item) for item in value)
-    return True
+def _unstorable(value: Any) -> Problem | None:
+    """Walks the value without recursion (a deep body must not exhaust the stack)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            return Problem(400, "malformed-json", "The body is nested too deeply.",
+                           f"At most {MAX_JSON_DEPTH} levels of arrays and objects.")
+        if isinstance(item, str):
+            if not _storable_text(item):
+                # Valid JSON can still carry lone surrogates ("\ud800") and NUL, which neither UTF-8 (a CRM
+                # request) nor PostgreSQL text can hold: refuse them here instead of failing later with a 500.
+                return Problem(422, "invalid-body", "The body contains text that cannot be stored.",
+                               "Strings must be valid Unicode without NUL characters.")
+        elif isinstance(item, dict):
+            pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+    return None
+
+
+def _storable_text(text: str) -> bool:
+    return "\x00" not in text and (text.isascii() or _utf8(text))
 
 
 def _utf8(text: str) -> bool:

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
@@ -27,8 +27,8 @@ from store.models import ApiKey, Tenant
 
 KEY_PREFIX = "crm_sk_"
 SCOPES: dict[str, str] = {
-    "crm:read": "read records from the tenant's CRM",
-    "crm:write": "create and update records in the tenant's CRM (POST /v1/crm/create-record)",
+    "crm:read": "read records from the tenant's CRM (POST /v1/crm/lookup, /v1/crm/search, /v1/crm/list-recent)",
+    "crm:write": "create and update records in the tenant's CRM (POST /v1/crm/create-record, /v1/crm/update-record)",
     "leads:write": "hand leads to the lifecycle (POST /v1/leads)",
 }
 # Writing last_used_at on every request would turn each API call into a row update; once a minute is plenty
@@ -47,7 +47,7 @@ class IssuedKey:
     name: str
     prefix: str
     scopes: tuple[str, ...]
-    key: str
+    key: str = field(repr=False)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from starlette.requests import Request
 
+import telemetry
 from api.context import context_of
 from api.errors import Problem
 from settings import RateLimitSettings
@@ -127,6 +128,7 @@ class RateLimiter:
             return Decision(allowed=True, limit=limit, window_seconds=window)
         if not self.breaker.allow():
             self.counters["skipped"] += 1
+            telemetry.RATE_LIMIT.labels(rule, "fail_open_breaker").inc()
             return Decision(allowed=True, limit=limit, window_seconds=window, degraded=True)
         try:
             async with asyncio.timeout(self.timeout):
@@ -137,8 +139,10 @@ class RateLimiter:
         self.breaker.record_success()
         if allowed:
             self.counters["allowed"] += 1
+            telemetry.RATE_LIMIT.labels(rule, "allowed").inc()
             return Decision(allowed=True, limit=limit, window_seconds=window)
         self.counters["denied"] += 1
+        telemetry.RATE_LIMIT.labels(rule, "denied").inc()
         return Decision(allowed=False, limit=limit, window_seconds=window,
                         retry_after=await self._retry_after(item, rule, *identifiers))
 
@@ -154,6 +158,7 @@ class RateLimiter:
     def _failed(self, rule: str, exc: Exception) -> None:
         kind = "redis_timeouts" if isinstance(exc, TimeoutError) else "redis_errors"
         self.counters[kind] += 1
+        telemetry.RATE_LIMIT.labels(rule, "fail_open_timeout" if kind == "redis_timeouts" else "fail_open_error").inc()
         opened = self.breaker.record_failure()
         # The exception type only: a Redis error message can carry the connection URL.
         log.warning("rate limiter: Redis %s on %s (%s); letting the request through",

@@ -32,7 +32,7 @@ from drivers.base import BaseDriver, CrmObject  # noqa: E402
 from drivers.registry import DRIVERS, get_driver_class  # noqa: E402
 from sandboxes.serve import create_sandbox, serve_in_task  # noqa: E402
 
-TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
+TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
                "athenahealth": "/oauth2/v1/token"}
 DEAL: dict[str, Callable[[int], dict[str, Any]]] = {
     "hubspot": lambda n: {"dealname": f"Bench deal {n}", "amount": "100"},

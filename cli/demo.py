@@ -55,7 +55,7 @@ async def setup_demo(settings: Settings) -> list[str]:
                 tenant = Tenant(id=DEMO_TENANT_ID, name="Demo Realty", provider="hubspot")
                 session.add(tenant)
             tenant.status = "active"
-            tenant.settings = {"base_url": base, "token_url": f"{base}/oauth/v1/token", "portal_id": state.portal_id}
+            tenant.settings = {"base_url": base, "token_url": f"{base}/oauth/v3/token", "portal_id": state.portal_id}
         vault = CredentialVault.from_settings(settings, sessions)
         await vault.store(DEMO_TENANT_ID, "hubspot", {"auth": "oauth2", **asdict(state.tokens.credentials())},
                           actor=Actor(type="system", id="crm-sor-dev", purpose="demo tenant"))

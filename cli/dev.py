@@ -26,6 +26,7 @@ from typing import Any
 
 import uvicorn
 
+from api import access_log
 from api.app import create_app
 from api.temporal import connect_temporal
 from cli import demo
@@ -132,7 +133,8 @@ async def _serve(settings: Settings) -> None:
         notes += await hook(settings)
     client = await connect_temporal(settings.temporal)
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
-                                           port=settings.api.port, log_level="warning"))
+                                           port=settings.api.port, log_level="warning",
+                                           log_config=access_log.uvicorn_log_config()))
     ui = f"http://localhost:{settings.temporal.ui_port}"
     print(f"crm-sor dev is up\n  API          http://{settings.api.host}:{settings.api.port}  "
           f"(/healthz, /readyz)\n  Temporal UI  {ui}\n  Temporal     {settings.temporal.address}\n"

@@ -8,8 +8,10 @@ from typing import Any
 
 import uvicorn
 
+from api import access_log
 from api.app import create_app
-from settings import Settings, get_settings
+from settings import DEV_ENVS, Settings, get_settings
+from telemetry import worker_telemetry
 from vault.credentials import env_key_for
 from vault.crypto import CredentialKeyError
 
@@ -25,20 +27,26 @@ def register(subparsers: Any) -> None:
 
 
 def check_credential_key(settings: Settings) -> None:
-    """Stop at startup, with the reason, when credentials could not be decrypted (vault issue)."""
+    """Stop at startup, with the reason, when credentials could not be decrypted (vault issue), or when a
+    deployment (env other than dev/test) still runs on the dev placeholder secrets: anyone who read this
+    repository could then mint agent/operator tokens or reverse the erasure subject hashes."""
     from cli.main import CliError
 
     try:
         env_key_for(settings, kms_configured=bool(settings.kms.key_id))
     except CredentialKeyError as exc:
         raise CliError(str(exc)) from None
+    placeholders = settings.default_secrets()
+    if placeholders and settings.env not in DEV_ENVS:
+        raise CliError(f"{' and '.join(placeholders)} still hold the dev placeholder; set your own secret "
+                       f"(32+ random bytes) when CRM_ENV={settings.env!r} (only dev/test may use it)")
 
 
 def run_api(args: argparse.Namespace) -> int:
     settings = get_settings()
     check_credential_key(settings)
     uvicorn.run(create_app(settings), host=args.host or settings.api.host, port=args.port or settings.api.port,
-                log_level="info")
+                log_level="info", log_config=access_log.uvicorn_log_config())
     return 0
 
 
@@ -47,5 +55,6 @@ def run_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     check_credential_key(settings)
-    asyncio.run(worker.run_worker(settings))
+    with worker_telemetry(settings.metrics):  # /metrics listeners, when their ports are set
+        asyncio.run(worker.run_worker(settings))
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -100,10 +100,13 @@ class OAuth2Auth(httpx.Auth):
 
 @dataclass(frozen=True)
 class TokenSet:
-    """What a token endpoint returned; handed to `on_rotate` so it can be persisted (encrypted)."""
+    """What a token endpoint returned; handed to `on_rotate` so it can be persisted (encrypted).
 
-    access_token: str
-    refresh_token: str
+    The tokens are left out of repr(): a TokenSet in a log line or a traceback must not leak them.
+    """
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
     expires_in: int | None  # None for Salesforce, which never says
     instance_url: str | None = None  # the API host the token response names (`instance_url` or `api_domain`)
     rotated_refresh_token: bool = False

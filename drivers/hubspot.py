@@ -53,8 +53,10 @@ class HubSpotDriver(BaseDriver):
     """HubSpot CRM.
 
     API version: CRM v3 (`/crm/v3/objects/{contacts,deals,tickets,notes}`, `/crm/v3/properties`).
-    Auth: OAuth2 bearer (30-minute access tokens, refresh grant at `/oauth/v1/token`) or a private-app
-    bearer token. Pagination: search `after` cursor from `paging.next.after`, at most 200 per page and
+    Auth: OAuth2 bearer (30-minute access tokens; code and refresh grants at `/oauth/v3/token`, every
+    parameter form-encoded in the body: v1 is deprecated and retired on 2027-02-16, see
+    developers.hubspot.com/changelog/v1-oauth-api-deprecation and /docs/api-reference/auth-oauth-v3/guide)
+    or a private-app bearer token. Pagination: search `after` cursor from `paging.next.after`, at most 200 per page and
     10,000 per query. Rate limits: 429 with `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds}`;
     `retry_after` comes from Retry-After when sent, else the interval window.
 
@@ -65,8 +67,9 @@ class HubSpotDriver(BaseDriver):
 
     slug = "hubspot"
     base_url = "https://api.hubapi.com"
-    token_url = "https://api.hubapi.com/oauth/v1/token"
-    # PKCE is off: only HubSpot's v3 token endpoint mentions code_verifier, and the driver refreshes at v1.
+    token_url = "https://api.hubapi.com/oauth/v3/token"
+    # PKCE is off: the v3 token endpoint accepts a code_verifier, but HubSpot's install URL documents no
+    # code_challenge parameter, and the client secret already authenticates the exchange.
     oauth = OAuthApp(
         authorize_url="https://app.hubspot.com/oauth/authorize",
         scopes=("oauth", "crm.objects.contacts.read", "crm.objects.contacts.write", "crm.objects.deals.read",
@@ -175,6 +178,8 @@ class HubSpotDriver(BaseDriver):
                 type=p.get("type") or "string",
                 required=False,  # HubSpot's property metadata has no required flag
                 read_only=bool((p.get("modificationMetadata") or {}).get("readOnlyValue") or p.get("calculated")),
+                picklist_values=[str(o["value"]) for o in p.get("options") or [] if not o.get("hidden")],
+                custom=not p.get("hubspotDefined", False),
             )
             for p in body.get("results", [])
         ]

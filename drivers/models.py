@@ -70,11 +70,21 @@ class DeleteResult(_Model):
 
 
 class FieldInfo(_Model):
+    """One field of a CRM object as the provider describes it.
+
+    `picklist_values`: the allowed values of a picklist/enumeration (active ones), empty otherwise;
+    `reference_to`: the objects a lookup field points at (several for polymorphic lookups);
+    `custom`: defined by the tenant (or our installer) rather than the provider.
+    """
+
     name: str
     label: str
     type: str
     required: bool = False
     read_only: bool = False
+    picklist_values: list[str] = Field(default_factory=list)
+    reference_to: list[str] = Field(default_factory=list)
+    custom: bool = False
 
 
 class ConnectionCheck(_Model):

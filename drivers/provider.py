@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -45,6 +45,12 @@ class CredentialForm(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields safe to show in repr()/str(); every other field's value is masked (forms hold secrets).
+    public_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, value if name in self.public_fields else "**********"
 
     @abc.abstractmethod  # pydantic's model metaclass is an ABCMeta: a form without secret() cannot be built
     def secret(self) -> dict[str, Any]:

@@ -52,7 +52,13 @@ class SalesforceDriver(BaseDriver):
     Idempotent create is external-id upsert on `CrmSorKey__c` (`PATCH /sobjects/X/CrmSorKey__c/{key}`),
     with the request fingerprint in `CrmSorFingerprint__c`. Delete moves records to the Recycle Bin
     (15 days); true hard delete needs the Bulk API's hardDelete permission, so hard_deleted is False.
-    Customer lookup reads Contacts: SOSL `IN PHONE FIELDS` for phones, SOQL for email.
+    Customer lookup reads Contacts: SOSL `IN PHONE FIELDS` for phones, SOQL for email. SOSL terms need
+    at least two characters (Salesforce SOSL FIND reference), checked here before any call.
+
+    test_connection reads the version's resource list (`GET /services/data/vXX.X`): any API-enabled user may,
+    unlike `/limits`, which needs "View Setup and Configuration" (Salesforce REST docs, Limits resource) that
+    a least-privilege integration user lacks. Record ids may be given in 15 or 18 characters; answers carry 18.
+    `describe_schema` reports picklist values, lookup targets (`referenceTo`) and the custom flag.
     """
 
     slug = "salesforce"
@@ -134,8 +140,8 @@ class SalesforceDriver(BaseDriver):
 
     async def search_records(self, object: CrmObject, query: str, limit: int = 20) -> list[Record]:
         obj = self._require(object)
-        if not query.strip():
-            raise InvalidRequestError("search needs a non-empty query", provider=self.slug)
+        if len(query.strip().replace("*", "").replace("?", "")) < 2:
+            raise InvalidRequestError("search needs at least 2 characters (SOSL)", provider=self.slug)
         returning = f"{_SOBJECTS[obj]}({', '.join(self._select(obj))} LIMIT {int(limit)})"
         found = await self._sosl(f"FIND {{{sosl_escape(query)}}} IN ALL FIELDS RETURNING {returning}")
         return [self._record(obj, row) for row in found]
@@ -173,11 +179,11 @@ class SalesforceDriver(BaseDriver):
         body = await self._request_json("GET", f"{self._data}/sobjects/{_SOBJECTS[obj]}/describe")
         return [
             FieldInfo(
-                name=f["name"],
-                label=f.get("label") or f["name"],
-                type=f.get("type") or "string",
+                name=f["name"], label=f.get("label") or f["name"], type=f.get("type") or "string",
                 required=not f.get("nillable", True) and f.get("createable", False) and not f.get("defaultedOnCreate"),
                 read_only=not f.get("createable", False) and not f.get("updateable", False),
+                picklist_values=[str(p["value"]) for p in f.get("picklistValues") or [] if p.get("active", True)],
+                reference_to=[str(target) for target in f.get("referenceTo") or []], custom=bool(f.get("custom")),
             )
             for f in body.get("fields", [])
         ]
@@ -201,7 +207,7 @@ class SalesforceDriver(BaseDriver):
     # ----- provider hooks ----------------------------------------------------------------------
 
     async def _probe(self) -> None:
-        await self._request("GET", f"{self._data}/limits")
+        await self._request("GET", self._data)  # the version's resources: no "View Setup" needed, unlike /limits
 
     async def _find_customer_by_phone(self, e164: str) -> CustomerRecord | None:
         national = national_digits(e164)

@@ -1,4 +1,5 @@
-"""HubSpot CRM v3 sandbox: contacts/deals/tickets/notes, search, properties, GDPR delete, OAuth v1/v3.
+"""HubSpot CRM v3 sandbox: contacts/deals/tickets/notes, search, properties, GDPR delete, OAuth v1/v3
+(v1 retirable).
 
 Wire facts from ../shared/reference (HubSpot section): Bearer tokens that expire after 1800 s, refresh
 grant with client credentials in the form body, `{"status":"error","category":...}` error bodies,
@@ -15,6 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from sandboxes import hubspot_schema as schema
 from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, iso_ms, oauth_routes
@@ -39,6 +41,9 @@ class HubSpotState(SandboxState):
     portal_id: int = 62515
     records: dict[str, dict[str, HsRecord]] = field(default_factory=dict)
     next_id: int = 1001
+    # HubSpot retires the v1 OAuth endpoints on 2027-02-16 (changelog "v1-oauth-api-deprecation"): set this
+    # to answer /oauth/v1/token as HubSpot will after that date, while /oauth/v3/token keeps working.
+    v1_oauth_retired: bool = False
 
     def add(self, object_type: str, properties: dict[str, Any]) -> HsRecord:
         """Create a record as the API would (also used by tests to seed data without API calls)."""
@@ -196,8 +201,18 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         ("DELETE", OBJ + "/{record_id}", archive),
         ("GET", "/crm/v3/properties/{object_type}", properties),
     ]
+    v1_token, v3_token, authorize = oauth_routes(st, wire, token_paths=["/oauth/v1/token", "/oauth/v3/token"],
+                                                 authorize_path="/oauth/authorize")
+
+    async def token_v1(request: Request) -> Response:
+        if st.v1_oauth_retired:
+            st.calls["POST /oauth/v1/token"] += 1
+            return error(404, "OBJECT_NOT_FOUND", "The OAuth v1 API has been retired; use /oauth/v3/token.")
+        answer: Response = await v1_token.endpoint(request)
+        return answer
+
     routes = [
-        *oauth_routes(st, wire, token_paths=["/oauth/v1/token", "/oauth/v3/token"], authorize_path="/oauth/authorize"),
+        Route("/oauth/v1/token", token_v1, methods=["POST"]), v3_token, authorize,
         *control_routes(st),
         *(guarded(st, wire, method, path, handler) for method, path, handler in api),
     ]

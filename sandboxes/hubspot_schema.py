@@ -97,6 +97,26 @@ def read_only(object_type: str) -> set[str]:
     return {p[0] for p in [*_PROPERTIES[object_type], *_COMMON] if p[4]}
 
 
+# Enumeration options of a new portal (label, value); `options` in the properties API.
+OPTIONS: dict[str, list[tuple[str, str]]] = {
+    "lifecyclestage": [("Subscriber", "subscriber"), ("Lead", "lead"), ("Marketing Qualified Lead",
+                       "marketingqualifiedlead"), ("Sales Qualified Lead", "salesqualifiedlead"),
+                       ("Opportunity", "opportunity"), ("Customer", "customer"), ("Evangelist", "evangelist"),
+                       ("Other", "other")],
+    "hs_lead_status": [("New", "NEW"), ("Open", "OPEN"), ("In Progress", "IN_PROGRESS"), ("Open Deal", "OPEN_DEAL"),
+                       ("Unqualified", "UNQUALIFIED"), ("Attempted to Contact", "ATTEMPTED_TO_CONTACT"),
+                       ("Connected", "CONNECTED"), ("Bad Timing", "BAD_TIMING")],
+    "dealstage": [("Appointment Scheduled", "appointmentscheduled"), ("Qualified To Buy", "qualifiedtobuy"),
+                  ("Presentation Scheduled", "presentationscheduled"),
+                  ("Decision Maker Bought-In", "decisionmakerboughtin"), ("Contract Sent", "contractsent"),
+                  ("Closed Won", "closedwon"), ("Closed Lost", "closedlost")],
+    "pipeline": [("Sales Pipeline", "default")],
+    "hs_pipeline": [("Support Pipeline", "0")],
+    "hs_pipeline_stage": [("New", "1"), ("Waiting on contact", "2"), ("Waiting on us", "3"), ("Closed", "4")],
+    "hs_ticket_priority": [("Low", "LOW"), ("Medium", "MEDIUM"), ("High", "HIGH")],
+}
+
+
 def property_definitions(object_type: str) -> list[dict[str, Any]]:
     """The body of GET /crm/v3/properties/{objectType} `results`."""
     out = []
@@ -109,7 +129,9 @@ def property_definitions(object_type: str) -> list[dict[str, Any]]:
                 "fieldType": field_type,
                 "description": "",
                 "groupName": f"{object_type[:-1]}information",
-                "options": [],
+                "options": [{"label": label, "value": value, "displayOrder": n, "hidden": False, "description": ""}
+                            for n, (label, value) in enumerate(OPTIONS.get(name, []))],
+                "hubspotDefined": not name.startswith("crm_sor_"),
                 "displayOrder": order,
                 "calculated": ro and name != "hs_object_id",
                 "externalOptions": False,

@@ -6,7 +6,11 @@ instance_url, error bodies as a JSON array of `{message, errorCode, fields}`, 40
 expired session, 403 REQUEST_LIMIT_EXCEEDED over the API quota, `Sforce-Limit-Info` on every response,
 token responses without `expires_in` (and without a refresh token unless rotation is on), delete to the
 Recycle Bin (GET then 404 ENTITY_IS_DELETED), and `nextRecordsUrl` paging honouring
-`Sforce-Query-Options: batchSize=`.
+`Sforce-Query-Options: batchSize=`. Ids are 18 characters (15 + case-safe suffix); 15-character ids are
+accepted wherever an id goes. API versions outside v31.0–v62.0 answer 404 (v21–v30 were retired in Summer
+'25). sObject and field names are case-insensitive, as in Salesforce. `/limits` needs the "View Setup and
+Configuration" permission (`view_setup`, Salesforce's REST docs for the Limits resource); without it the
+sandbox answers 403 INSUFFICIENT_ACCESS (the error code is our best reading, not a captured response).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from starlette.routing import Route
 
 from sandboxes import salesforce_schema as schema
 from sandboxes.common import Handler, SandboxState, TokenIssuer, control_routes, guarded, oauth_routes
-from sandboxes.salesforce_query import QueryError, evaluate, parse_soql, parse_sosl
-from sandboxes.salesforce_search import sosl_hits
-from sandboxes.salesforce_wire import ORG_ID, USER_ID, SalesforceWire, errors, public, sf_time
+from sandboxes.salesforce_query import QueryError, evaluate, parse_soql
+from sandboxes.salesforce_search import parse_sosl, sosl_hits
+from sandboxes.salesforce_wire import ORG_ID, USER_ID, SalesforceWire, errors, public, sf_time, versioned
 
 DATA = "/services/data/{version}"
 SOBJ = DATA + "/sobjects/{sobject}"
@@ -36,6 +40,7 @@ class SalesforceState(SandboxState):
     instance_url: str = "https://sandbox-org.my.salesforce.com"
     api_usage_limit: int = 100_000
     api_usage: int = 0
+    view_setup: bool = True  # the connected user's "View Setup and Configuration" permission
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _ids: count[int] = field(default_factory=lambda: count(1))
@@ -46,7 +51,7 @@ class SalesforceState(SandboxState):
         row: dict[str, Any] = dict.fromkeys(schema.fields_of(sobject))
         row |= schema.DEFAULTS.get(sobject, {}) | values
         row |= {
-            "Id": f"{schema.ID_PREFIX[sobject]}SB{next(self._ids):010d}AAA",
+            "Id": schema.full_id(f"{schema.ID_PREFIX[sobject]}SB{next(self._ids):010d}"),
             "IsDeleted": False,
             "OwnerId": values.get("OwnerId") or USER_ID,
             "CreatedDate": stamp,
@@ -70,9 +75,11 @@ class SalesforceState(SandboxState):
         return [r for r in self.records.get(sobject, {}).values() if not r["IsDeleted"]]
 
 
-def _order_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, str]]:
-    # Salesforce timestamps share one fixed-width format, so their strings sort chronologically.
-    return lambda row: (row.get(name) is None, str(row.get(name) or ""))
+def _order_key(name: str, nulls_last: bool | None, desc: bool) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    # Salesforce timestamps share one fixed-width format, so their strings sort chronologically. Nulls come
+    # first unless NULLS LAST (SOQL's default is NULLS FIRST in both directions); the sort is then reversed.
+    last = bool(nulls_last)
+    return lambda row: ((row.get(name) is None) == (last != desc), str(row.get(name) or ""))
 
 
 def create_app(state: SalesforceState | None = None) -> Starlette:
@@ -82,8 +89,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
 
     def on_sobject(handler: Callable[[Request, str], Awaitable[Response]]) -> Handler:
         async def endpoint(request: Request) -> Response:
-            sobject = str(request.path_params["sobject"])
-            if sobject not in schema.ID_PREFIX:
+            sobject = schema.canonical_sobject(str(request.path_params["sobject"]))
+            if sobject is None:
                 return errors(404, "NOT_FOUND", "The requested resource does not exist")
             return await handler(request, sobject)
 
@@ -92,7 +99,7 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
     def on_row(handler: Callable[[Request, str, dict[str, Any]], Awaitable[Response]]) -> Handler:
         @on_sobject
         async def endpoint(request: Request, sobject: str) -> Response:
-            row = st.records.get(sobject, {}).get(request.path_params["record_id"])
+            row = st.records.get(sobject, {}).get(schema.full_id(request.path_params["record_id"]) or "")
             if row is None:
                 return errors(404, "NOT_FOUND", "The requested resource does not exist")
             if row["IsDeleted"]:
@@ -103,7 +110,9 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
 
     def check_fields(sobject: str, values: dict[str, Any], creating: bool) -> Response | None:
         known, ro = schema.fields_of(sobject), schema.read_only(sobject)
-        for name in values:
+        for name, value in list(values.items()):
+            if name in known and known[name][0] == "reference" and isinstance(value, str) and schema.full_id(value):
+                values[name] = schema.full_id(value)  # a 15-character id is stored in its 18-character form
             if name not in known:
                 return errors(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
             if name in ro:
@@ -151,6 +160,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         name, value = request.path_params["field"], request.path_params["value"]
         if name != "Id" and "x" not in schema.fields_of(sobject).get(name, ("", ""))[1]:
             return errors(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {name}")
+        if name == "Id":
+            value = schema.full_id(value) or value
         hits = [r for r in st.live(sobject) if str(r.get(name)) == value]
         version = request.path_params["version"]
         if len(hits) > 1:
@@ -191,17 +202,24 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         version = request.path_params["version"]
         try:
             soql = parse_soql(request.query_params.get("q", ""))
-            if soql.sobject not in schema.ID_PREFIX:
+            sobject = schema.canonical_sobject(soql.sobject)
+            if sobject is None:
                 raise QueryError("INVALID_TYPE", f"sObject type '{soql.sobject}' is not supported.")
-            known = schema.fields_of(soql.sobject)
-            for name in [*soql.fields, *(n for n, _ in soql.order)]:
-                if name not in known:
-                    raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{soql.sobject}'.")
-            rows = [r for r in st.live(soql.sobject) if soql.where is None or evaluate(soql.where, r)]
+            soql.sobject = sobject
+
+            def field(name: str) -> str:
+                found = schema.canonical_field(sobject, name)
+                if found is None:
+                    raise QueryError("INVALID_FIELD", f"No such column '{name}' on entity '{sobject}'.")
+                return found
+
+            soql.fields = [field(name) for name in soql.fields]
+            soql.order = [(field(name), desc, nulls_last) for name, desc, nulls_last in soql.order]
+            rows = [r for r in st.live(sobject) if soql.where is None or evaluate(soql.where, r)]
         except QueryError as exc:
             return errors(400, exc.code, exc.message)
-        for name, desc in reversed(soql.order):
-            rows.sort(key=_order_key(name), reverse=desc)
+        for name, desc, nulls_last in reversed(soql.order):
+            rows.sort(key=_order_key(name, nulls_last, desc), reverse=desc)
         rows = rows[: soql.limit] if soql.limit is not None else rows
         shaped = [public(soql.sobject, r, version, soql.fields) for r in rows]
         locator = f"01gSB{len(st.cursors):013d}"
@@ -227,16 +245,23 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         return JSONResponse(schema.describe(sobject, request.path_params["version"]))
 
     async def limits(request: Request) -> Response:
+        if not st.view_setup:
+            return errors(403, "INSUFFICIENT_ACCESS", "insufficient access rights: View Setup and Configuration")
         used = st.api_usage
         return JSONResponse({"DailyApiRequests": {"Max": st.api_usage_limit, "Remaining": st.api_usage_limit - used}})
 
     async def userinfo(request: Request) -> Response:
         return JSONResponse({"sub": f"https://login.salesforce.com/id/{ORG_ID}/{USER_ID}", "organization_id": ORG_ID})
 
+    async def resources(request: Request) -> Response:
+        base = f"/services/data/{request.path_params['version']}"
+        return JSONResponse({name: f"{base}/{name}" for name in ("sobjects", "query", "search", "limits")})
+
     async def versions(request: Request) -> Response:
         return JSONResponse([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}])
 
     api = [
+        ("GET", DATA, resources),
         ("GET", DATA + "/limits", limits),
         ("GET", DATA + "/query", query),
         ("GET", DATA + "/query/{locator}", query_more),
@@ -253,7 +278,8 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
     routes = [
         *oauth_routes(st, wire, token_paths=["/services/oauth2/token"], authorize_path="/services/oauth2/authorize"),
         *control_routes(st),
-        *(guarded(st, wire, method, path, handler) for method, path, handler in api),
+        *(guarded(st, wire, method, path, versioned(handler) if "{version}" in path else handler)
+          for method, path, handler in api),
     ]
     routes.append(Route("/services/data", versions, methods=["GET"]))
     app = Starlette(routes=routes)

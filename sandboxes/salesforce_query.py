@@ -86,7 +86,7 @@ class Soql:
     fields: list[str]
     sobject: str
     where: Any = None
-    order: list[tuple[str, bool]] = field(default_factory=list)
+    order: list[tuple[str, bool, bool | None]] = field(default_factory=list)  # (field, DESC, NULLS LAST)
     limit: int | None = None
 
 
@@ -131,7 +131,12 @@ class _Parser:
                 desc = self.peek("DESC")
                 if desc or self.peek("ASC"):
                     self.take()
-                query.order.append((name, desc))
+                nulls_last = None
+                if self.peek("NULLS"):
+                    self.take("NULLS")
+                    nulls_last = self.peek("LAST")
+                    self.take("LAST" if nulls_last else "FIRST")
+                query.order.append((name, desc, nulls_last))
                 if not self.peek(","):
                     break
                 self.take(",")
@@ -228,12 +233,11 @@ def evaluate(node: Any, row: dict[str, Any]) -> bool:
     if kind == "not":
         return not evaluate(node[1], row)
     if kind == "like":
-        return _like(row.get(node[1]), str(node[2]))
+        return _like(_value(row, node[1]), str(node[2]))
     if kind == "in":
-        hit = any(_equal(*_coerce(row.get(node[1]), v)) for v in node[2])
-        return hit != bool(node[3])
+        return any(_equal(*_coerce(_value(row, node[1]), v)) for v in node[2]) != bool(node[3])
     _, name, op, literal = node
-    actual, expected = _coerce(row.get(name), literal)
+    actual, expected = _coerce(_value(row, name), literal)
     if op in ("=", "!=", "<>"):
         return _equal(actual, expected) is (op == "=")
     if actual is None or expected is None:
@@ -247,49 +251,6 @@ def _equal(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
-@dataclass
-class Sosl:
-    term: list[str]
-    scope: str
-    returning: list[tuple[str, list[str], int | None]]
-
-
-_SOSL = re.compile(
-    r"^\s*FIND\s*\{(?P<term>(?:[^{}\\]|\\.)*)\}\s*(?:IN\s+(?P<scope>ALL|NAME|EMAIL|PHONE)\s+FIELDS\s*)?"
-    r"(?:RETURNING\s+(?P<ret>.+?))?\s*(?:LIMIT\s+(?P<limit>\d+))?\s*$",
-    re.I | re.S,
-)
-_RETURNING_LIST = re.compile(r"\s*\w+\s*(?:\([^(){}]*\))?\s*(?:,\s*\w+\s*(?:\([^(){}]*\))?\s*)*")
-_RETURN = re.compile(r"\s*(\w+)\s*(?:\(([^()]*)\))?\s*(?:,|$)")
-
-
-def parse_sosl(text: str) -> Sosl:
-    m = _SOSL.match(text)
-    if m is None:
-        raise QueryError("MALFORMED_SEARCH", "No search term found. The search term must be enclosed in braces.")
-    words: list[str] = []
-    current, chars = "", iter(m.group("term"))
-    for ch in chars:
-        if ch == "\\":
-            current += next(chars, "")
-        elif ch.isspace():
-            words, current = ([*words, current] if current else words), ""
-        elif ch in '*?"':  # wildcards and phrase quotes: the sandbox matches by substring anyway
-            continue
-        elif ch in "&|!{}[]()^~:'+-":
-            raise QueryError("MALFORMED_SEARCH", "unescaped reserved character in the search term")
-        else:
-            current += ch
-    words = [*words, current] if current else words
-    if m.group("ret") and not _RETURNING_LIST.fullmatch(m.group("ret")):
-        raise QueryError("MALFORMED_SEARCH", "unexpected token in the RETURNING clause")
-    returning = []
-    for obj, inner in _RETURN.findall(m.group("ret") or ""):
-        limit = re.search(r"\bLIMIT\s+(\d+)\s*$", inner or "", re.I)
-        names = re.sub(r"\bLIMIT\s+\d+\s*$", "", inner or "", flags=re.I)
-        returning.append(
-            (obj, [f.strip() for f in names.split(",") if f.strip()], int(limit.group(1)) if limit else None)
-        )
-    if m.group("limit"):
-        returning = [(o, f, min(lim or 2000, int(m.group("limit")))) for o, f, lim in returning]
-    return Sosl(words, (m.group("scope") or "ALL").upper(), returning)
+def _value(row: dict[str, Any], name: str) -> Any:
+    """The row's field `name` in any letter case: SOQL field names are case-insensitive."""
+    return row[name] if name in row else next((v for k, v in row.items() if k.lower() == name.lower()), None)

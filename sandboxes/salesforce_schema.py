@@ -97,6 +97,29 @@ DEFAULTS = {
     "Case": {"Status": "New", "Priority": "Medium"},
     "Task": {"Status": "Not Started", "Priority": "Normal"},
 }
+# Standard picklist values of a new org (Setup → Object Manager → Fields); the first is the default where the
+# field is defaulted on create.
+PICKLISTS: dict[tuple[str, str], list[str]] = {
+    ("Lead", "Status"): ["Open - Not Contacted", "Working - Contacted", "Closed - Converted", "Closed - Not Converted"],
+    ("Opportunity", "StageName"): ["Prospecting", "Qualification", "Needs Analysis", "Value Proposition",
+                                   "Id. Decision Makers", "Perception Analysis", "Proposal/Price Quote",
+                                   "Negotiation/Review", "Closed Won", "Closed Lost"],
+    ("Opportunity", "Type"): ["Existing Customer - Upgrade", "Existing Customer - Replacement",
+                              "Existing Customer - Downgrade", "New Customer"],
+    ("Case", "Status"): ["New", "Working", "Escalated", "Closed"],
+    ("Case", "Priority"): ["Medium", "High", "Low"],
+    ("Case", "Origin"): ["Phone", "Email", "Web"],
+    ("Task", "Status"): ["Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred"],
+    ("Task", "Priority"): ["Normal", "High", "Low"],
+    ("Task", "TaskSubtype"): ["Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"],
+    ("Task", "Subject"): ["Call", "Send Letter", "Send Quote", "Other"],
+    ("Event", "Subject"): ["Call", "Email", "Meeting", "Send Letter/Quote", "Other"],
+}
+for _sobject in ("Contact", "Lead", "Opportunity"):
+    PICKLISTS[(_sobject, "LeadSource")] = ["Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other"]
+# Polymorphic lookups name several targets (WhoId: a Contact or a Lead).
+REFERENCES: dict[str, list[str]] = {"OwnerId": ["User"], "AccountId": ["Account"], "ContactId": ["Contact"],
+                                    "WhoId": ["Contact", "Lead"], "WhatId": ["Account", "Opportunity", "Case"]}
 NAME_FIELDS = {"Name", "FirstName", "LastName", "Subject", "Company"}
 TEXT_TYPES = {"string", "email", "phone", "textarea", "combobox", "picklist"}
 
@@ -125,6 +148,10 @@ def describe(sobject: str, api_version: str) -> dict[str, Any]:
                 "idLookup": "x" in flags or name in ("Id", "Email"),
                 "custom": name.endswith("__c"),
                 "length": 255 if type_ in TEXT_TYPES else 0,
+                "picklistValues": _picklist(sobject, name, "d" in flags),
+                "referenceTo": REFERENCES.get(name, []) if type_ == "reference" else [],
+                "relationshipName": name.removesuffix("Id") if type_ == "reference" else None,
+                "restrictedPicklist": False,
             }
         )
     return {
@@ -139,6 +166,39 @@ def describe(sobject: str, api_version: str) -> dict[str, Any]:
         "fields": out,
         "urls": {"describe": f"/services/data/{api_version}/sobjects/{sobject}/describe"},
     }
+
+
+def _picklist(sobject: str, name: str, defaulted: bool) -> list[dict[str, Any]]:
+    values = PICKLISTS.get((sobject, name), [])
+    return [{"active": True, "defaultValue": defaulted and n == 0, "label": value, "validFor": None, "value": value}
+            for n, value in enumerate(values)]
+
+
+def canonical_sobject(name: str) -> str | None:
+    """The sObject's API name for `name` in any letter case (Salesforce names are case-insensitive)."""
+    return next((known for known in ID_PREFIX if known.lower() == name.lower()), None)
+
+
+def canonical_field(sobject: str, name: str) -> str | None:
+    return next((known for known in fields_of(sobject) if known.lower() == name.lower()), None)
+
+
+_SUFFIX = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def full_id(record_id: str) -> str | None:
+    """The 18-character form of a 15- or 18-character record id (case-safe suffix), else None.
+
+    Salesforce ids are case-sensitive in 15 characters; the three suffix characters encode, for each 5-char
+    chunk, which characters are upper case, so the 18-character form survives case-insensitive tools.
+    """
+    if len(record_id) not in (15, 18) or not record_id.isalnum() or not record_id.isascii():
+        return None
+    base = record_id[:15]
+    suffix = "".join(_SUFFIX[sum(1 << i for i, ch in enumerate(base[c:c + 5]) if ch.isupper())] for c in (0, 5, 10))
+    if len(record_id) == 18 and record_id[15:].upper() != suffix:
+        return None
+    return base + suffix
 
 
 def required(sobject: str) -> list[str]:

@@ -7,15 +7,17 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from sandboxes.common import SandboxState
+from sandboxes.common import Handler, SandboxState
 
 if TYPE_CHECKING:
     from sandboxes.salesforce import SalesforceState
 
-ORG_ID = "00DSB0000000001AAA"
-USER_ID = "005SB0000000001AAA"
+VERSIONS = range(31, 63)  # v31.0 … v62.0 (Winter '25), the versions this org serves
+ORG_ID = "00DSB00000000012AA"  # 18-character ids: 15 + the case-safe suffix
+USER_ID = "005SB0000000001YAA"
 
 
 def sf_time(state: SandboxState) -> str:
@@ -73,3 +75,16 @@ def public(sobject: str, row: dict[str, Any], version: str, names: list[str] | N
     """A record as the REST API returns it: `attributes` first, then the asked-for fields."""
     attributes = {"type": sobject, "url": f"/services/data/{version}/sobjects/{sobject}/{row['Id']}"}
     return {"attributes": attributes} | {k: row.get(k) for k in (names or list(row))}
+
+
+def versioned(handler: Handler) -> Handler:
+    """A path under /services/data/vXX.X answers 404 unless the org serves that API version."""
+
+    async def endpoint(request: Request) -> Response:
+        version = str(request.path_params["version"])
+        number = version[1:].removesuffix(".0")
+        if not (version.startswith("v") and version.endswith(".0") and number.isdigit() and int(number) in VERSIONS):
+            return errors(404, "NOT_FOUND", "The requested resource does not exist")
+        return await handler(request)
+
+    return endpoint

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import telemetry
 from store.models import AuditLog
 from vault.connections import Actor
 
@@ -41,6 +42,7 @@ class AuditTrail:
             await asyncio.wait_for(self._write(row), timeout=self._timeout)
         except Exception as exc:  # any failure: the decrypt it describes still goes ahead
             self.failures += 1
+            telemetry.AUDIT_WRITE_FAILURES.labels(action).inc()  # actions are our constants, a small set
             log.warning("audit write failed for %s on tenant %s: %s", action, tenant_id, type(exc).__name__)
             return False
         return True

@@ -24,6 +24,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import telemetry
 from settings import Settings
 from store.base import utcnow
 from store.models import TenantCredential
@@ -136,7 +137,12 @@ class CredentialVault:
         return row
 
     async def _decrypt(self, row: TenantCredential) -> Credential:
-        secret = json.loads(await self.sealer.open(row_ref(row), row_sealed(row)))
+        try:
+            secret = json.loads(await self.sealer.open(row_ref(row), row_sealed(row)))
+        except Exception:
+            telemetry.DECRYPTS.labels(row.provider, "failed").inc()
+            raise
+        telemetry.DECRYPTS.labels(row.provider, "ok").inc()
         return Credential(id=row.id, tenant_id=row.tenant_id, provider=row.provider, version=row.version,
                           scheme=row.scheme, expires_at=row.expires_at, rotated_at=row.rotated_at,
                           needs_reconnect=row.needs_reconnect, secret=secret)

@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -73,7 +73,7 @@ def unseal(key: bytes, nonce: bytes, ciphertext: bytes, binding: RowBinding) -> 
 class EnvKey:
     """The env scheme's 32-byte key and its version label (a fingerprint, so a rotated key is detectable)."""
 
-    key: bytes
+    key: bytes = field(repr=False)
     version: str
 
     @classmethod

@@ -16,7 +16,7 @@ import hashlib
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -40,7 +40,7 @@ class KmsUnavailableError(RuntimeError):
 
 @dataclass
 class _Entry:
-    key: bytes
+    key: bytes = field(repr=False)
     expires_at: float
     uses_left: int
 

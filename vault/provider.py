@@ -24,6 +24,7 @@ from drivers.errors import AuthError
 from drivers.registry import get_driver_class
 from settings import OAuthClientSettings, Settings
 from store.models import Tenant
+from telemetry import crm_call_metrics_hooks
 from vault.connections import Actor
 from vault.credentials import Credential, CredentialVault
 from vault.tokens import PersistentTokenSource, TokenBroker
@@ -128,6 +129,8 @@ class VaultDriverProvider:
         config = driver_config(tenant, credential)
         auth = self._auth(cls, config, credential, actor)
         async with self._client_factory(cls.api_base_url(config), auth) as client:
+            for hook, hooks in crm_call_metrics_hooks(cls.slug).items():  # CRM calls by provider and outcome
+                client.event_hooks[hook].extend(hooks)
             if self.budget is not None:  # the agent's tool calls first; lifecycles and erasures share the rest
                 attach(client, self.budget, tenant.tenant_id, cls, "tool" if actor.type == "tool" else "mirror")
             yield cls(client, config)

@@ -24,7 +24,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,7 +47,7 @@ HttpFactory = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 @dataclass(frozen=True)
 class _Latest:
-    access_token: str
+    access_token: str = field(repr=False)
     version: int
     expires_at: datetime | None
 

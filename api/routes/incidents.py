@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -18,10 +19,38 @@ from api.auth import require_operator
 from api.context import context_of
 from api.errors import Problem
 from api.lifecycle import workflow_id
+from api.openapi import document
 from store import incidents, outbox
 from store.models import Incident
 
 STATUSES = ("open", "resolved")
+
+
+class IncidentView(BaseModel):
+    """One incident: ids, kind, state and an error code (never a CRM message)."""
+
+    id: str
+    kind: str
+    status: str
+    table: str | None
+    row_id: str | None
+    last_error: str | None
+    attempts: int
+    opened_at: str
+    resolved_at: str | None
+    workflow_id: str | None
+
+
+class IncidentList(BaseModel):
+    tenant_id: str
+    incidents: list[IncidentView]
+
+
+class Redriven(BaseModel):
+    """The incidents whose rows were queued for a retry now."""
+
+    tenant_id: str
+    redriven: list[IncidentView]
 
 
 def _uuid(request: Request, name: str) -> uuid.UUID:
@@ -41,7 +70,9 @@ def _view(incident: Incident) -> dict[str, Any]:
             "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None, "workflow_id": wid}
 
 
+@document(responses={200: IncidentList}, auth="operator", errors={404: "No such tenant (for this operator)"})
 async def list_incidents(request: Request) -> JSONResponse:
+    """A tenant's incidents, newest first (query `status=open|resolved`, `limit` up to 1000)."""
     tenant_id = _uuid(request, "tenant_id")
     require_operator(request, tenant_id)
     status = request.query_params.get("status")
@@ -68,7 +99,10 @@ async def _queue_redrives(request: Request, tenant_id: uuid.UUID, chosen: list[I
     return JSONResponse({"tenant_id": str(tenant_id), "redriven": [_view(i) for i in targets]}, status_code=202)
 
 
+@document(responses={202: Redriven}, auth="operator",
+          errors={404: "No such tenant or incident", 409: "The incident is already resolved"})
 async def redrive_one(request: Request) -> JSONResponse:
+    """Retry one incident's CRM write now."""
     tenant_id, incident_id = _uuid(request, "tenant_id"), _uuid(request, "incident_id")
     require_operator(request, tenant_id)
     async with context_of(request).sessions() as session:
@@ -80,7 +114,9 @@ async def redrive_one(request: Request) -> JSONResponse:
     return await _queue_redrives(request, tenant_id, [incident])
 
 
+@document(responses={202: Redriven}, auth="operator", errors={404: "No such tenant (for this operator)"})
 async def redrive_all(request: Request) -> JSONResponse:
+    """Retry the CRM writes of every open incident of the tenant now."""
     tenant_id = _uuid(request, "tenant_id")
     require_operator(request, tenant_id)
     async with context_of(request).sessions() as session:

@@ -1,13 +1,17 @@
-"""The public API for the tenant's own systems: `POST /v1/crm/create-record` and `POST /v1/leads`.
+"""The public API for the tenant's own systems: every CRM verb under `/v1/crm/*`, and `POST /v1/leads`.
 
-API keys (api/keys.py) bound to one tenant, with scopes; 200 requests/min per key (api/ratelimit.py);
-idempotency over the ledger (api/idempotency.py). CRM failures are problem+json with a stable `reason`.
+API keys (api/keys.py) bound to one tenant, with scopes (`crm:read` for lookup/search/list-recent,
+`crm:write` for create-record/update-record, `leads:write`); 200 requests/min per key (api/ratelimit.py);
+idempotency over the ledger (api/idempotency.py). The read/update verbs run the agent tools' own calls
+(api/routes/tools.py: same deadline, same field mapping) and share the tools' per-tenant budget. CRM
+failures are problem+json with the tools' stable `reason`, `retry_after` and `suggested_fallback`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -23,6 +27,7 @@ from api.keys import KeyPrincipal, require_api_key
 from api.lifecycle import workflow_id
 from api.openapi import document
 from api.ratelimit import enforce
+from api.routes.tools import TOOLS_BY_NAME, Tool
 from drivers.errors import DriverError
 from drivers.idempotency import request_fingerprint
 from vault.connections import Actor
@@ -118,5 +123,36 @@ async def create_lead(request: Request) -> Response:
     return _answer(accepted, outcome, request_id(request))
 
 
+def verb_route(path: str, tool: Tool[Any], scope: str) -> Route:
+    """`POST /v1/crm/<path>`: the agent tool `tool` for an API key with `scope`; failures as problems."""
+
+    async def endpoint(request: Request) -> Response:
+        principal = await _authorize(request, scope)
+        # The same per-tenant budget as the agent's calls of this verb: both reach the same CRM.
+        await enforce(request, "per_tenant_tool", str(principal.tenant_id), tool.name)
+        ctx = context_of(request)
+        body = tool.body.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
+        rid = request_id(request)
+        actor = Actor(type="tool", id=f"api_key:{principal.key_id}", purpose=f"v1.{tool.name}", request_id=rid,
+                      conversation_id=body.conversation_id)
+        try:
+            answer = await tool.run(request, body, principal.tenant_id, actor)
+        except (DriverError, LookupError) as exc:
+            failure = classify(exc)
+            log.warning("v1 %s for tenant %s: CRM failure %s (%s)", path, principal.tenant_id, failure.reason,
+                        type(exc).__name__)
+            raise failure_problem(failure) from None
+        return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+
+    endpoint.__name__ = f"v1_{path.replace('-', '_')}"
+    endpoint.__doc__ = (f"{(tool.call.__doc__ or '').strip()}\n\nScope `{scope}`. The agent tool `{tool.name}`'s "
+                        "answer; a CRM failure is a problem with `reason`, `retry_after` and `suggested_fallback`.")
+    documented = document(request=tool.body, responses={200: tool.answer}, auth="api_key", errors=CRM_ERRORS)
+    return Route(f"/v1/crm/{path}", documented(endpoint), methods=["POST"])
+
+
+VERBS = [("lookup", "crm_lookup_customer", "crm:read"), ("search", "crm_search_records", "crm:read"),
+         ("update-record", "crm_update_record", "crm:write"), ("list-recent", "crm_list_recent", "crm:read")]
 routes = [Route("/v1/crm/create-record", create_record, methods=["POST"]),
+          *(verb_route(path, TOOLS_BY_NAME[name], scope) for path, name, scope in VERBS),
           Route("/v1/leads", create_lead, methods=["POST"])]

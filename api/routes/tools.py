@@ -64,14 +64,23 @@ class Tool(Generic[In]):
         actor = Actor(type="tool", id=principal.subject, purpose=self.name, request_id=rid,
                       conversation_id=body.conversation_id)
         try:
-            async with asyncio.timeout(TOOL_DEADLINE_SECONDS):
-                async with driver_provider(request).open(tenant_id, actor) as driver:
-                    answer = await self.call(body, driver, await load_field_map(ctx.sessions, tenant_id, driver))
-        except TimeoutError:
-            answer = _failure(UnavailableError("deadline exceeded", provider="crm"), tenant_id, self.name)
+            answer = await self.run(request, body, tenant_id, actor)
         except (DriverError, LookupError) as exc:
             answer = _failure(exc, tenant_id, self.name)
         return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+
+    async def run(self, request: Request, body: In, tenant_id: uuid.UUID, actor: Actor) -> BaseModel:
+        """Open the tenant's driver and make the call within the deadline (shared with the /v1 routes).
+
+        Raises DriverError (a deadline overrun is UnavailableError) or LookupError (no connected CRM).
+        """
+        ctx = context_of(request)
+        try:
+            async with asyncio.timeout(TOOL_DEADLINE_SECONDS):
+                async with driver_provider(request).open(tenant_id, actor) as driver:
+                    return await self.call(body, driver, await load_field_map(ctx.sessions, tenant_id, driver))
+        except TimeoutError:
+            raise UnavailableError("deadline exceeded", provider="crm") from None
 
     def route(self) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -157,3 +166,4 @@ TOOLS: list[Tool[Any]] = [
     Tool("crm_list_recent", schemas.ListRecentRequest, schemas.RecordsResponse, list_recent),
 ]
 routes = [tool.route() for tool in TOOLS]
+TOOLS_BY_NAME: dict[str, Tool[Any]] = {tool.name: tool for tool in TOOLS}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,15 +16,10 @@ from sqlalchemy import create_engine, inspect
 
 from store.base import Base
 from tests.support.databases import scratch_database
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 CRM_SOR = str(Path(sys.executable).parent / "crm-sor")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

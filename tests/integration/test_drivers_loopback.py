@@ -15,7 +15,7 @@ from drivers.base import CrmObject
 from drivers.registry import get_driver_class
 from sandboxes.serve import create_sandbox, serve_in_task, serve_in_thread
 
-TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token"}
+TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token"}
 DEAL = {
     "hubspot": {"dealname": "Loopback", "amount": "10"},
     "salesforce": {"Name": "Loopback", "StageName": "Prospecting", "CloseDate": "2026-12-31"},

@@ -44,7 +44,7 @@ async def test_composition_root_mirrors_through_the_vault(
     hubspot: hubspot_sandbox.HubSpotState = app.state.sandbox
     async with serve_in_task(app) as base_url:
         tenant = await create_tenant(sessions, settings={"base_url": base_url,
-                                                         "token_url": f"{base_url}/oauth/v1/token"})
+                                                         "token_url": f"{base_url}/oauth/v3/token"})
         vault = CredentialVault.from_settings(settings, sessions)
         await vault.store(tenant, "hubspot", {"auth": "oauth2", **asdict(hubspot.tokens.credentials())},
                           actor=Actor(type="system", id="test", purpose="connect"))

@@ -40,7 +40,7 @@ SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
     "zoho": zoho_sandbox.create_app,
     "athenahealth": athena_sandbox.create_app,
 }
-TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
+TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
                "athenahealth": "/oauth2/v1/token"}
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]

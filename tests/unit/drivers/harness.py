@@ -130,7 +130,7 @@ async def hubspot() -> AsyncIterator[Harness]:
         "hubspot",
         app,
         "https://api.hubapi.com",
-        "/oauth/v1/token",
+        "/oauth/v3/token",
         config,
         1800,
         seed=seed,

@@ -158,7 +158,7 @@ async def test_expiry_is_refreshed_ahead_of_the_deadline_without_a_401() -> None
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport) as token_http:
         source = OAuthTokenSource(
-            token_url="https://api.hubapi.com/oauth/v1/token",
+            token_url="https://api.hubapi.com/oauth/v3/token",
             client_id=creds.client_id,
             client_secret=creds.client_secret,
             refresh_token=creds.refresh_token,
@@ -175,7 +175,7 @@ async def test_expiry_is_refreshed_ahead_of_the_deadline_without_a_401() -> None
             assert (await driver.test_connection()).ok
             now[0] += 1800  # HubSpot says a 401 is no expiry signal: the source must know the deadline
             assert (await driver.test_connection()).ok
-    assert state.calls["POST /oauth/v1/token"] == 1 and state.calls["GET /crm/v3/objects/{object_type}"] == 2
+    assert state.calls["POST /oauth/v3/token"] == 1 and state.calls["GET /crm/v3/objects/{object_type}"] == 2
     assert len(rotated) == 1 and rotated[0].rotated_refresh_token and rotated[0].expires_in == 1800
     assert source.refresh_token == rotated[0].refresh_token != creds.refresh_token
 
@@ -187,3 +187,19 @@ async def test_private_app_token_works_without_refresh() -> None:
         base_url=HubSpotDriver.base_url, transport=httpx.ASGITransport(app=app), auth=BearerAuth(token)
     ) as client:
         assert (await HubSpotDriver(client).test_connection()).ok
+
+
+async def test_refresh_goes_to_the_v3_token_endpoint_that_outlives_v1() -> None:
+    app = create_app()
+    state: HubSpotState = app.state.sandbox
+    state.v1_oauth_retired = True  # HubSpot after 2027-02-16
+    creds = state.tokens.credentials()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as http:
+        tokens = await HubSpotDriver.grant_token(http, {"auth": "oauth2", "refresh_token": creds.refresh_token}, {},
+                                                 (creds.client_id, creds.client_secret))
+        retired = await http.post("https://api.hubapi.com/oauth/v1/token", data={
+            "grant_type": "refresh_token", "refresh_token": creds.refresh_token, "client_id": creds.client_id,
+            "client_secret": creds.client_secret})
+    assert HubSpotDriver.oauth_token_url({}) == "https://api.hubapi.com/oauth/v3/token"
+    assert tokens.access_token and tokens.expires_in == 1800
+    assert state.calls["POST /oauth/v3/token"] == 1 and retired.status_code == 404

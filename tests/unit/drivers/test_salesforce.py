@@ -191,4 +191,4 @@ async def test_api_version_is_configurable() -> None:
 
     async with httpx.AsyncClient(base_url="https://acme.my.salesforce.com", transport=httpx.MockTransport(answer)) as c:
         assert (await SalesforceDriver(c, {"api_version": "63.0"}).test_connection()).ok
-    assert seen == ["/services/data/v63.0/limits"]
+    assert seen == ["/services/data/v63.0"]

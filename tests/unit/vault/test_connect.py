@@ -245,7 +245,7 @@ async def test_retest_after_the_provider_expired_the_token_refreshes_and_stays_a
     assert (await callback(hubspot, {"code": got["code"][0], "state": got["state"][0]})).json()["status"] == "active"
     hubspot.state.tokens.expire_all()
     retest = await hubspot.api.post(f"/api/operator/tenants/{tenant}/connect/test", headers=operator(hubspot.settings))
-    assert retest.json()["status"] == "active" and hubspot.state.calls["POST /oauth/v1/token"] == 2
+    assert retest.json()["status"] == "active" and hubspot.state.calls["POST /oauth/v3/token"] == 2
 
 
 async def test_routes_need_an_operator_of_that_tenant(hubspot: Stack,

@@ -122,12 +122,12 @@ async def test_tenant_base_url_and_token_url_overrides_reach_a_loopback_sandbox(
     url, state = loopback_hubspot
     provider = provider_for(settings, sessions, None)  # no injected transport: real sockets
     tenant = await connect_to_sandbox(provider.vault, sessions, state,
-                                      config={"base_url": url, "token_url": f"{url}/oauth/v1/token"})
+                                      config={"base_url": url, "token_url": f"{url}/oauth/v3/token"})
     state.tokens.expire_all()
     async with provider.open(tenant, ACTOR) as driver:
         assert str(driver.client.base_url).rstrip("/") == url
         assert (await driver.test_connection()).ok
-    assert state.calls["POST /oauth/v1/token"] == 1
+    assert state.calls["POST /oauth/v3/token"] == 1
 
 
 async def test_from_settings_paces_lifecycles_under_the_limit_and_leaves_the_tools_their_reserve(

@@ -21,7 +21,7 @@ from store.session import create_engine, session_factory
 from tests.unit.vault.support import ACTOR, SYSTEM, closed_port_url, connect_to_sandbox, make_vault, sandbox
 from vault.provider import VaultDriverProvider
 
-TOKEN_CALLS = "POST /oauth/v1/token"
+TOKEN_CALLS = "POST /oauth/v3/token"
 
 
 class Recorder:
@@ -190,7 +190,7 @@ async def test_an_unreachable_token_endpoint_is_retryable_and_keeps_the_connecti
 
     provider = VaultDriverProvider(sessions, make_vault(settings, sessions), client_factory=factory)
     tenant = await connect_to_sandbox(provider.vault, sessions, state,
-                                      config={"token_url": f"{closed_port_url()}/oauth/v1/token"})
+                                      config={"token_url": f"{closed_port_url()}/oauth/v3/token"})
     state.tokens.expire_all()
     with pytest.raises(UnavailableError):
         await lookup(provider, tenant, "nobody@example.com")
