@@ -22,6 +22,10 @@ __all__ = [
 DRIVERS: dict[str, str] = {
     "hubspot": "drivers.hubspot:HubSpotDriver",
     "salesforce": "drivers.salesforce:SalesforceDriver",
+    # issue 12: the vertical CRMs
+    "mindbody": "drivers.mindbody:MindbodyDriver",
+    "tekmetric": "drivers.tekmetric:TekmetricDriver",
+    "toast": "drivers.toast:ToastDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

@@ -24,7 +24,8 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce"}
+SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce",
+             "mindbody": "sandboxes.mindbody", "tekmetric": "sandboxes.tekmetric", "toast": "sandboxes.toast"}
 
 
 def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:
