@@ -16,7 +16,7 @@ DINING_OPTION = "2f3b1c6e-8f7a-4d8e-9a55-0c2b7e1d4f10"
 
 def error_message(status: int, code: int, message: str, *, field_name: str | None = None) -> JSONResponse:
     """Toast's `ErrorMessage` (authentication Swagger): codes, never the request's data."""
-    body = {"status": status, "code": code, "message": message, "messageKey": None, "fieldName": field_name,
+    body = {"status": str(status), "code": code, "message": message, "messageKey": None, "fieldName": field_name,
             "link": None, "requestId": str(uuid.uuid4()), "developerMessage": None, "errors": [],
             "canRetry": "YES" if status >= 500 or status == 429 else "NO"}
     return JSONResponse(body, status_code=status)
