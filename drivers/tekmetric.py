@@ -315,8 +315,10 @@ class TekmetricDriver(BaseDriver):
 
     def _record(self, obj: CrmObject, row: dict[str, Any]) -> Record:
         fields = dict(row)
-        if obj in (CrmObject.CUSTOMER, CrmObject.NOTE):
+        if obj is CrmObject.CUSTOMER:
             fields = _flat_customer(row)
+        elif obj is CrmObject.NOTE:  # the customer's notes field, nothing else of the customer
+            fields = {"notes": _flat_customer(row)["notes"]}
         updated = row.get("updatedDate")
         return Record(object=obj, external_id=str(row["id"]), fields=fields, url=self._url(obj, row["id"]),
                       updated_at=datetime.fromisoformat(updated.replace("Z", "+00:00")) if updated else None)

@@ -16,7 +16,8 @@ from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 from tests.unit.api.support import agent_headers, client_for, context
 
-LOOKUP, CREATE, UPDATE = "/api/tools/crm_lookup_customer", "/api/tools/crm_create_record", "/api/tools/crm_update_record"
+LOOKUP, CREATE = "/api/tools/crm_lookup_customer", "/api/tools/crm_create_record"
+UPDATE = "/api/tools/crm_update_record"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
