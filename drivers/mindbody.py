@@ -175,7 +175,7 @@ class MindbodyDriver(BaseDriver):
         if obj is not CrmObject.CUSTOMER:
             raise InvalidRequestError(f"Mindbody cannot list {obj.value} records by modification date",
                                       provider=self.slug)
-        rows = await self._clients({"request.lastModifiedDate": _iso(since)}, limit)
+        rows = await self._modified_since(_iso(since), limit)
         rows.sort(key=lambda c: (_parse(c.get("LastModifiedDateTime") or "1970-01-01T00:00:00Z"), c["UniqueId"]))
         return [self._record(obj, c) for c in rows]
 
@@ -286,6 +286,27 @@ class MindbodyDriver(BaseDriver):
             offset += len(clients)
             if not clients or offset >= int(paging.get("TotalResults") or 0):
                 break
+        return list(seen.values())[:limit]
+
+    async def _modified_since(self, since: str, limit: int) -> list[dict[str, Any]]:
+        """Keyset paging on `lastModifiedDate`: a plain offset skips a client that is modified (and so moves to
+        the end) mid-listing. Each page restarts at the last modification seen, skipping the clients already
+        read at exactly that instant; on-or-after makes boundaries repeat, so clients are kept once (newest)."""
+        seen: dict[str, dict[str, Any]] = {}
+        cursor, offset = since, 0
+        while len(seen) < limit:
+            size = min(_MAX_PAGE, limit - len(seen) + offset)
+            page = {"request.lastModifiedDate": cursor, "request.limit": size, "request.offset": offset}
+            body = await self._request_json("GET", "/client/clients", params=page)
+            clients, total = body.get("Clients") or [], int((body.get("PaginationResponse") or {}).get("TotalResults") or 0)
+            for client in clients:
+                seen.pop(str(client["Id"]), None)
+                seen[str(client["Id"])] = client
+            if not clients or offset + len(clients) >= total:
+                break
+            last = str(clients[-1].get("LastModifiedDateTime") or cursor)
+            at_last = sum(1 for c in clients if c.get("LastModifiedDateTime") == last)
+            cursor, offset = (last, at_last) if last != cursor else (cursor, offset + len(clients))
         return list(seen.values())[:limit]
 
     async def _client(self, external_id: str) -> dict[str, Any]:

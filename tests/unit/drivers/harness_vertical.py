@@ -19,6 +19,7 @@ from drivers.toast import _KEYS, LOGIN_PATH
 from sandboxes import mindbody as mindbody_sandbox
 from sandboxes import tekmetric as tekmetric_sandbox
 from sandboxes import toast as toast_sandbox
+from tests.unit.drivers import harness
 from tests.unit.drivers.harness import Harness, _wire
 
 _CUSTOMER_ONLY = frozenset({CrmObject.CUSTOMER})
@@ -131,8 +132,9 @@ async def toast() -> AsyncIterator[Harness]:
         yield harness
 
 
-HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
+VERTICAL: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "mindbody": mindbody,
     "tekmetric": tekmetric,
     "toast": toast,
 }
+harness.HARNESSES.update(VERTICAL)
