@@ -298,7 +298,8 @@ class MindbodyDriver(BaseDriver):
             size = min(_MAX_PAGE, limit - len(seen) + offset)
             page = {"request.lastModifiedDate": cursor, "request.limit": size, "request.offset": offset}
             body = await self._request_json("GET", "/client/clients", params=page)
-            clients, total = body.get("Clients") or [], int((body.get("PaginationResponse") or {}).get("TotalResults") or 0)
+            clients = body.get("Clients") or []
+            total = int((body.get("PaginationResponse") or {}).get("TotalResults") or 0)
             for client in clients:
                 seen.pop(str(client["Id"]), None)
                 seen[str(client["Id"])] = client
