@@ -11,7 +11,6 @@ from pydantic import Field
 
 from drivers.auth import HeaderAuth, OAuth2Auth, TokenSet
 from drivers.base import (
-    BaseDriver,
     CreateResult,
     CrmObject,
     CustomerRecord,
@@ -28,15 +27,14 @@ from drivers.errors import (
     ConflictError,
     DeleteUnsupportedError,
     InvalidRequestError,
-    NotFoundError,
     UnavailableError,
 )
+from drivers.hosted import int_id, iso_seconds, json_object, parse_time
+from drivers.mindbody_reads import MindbodyReads, client_rssid
 from drivers.provider import CredentialForm, RateLimit
 from drivers.text import batch_marker
 
-_MAX_PAGE = 200
 _IDENTITY = ("FirstName", "LastName", "Email")  # Mindbody's own duplicate rule (case-insensitive)
-_WINDOW = timedelta(days=366)  # appointments have no modified-since filter: searches read this far each way
 
 
 class MindbodyCredentials(CredentialForm):
@@ -54,12 +52,7 @@ class MindbodyCredentials(CredentialForm):
         return {"site_id": self.site_id}
 
 
-def client_rssid(idempotency_key: str) -> str:
-    """The client ID (RSSID) a create under this key gets: Mindbody's only client field it can look up by."""
-    return "crm-" + batch_marker(idempotency_key)[9:25]
-
-
-class MindbodyDriver(BaseDriver):
+class MindbodyDriver(MindbodyReads):
     """Mindbody Public API.
 
     API version: v6 (`https://api.mindbodyonline.com/public/v6`). Auth: `Api-Key` and `SiteId` headers on every
@@ -141,7 +134,7 @@ class MindbodyDriver(BaseDriver):
                             provider_code=code)
         expires_in = None
         if issued.get("Expires"):
-            expires = _parse(str(issued["Expires"]))
+            expires = parse_time(str(issued["Expires"]))
             expires_in = max(0, int((expires - datetime.now(UTC)).total_seconds()))
         return TokenSet(access_token=str(issued["AccessToken"]), refresh_token="", expires_in=expires_in)
 
@@ -175,8 +168,8 @@ class MindbodyDriver(BaseDriver):
         if obj is not CrmObject.CUSTOMER:
             raise InvalidRequestError(f"Mindbody cannot list {obj.value} records by modification date",
                                       provider=self.slug)
-        rows = await self._modified_since(_iso(since), limit)
-        rows.sort(key=lambda c: (_parse(c.get("LastModifiedDateTime") or "1970-01-01T00:00:00Z"), c["UniqueId"]))
+        rows = await self._modified_since(iso_seconds(since), limit)
+        rows.sort(key=lambda c: (parse_time(c.get("LastModifiedDateTime") or "1970-01-01T00:00:00Z"), c["UniqueId"]))
         return [self._record(obj, c) for c in rows]
 
     async def create_record(self, object: CrmObject, fields: Mapping[str, Any], idempotency_key: str) -> CreateResult:
@@ -209,7 +202,7 @@ class MindbodyDriver(BaseDriver):
             body = {"Client": dict(fields) | {"Id": external_id}, "CrossRegionalUpdate": False}
             return self._record(obj, (await self._request_json("POST", "/client/updateclient", json=body))["Client"])
         if obj is CrmObject.APPOINTMENT:
-            body = dict(fields) | {"AppointmentId": _int_id(external_id, self.slug)}
+            body = dict(fields) | {"AppointmentId": int_id(external_id, self.slug)}
             answer = await self._request_json("POST", "/appointment/updateappointment", json=body)
             return self._record(obj, answer["Appointment"])
         raise InvalidRequestError("notes are written with append_note", provider=self.slug)
@@ -273,86 +266,6 @@ class MindbodyDriver(BaseDriver):
 
     # ----- helpers -----------------------------------------------------------------------------
 
-    async def _clients(self, params: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-        """Follow offsets; the on-or-after boundary and page shifts can repeat a client: keep each once."""
-        seen: dict[str, dict[str, Any]] = {}
-        offset = 0
-        while len(seen) < limit:
-            page = params | {"request.limit": min(_MAX_PAGE, limit - len(seen)), "request.offset": offset}
-            body = await self._request_json("GET", "/client/clients", params=page)
-            clients, paging = body.get("Clients") or [], body.get("PaginationResponse") or {}
-            for client in clients:
-                seen.setdefault(str(client["Id"]), client)
-            offset += len(clients)
-            if not clients or offset >= int(paging.get("TotalResults") or 0):
-                break
-        return list(seen.values())[:limit]
-
-    async def _modified_since(self, since: str, limit: int) -> list[dict[str, Any]]:
-        """Keyset paging on `lastModifiedDate`: a plain offset skips a client that is modified (and so moves to
-        the end) mid-listing. Each page restarts at the last modification seen, skipping the clients already
-        read at exactly that instant; on-or-after makes boundaries repeat, so clients are kept once (newest)."""
-        seen: dict[str, dict[str, Any]] = {}
-        cursor, offset = since, 0
-        while len(seen) < limit:
-            size = min(_MAX_PAGE, limit - len(seen) + offset)
-            page = {"request.lastModifiedDate": cursor, "request.limit": size, "request.offset": offset}
-            body = await self._request_json("GET", "/client/clients", params=page)
-            clients = body.get("Clients") or []
-            total = int((body.get("PaginationResponse") or {}).get("TotalResults") or 0)
-            for client in clients:
-                seen.pop(str(client["Id"]), None)
-                seen[str(client["Id"])] = client
-            if not clients or offset + len(clients) >= total:
-                break
-            last = str(clients[-1].get("LastModifiedDateTime") or cursor)
-            at_last = sum(1 for c in clients if c.get("LastModifiedDateTime") == last)
-            cursor, offset = (last, at_last) if last != cursor else (cursor, offset + len(clients))
-        return list(seen.values())[:limit]
-
-    async def _client(self, external_id: str) -> dict[str, Any]:
-        found = await self._clients({"request.clientIDs": external_id}, 1)
-        if not found:
-            raise NotFoundError("no such client", provider=self.slug, status_code=404)
-        return found[0]
-
-    async def _appointment(self, external_id: str) -> dict[str, Any]:
-        params = {"request.appointmentIds": _int_id(external_id, self.slug)}
-        found = (await self._request_json("GET", "/appointment/staffappointments", params=params))["Appointments"]
-        if not found:
-            raise NotFoundError("no such appointment", provider=self.slug, status_code=404)
-        return dict(found[0])
-
-    async def _appointments_of(self, client_id: str) -> list[dict[str, Any]]:
-        today = datetime.now(UTC)
-        params = {"request.clientId": client_id, "request.startDate": (today - _WINDOW).date().isoformat(),
-                  "request.endDate": (today + _WINDOW).date().isoformat(), "request.limit": _MAX_PAGE}
-        return list((await self._request_json("GET", "/appointment/staffappointments", params=params))["Appointments"])
-
-    async def _book(self, fields: dict[str, Any], key: str) -> CreateResult:
-        partner_key = client_rssid(key)
-        if fields.get("ClientId"):
-            for row in await self._appointments_of(str(fields["ClientId"])):
-                if row.get("PartnerExternalId") == partner_key:
-                    if str(row.get("StartDateTime"))[:16] != str(fields.get("StartDateTime"))[:16]:
-                        raise ConflictError("idempotency key reused with different fields", provider=self.slug,
-                                            provider_code="IDEMPOTENCY_KEY_REUSED")
-                    return CreateResult(external_id=str(row["Id"]), created=False)
-        booked = await self._request_json("POST", "/appointment/addappointment",
-                                          json=fields | {"PartnerExternalId": partner_key})
-        return CreateResult(external_id=str(booked["Appointment"]["Id"]))
-
-    async def _logs(self, client_id: str) -> list[dict[str, Any]]:
-        params = {"request.clientId": client_id, "request.limit": _MAX_PAGE}
-        return list((await self._request_json("GET", "/client/contactlogs", params=params))["ContactLogs"])
-
-    async def _log(self, note_external_id: str) -> tuple[str, dict[str, Any]]:
-        client_id, _, log_id = note_external_id.rpartition(":")
-        for log in await self._logs(client_id) if client_id else []:
-            if str(log["Id"]) == log_id:
-                return client_id, log
-        raise NotFoundError("no such contact log", provider=self.slug, status_code=404)
-
     def _url(self, client_id: str) -> str:
         return f"https://clients.mindbodyonline.com/app/business/clients/{client_id}?studioid={self.config.get('site_id')}"
 
@@ -360,7 +273,7 @@ class MindbodyDriver(BaseDriver):
         stamp = row.get("LastModifiedDateTime")
         url = self._url(str(row["Id"] if obj is CrmObject.CUSTOMER else row.get("ClientId")))
         return Record(object=obj, external_id=str(row["Id"]), fields=dict(row), url=url,
-                      updated_at=_parse(stamp) if stamp else None)
+                      updated_at=parse_time(stamp) if stamp else None)
 
     def _note_record(self, client_id: str, log: dict[str, Any]) -> Record:
         fields = {k: v for k, v in log.items() if k != "Client"}
@@ -374,25 +287,6 @@ class MindbodyDriver(BaseDriver):
 
 
 def _error_code(response: httpx.Response) -> str | None:
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    error = body.get("Error") if isinstance(body, dict) else None
+    error = json_object(response).get("Error")
     return str(error["Code"]) if isinstance(error, dict) and error.get("Code") else None
 
-
-def _int_id(external_id: str, provider: str) -> int:
-    try:
-        return int(external_id)
-    except ValueError:
-        raise NotFoundError("Mindbody appointment ids are numbers", provider=provider) from None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -13,7 +12,6 @@ from pydantic import Field
 
 from drivers.auth import TokenSet
 from drivers.base import (
-    BaseDriver,
     CreateResult,
     CrmObject,
     CustomerRecord,
@@ -24,18 +22,22 @@ from drivers.base import (
     full_name,
     national_digits,
 )
-from drivers.errors import AuthError, DeleteUnsupportedError, InvalidRequestError, NotFoundError, UnavailableError
+from drivers.errors import AuthError, DeleteUnsupportedError, InvalidRequestError, UnavailableError
+from drivers.hosted import int_id, iso_seconds, json_object
 from drivers.idempotency import ensure_same_request, request_fingerprint
 from drivers.provider import CredentialForm, RateLimit
-from drivers.text import batch_marker
+from drivers.tekmetric_reads import (
+    _CREATE_MARK,
+    _MAX_PAGE,
+    _PATHS,
+    TekmetricReads,
+    _create_mark,
+    _digest,
+    _flat_customer,
+)
 
 HOSTS = {"production": "https://shop.tekmetric.com", "sandbox": "https://sandbox.tekmetric.com"}
-_PATHS = {CrmObject.CUSTOMER: "customers", CrmObject.APPOINTMENT: "appointments", CrmObject.CASE: "repair-orders",
-          CrmObject.NOTE: "customers"}
-_MAX_PAGE = 100
 _MAX_PAGES = 20  # list_recent sorts client-side (Tekmetric sorts by name/email only): bound the scan
-_CUSTOMER_FIELDS = ("firstName", "lastName", "email", "phone", "notes", "okForMarketing", "address")
-_CREATE_MARK = re.compile(r"\[crm-sor create ([0-9a-f]{16}) ([0-9a-f]{16})\]")
 
 
 class TekmetricCredentials(CredentialForm):
@@ -53,7 +55,7 @@ class TekmetricCredentials(CredentialForm):
         return {"shop_id": self.shop_id, "environment": self.environment}
 
 
-class TekmetricDriver(BaseDriver):
+class TekmetricDriver(TekmetricReads):
     """Tekmetric.
 
     API version: v1 (`/api/v1/...`) on `shop.tekmetric.com` (production) or `sandbox.tekmetric.com` (tenant
@@ -71,6 +73,8 @@ class TekmetricDriver(BaseDriver):
     """
 
     slug = "tekmetric"
+    hosts = HOSTS
+    token_path = "/api/v1/oauth/token"
     base_url = HOSTS["production"]
     token_url = HOSTS["production"] + "/api/v1/oauth/token"
     credential_form = TekmetricCredentials
@@ -97,16 +101,6 @@ class TekmetricDriver(BaseDriver):
     }
 
     @classmethod
-    def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
-        config = config or {}
-        return str(config.get("base_url") or HOSTS.get(str(config.get("environment", "production")), cls.base_url))
-
-    @classmethod
-    def oauth_token_url(cls, config: Mapping[str, Any] | None = None) -> str | None:
-        config = config or {}
-        return str(config.get("token_url") or cls.api_base_url(config) + "/api/v1/oauth/token")
-
-    @classmethod
     async def grant_token(cls, http: httpx.AsyncClient, secret: Mapping[str, Any], config: Mapping[str, Any],
                           client: tuple[str, str] | None) -> TokenSet:
         """The client-credentials grant with HTTP Basic client authentication, as Tekmetric documents."""
@@ -119,17 +113,13 @@ class TekmetricDriver(BaseDriver):
             raise UnavailableError(f"token endpoint unreachable ({type(exc).__name__})", provider=cls.slug) from exc
         if response.status_code >= 500 or response.status_code == 429:
             raise UnavailableError("token endpoint failed", provider=cls.slug, status_code=response.status_code)
-        body = _json_object(response)
+        body = json_object(response)
         if response.status_code != 200 or "access_token" not in body:
             raise AuthError("client credentials refused", provider=cls.slug, status_code=response.status_code,
                             provider_code=str(body.get("error") or "") or None)
         expires = body.get("expires_in")  # documented as never expiring; honoured if ever sent
         return TokenSet(access_token=str(body["access_token"]), refresh_token="",
                         expires_in=int(expires) if expires is not None else None)
-
-    @property
-    def _shop(self) -> str:
-        return str(self.config.get("shop_id", ""))
 
     # ----- verbs -------------------------------------------------------------------------------
 
@@ -153,7 +143,7 @@ class TekmetricDriver(BaseDriver):
 
     async def list_recent(self, object: CrmObject, since: datetime, limit: int = 100) -> list[Record]:
         obj = self._require(object)
-        params = {"updatedDateStart": _iso(since)}
+        params = {"updatedDateStart": iso_seconds(since)}
         rows = await self._pages(_PATHS[obj], params, _MAX_PAGE * _MAX_PAGES)
         rows = [row for row in rows if not row.get("deletedDate")]
         rows.sort(key=lambda row: (row.get("updatedDate") or "", int(row["id"])))
@@ -162,7 +152,8 @@ class TekmetricDriver(BaseDriver):
     async def ex_list_deleted(self, object: CrmObject, since: datetime, limit: int = 100) -> list[str]:
         """Ids of records deleted at or after `since` (Tekmetric's separate deleted-since call)."""
         obj = self._require(object)
-        return [str(row["id"]) for row in await self._pages(_PATHS[obj], {"deletedDateStart": _iso(since)}, limit)]
+        deleted = await self._pages(_PATHS[obj], {"deletedDateStart": iso_seconds(since)}, limit)
+        return [str(row["id"]) for row in deleted]
 
     async def create_record(self, object: CrmObject, fields: Mapping[str, Any], idempotency_key: str) -> CreateResult:
         obj = self._require(object)
@@ -188,7 +179,7 @@ class TekmetricDriver(BaseDriver):
         if obj is CrmObject.NOTE:
             raise InvalidRequestError("notes are written with append_note", provider=self.slug)
         body = self._customer_body(fields) if obj is CrmObject.CUSTOMER else dict(fields)
-        await self._request("PATCH", f"/api/v1/{_PATHS[obj]}/{_int_id(external_id, self.slug)}", json=body)
+        await self._request("PATCH", f"/api/v1/{_PATHS[obj]}/{int_id(external_id, self.slug)}", json=body)
         return None  # Tekmetric answers with an envelope whose `data` differs per object (an id, {}): re-read
 
     async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
@@ -197,7 +188,7 @@ class TekmetricDriver(BaseDriver):
             raise DeleteUnsupportedError(f"Tekmetric's API cannot delete {_PATHS[obj]}; delete it in Tekmetric",
                                          provider=self.slug)
         await self._get(obj, external_id)  # a deleted appointment reads as not_found
-        await self._request("DELETE", f"/api/v1/appointments/{_int_id(external_id, self.slug)}")
+        await self._request("DELETE", f"/api/v1/appointments/{int_id(external_id, self.slug)}")
         return DeleteResult(deleted=True, hard_deleted=False)  # Tekmetric keeps it with a deletedDate
 
     async def describe_schema(self, object: CrmObject) -> list[FieldInfo]:
@@ -213,7 +204,7 @@ class TekmetricDriver(BaseDriver):
         current = (await self._get(CrmObject.CUSTOMER, customer_id)).get("notes")
         body = appended(current, text, batch_key)
         if body is not None:
-            await self._request("PATCH", f"/api/v1/customers/{_int_id(customer_id, self.slug)}", json={"notes": body})
+            await self._request("PATCH", f"/api/v1/customers/{int_id(customer_id, self.slug)}", json={"notes": body})
         return CreateResult(external_id=customer_id, record_url=self._url(CrmObject.CUSTOMER, customer_id),
                             created=note_external_id is None and body is not None)
 
@@ -252,25 +243,6 @@ class TekmetricDriver(BaseDriver):
 
     # ----- helpers -----------------------------------------------------------------------------
 
-    async def _get(self, obj: CrmObject, external_id: str) -> dict[str, Any]:
-        path = f"/api/v1/{_PATHS[obj]}/{_int_id(external_id, self.slug)}"
-        row: dict[str, Any] = await self._request_json("GET", path)
-        if row.get("deletedDate"):
-            raise NotFoundError(f"the {_PATHS[obj]} record was deleted", provider=self.slug, status_code=404)
-        return row
-
-    async def _pages(self, path: str, params: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        number = 0
-        while len(rows) < limit:
-            query = params | {"shop": self._shop, "size": min(_MAX_PAGE, max(limit - len(rows), 1)), "page": number}
-            body = await self._request_json("GET", f"/api/v1/{path}", params=query)
-            rows += body.get("content") or []
-            if body.get("last", True) or not body.get("content"):
-                break
-            number += 1
-        return rows[:limit]
-
     async def _replay_customer(self, fields: Mapping[str, Any], key: str, fingerprint: str) -> CreateResult | None:
         identity = fields.get("email") or fields.get("phone") or full_name(fields.get("firstName"),
                                                                             fields.get("lastName"))
@@ -300,15 +272,6 @@ class TekmetricDriver(BaseDriver):
         body = await self._request_json("POST", "/api/v1/appointments", json=fields | {"shopId": int(self._shop)})
         return CreateResult(external_id=str(body["data"]), record_url=self._url(CrmObject.APPOINTMENT, body["data"]))
 
-    def _customer_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        body = dict(fields)
-        if isinstance(body.get("email"), str):
-            body["email"] = [body["email"]]
-        phone = body.pop("phone", None)
-        if isinstance(phone, str):
-            body["phones"] = [{"number": phone, "type": "Mobile", "primary": True}]
-        return body
-
     def _url(self, obj: CrmObject, record_id: Any) -> str:
         kind = {"customers": "customers", "appointments": "appointments", "repair-orders": "repair-orders"}[_PATHS[obj]]
         return f"{self.api_base_url(self.config)}/admin/shop/{self._shop}/{kind}/{record_id}"
@@ -329,41 +292,3 @@ class TekmetricDriver(BaseDriver):
                               phone=fields.get("phone"), email=row.get("email"), fields=fields,
                               url=self._url(CrmObject.CUSTOMER, row["id"]))
 
-
-def _flat_customer(row: dict[str, Any]) -> dict[str, Any]:
-    """A customer as flat fields: the primary phone as `phone`, our create markers left out of `notes`."""
-    phones = row.get("phone") or []
-    primary = next((p for p in phones if p.get("primary")), phones[0] if phones else None)
-    fields = {k: row.get(k) for k in _CUSTOMER_FIELDS}
-    fields["phone"] = primary.get("number") if primary else None
-    fields["phones"] = [p.get("number") for p in phones]
-    notes = _CREATE_MARK.sub("", row.get("notes") or "").strip("\n")
-    fields["notes"] = notes or None
-    return fields
-
-
-def _create_mark(key: str, fingerprint: str) -> str:
-    return f"[crm-sor create {_digest(key)} {fingerprint[:16]}]"
-
-
-def _digest(key: str) -> str:
-    return batch_marker(key)[9:25]  # the same keyed digest the transcript markers use, never the key itself
-
-
-def _int_id(external_id: str, provider: str) -> int:
-    try:
-        return int(external_id)
-    except ValueError:
-        raise NotFoundError("Tekmetric ids are numbers", provider=provider) from None
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

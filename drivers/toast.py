@@ -13,7 +13,6 @@ from pydantic import Field
 
 from drivers.auth import HeaderAuth, OAuth2Auth, TokenSet
 from drivers.base import (
-    BaseDriver,
     CreateResult,
     CrmObject,
     CustomerRecord,
@@ -35,6 +34,7 @@ from drivers.errors import (
     UnavailableError,
     parse_retry_after,
 )
+from drivers.hosted import HostedDriver, json_object, parse_time
 from drivers.provider import CredentialForm, RateLimit
 
 HOSTS = {"production": "https://ws-api.toasttab.com", "sandbox": "https://ws-sandbox-api.eng.toasttab.com"}
@@ -60,7 +60,7 @@ class ToastCredentials(CredentialForm):
         return {"restaurant_guid": self.restaurant_guid.lower(), "environment": self.environment}
 
 
-class ToastDriver(BaseDriver):
+class ToastDriver(HostedDriver):
     """Toast.
 
     API version: orders v2 (`/orders/v2`) and the CRM customers API v1 (`/crm/v1`, documented as deprecated:
@@ -80,6 +80,8 @@ class ToastDriver(BaseDriver):
     """
 
     slug = "toast"
+    hosts = HOSTS
+    token_path = LOGIN_PATH
     base_url = HOSTS["production"]
     token_url = HOSTS["production"] + LOGIN_PATH
     credential_form = ToastCredentials
@@ -97,15 +99,6 @@ class ToastDriver(BaseDriver):
         "customer.email": "email",
         "customer.phone": "phone",
     }
-
-    @classmethod
-    def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
-        config = config or {}
-        return str(config.get("base_url") or HOSTS.get(str(config.get("environment", "production")), cls.base_url))
-
-    @classmethod
-    def oauth_token_url(cls, config: Mapping[str, Any] | None = None) -> str | None:
-        return str((config or {}).get("token_url") or cls.api_base_url(config) + LOGIN_PATH)
 
     @classmethod
     def build_auth(cls, secret: Mapping[str, Any], config: Mapping[str, Any], tokens: TokenSourceFactory
@@ -130,7 +123,7 @@ class ToastDriver(BaseDriver):
                                    retry_after=parse_retry_after(response.headers.get("Retry-After")))
         if response.status_code >= 500:
             raise UnavailableError("login endpoint failed", provider=cls.slug, status_code=response.status_code)
-        token = (_json(response).get("token") or {}) if response.status_code == 200 else {}
+        token = (json_object(response).get("token") or {}) if response.status_code == 200 else {}
         if not token.get("accessToken"):
             raise AuthError("partner login refused", provider=cls.slug, status_code=response.status_code,
                             provider_code=code)
@@ -264,7 +257,7 @@ class ToastDriver(BaseDriver):
     def _record(self, guest: dict[str, Any], modified: str | None = None) -> Record:
         fields = {k: guest.get(k) for k in ("firstName", "lastName", "email", "phone", "phoneCountryCode")}
         return Record(object=CrmObject.CUSTOMER, external_id=str(guest["guid"]), fields=fields,
-                      url=self._url(str(guest["guid"])), updated_at=_parse(modified) if modified else None)
+                      url=self._url(str(guest["guid"])), updated_at=parse_time(modified) if modified else None)
 
     def _customer(self, guest: dict[str, Any]) -> CustomerRecord:
         record = self._record(guest)
@@ -286,21 +279,6 @@ def _toast_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
-def _parse(value: str) -> datetime:
-    text = value.replace("Z", "+00:00")
-    if len(text) > 5 and text[-5] in "+-" and text[-3] != ":":
-        text = text[:-2] + ":" + text[-2:]
-    return datetime.fromisoformat(text)
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
 def _error_code(response: httpx.Response) -> str | None:
-    code = _json(response).get("code")
+    code = json_object(response).get("code")
     return str(code) if code is not None else None
