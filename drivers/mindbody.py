@@ -88,13 +88,15 @@ class MindbodyDriver(MindbodyReads):
         "customer.home_phone": "HomePhone",
         "customer.city": "City",
         "customer.notes": "Notes",
+        # The lifecycle's appointment keys (as Salesforce's) plus what a Mindbody booking also needs.
+        "appointment.start": "StartDateTime",
+        "appointment.end": "EndDateTime",
+        "appointment.duration_minutes": "Duration",
+        "appointment.description": "Notes",
         "appointment.client_id": "ClientId",
-        "appointment.starts_at": "StartDateTime",
-        "appointment.ends_at": "EndDateTime",
         "appointment.staff_id": "StaffId",
         "appointment.location_id": "LocationId",
         "appointment.session_type_id": "SessionTypeId",
-        "appointment.notes": "Notes",
         "appointment.status": "Status",
         "note.body": "Text",
     }

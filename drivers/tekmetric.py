@@ -89,9 +89,10 @@ class TekmetricDriver(TekmetricReads):
         "customer.email": "email",
         "customer.phone": "phone",
         "customer.marketing_ok": "okForMarketing",
-        "appointment.title": "title",
-        "appointment.starts_at": "startTime",
-        "appointment.ends_at": "endTime",
+        # The lifecycle's appointment keys (as Salesforce's) where Tekmetric has the field.
+        "appointment.subject": "title",
+        "appointment.start": "startTime",
+        "appointment.end": "endTime",
         "appointment.description": "description",
         "appointment.customer_id": "customerId",
         "case.key_tag": "keyTag",

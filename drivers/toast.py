@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
@@ -58,6 +60,22 @@ class ToastCredentials(CredentialForm):
 
     def settings(self) -> dict[str, Any]:
         return {"restaurant_guid": self.restaurant_guid.lower(), "environment": self.environment}
+
+
+@dataclass(frozen=True)
+class ToastRateLimit:
+    """What Toast's last answer said of the client's budget (`X-Toast-RateLimit-*`), for the provider budget."""
+
+    by: str  # GLOBAL | API | ENDPOINT: which limit is the binding one
+    remaining: int
+    reset_epoch: int
+
+    @classmethod
+    def read(cls, headers: httpx.Headers) -> ToastRateLimit | None:
+        remaining, reset = headers.get("X-Toast-RateLimit-Remaining"), headers.get("X-Toast-RateLimit-Reset")
+        if not (remaining and reset and remaining.isdigit() and reset.isdigit()):
+            return None
+        return cls(headers.get("X-Toast-RateLimit-By", "GLOBAL"), int(remaining), int(reset))
 
 
 class ToastDriver(HostedDriver):
@@ -130,6 +148,10 @@ class ToastDriver(HostedDriver):
         expires = token.get("expiresIn")
         return TokenSet(access_token=str(token["accessToken"]), refresh_token="",
                         expires_in=int(expires) if expires is not None else None)
+
+    def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
+        super().__init__(client, config)
+        self.rate_limit: ToastRateLimit | None = None  # read back after every answer
 
     # ----- verbs -------------------------------------------------------------------------------
 
@@ -209,8 +231,6 @@ class ToastDriver(HostedDriver):
         raise InvalidRequestError("unsupported: Toast has no place for conversation notes on a guest",
                                   provider=self.slug)
 
-    # ----- provider hooks ----------------------------------------------------------------------
-
     async def _probe(self) -> None:
         end = datetime.now(UTC)
         params = {"startDate": _toast_time(end - timedelta(minutes=1)), "endDate": _toast_time(end), "pageSize": 1}
@@ -243,10 +263,13 @@ class ToastDriver(HostedDriver):
             return timedelta(seconds=max(1, int(reset) - int(time.time())))
         return stated
 
-    # ----- helpers -----------------------------------------------------------------------------
+    async def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        response = await super()._request(method, url, **kwargs)
+        self.rate_limit = ToastRateLimit.read(response.headers) or self.rate_limit
+        return response
 
     async def _guest(self, guid: str) -> dict[str, Any]:
-        if not uuid_like(guid):
+        if not re.fullmatch(_GUID, guid):
             raise NotFoundError("Toast guest ids are GUIDs", provider=self.slug)
         guest: dict[str, Any] = await self._request_json("GET", f"/crm/v1/customers/{guid}")
         return guest
@@ -260,18 +283,9 @@ class ToastDriver(HostedDriver):
                       url=self._url(str(guest["guid"])), updated_at=parse_time(modified) if modified else None)
 
     def _customer(self, guest: dict[str, Any]) -> CustomerRecord:
-        record = self._record(guest)
-        return CustomerRecord(external_id=record.external_id, name=full_name(guest.get("firstName"),
-                              guest.get("lastName")), phone=guest.get("phone"), email=guest.get("email"),
-                              fields=record.fields, url=record.url)
-
-
-def uuid_like(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+        record, name = self._record(guest), full_name(guest.get("firstName"), guest.get("lastName"))
+        return CustomerRecord(external_id=record.external_id, name=name, phone=guest.get("phone"),
+                              email=guest.get("email"), fields=record.fields, url=record.url)
 
 
 def _toast_time(moment: datetime) -> str:

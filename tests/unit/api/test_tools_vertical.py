@@ -69,7 +69,7 @@ async def test_mindbody_agent_finds_creates_once_and_books(
 
     start = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT10:00:00")
     booking = {"object": "appointment", "idempotency_key": "call-7:book", "fields": {
-        "client_id": client_id, "starts_at": start, "staff_id": state.staff_id, "location_id": state.location_id,
+        "client_id": client_id, "start": start, "staff_id": state.staff_id, "location_id": state.location_id,
         "session_type_id": state.session_type_id}}
     booked = await _call(api, headers, CREATE, booking)
     assert booked["ok"] is True and (await _call(api, headers, CREATE, booking))["external_id"] == booked["external_id"]
@@ -99,8 +99,8 @@ async def test_tekmetric_agent_finds_creates_once_books_and_updates_the_repair_o
                                                  "fields": {"key_tag": "K-17"}})
     assert updated["ok"] is True and order["keyTag"] == "K-17" and order["milesIn"] == 42000
     booking = {"object": "appointment", "idempotency_key": "call-7:book", "fields": {
-        "customer_id": int(customer_id), "title": "Brake check", "starts_at": "2026-12-01T15:00:00Z",
-        "ends_at": "2026-12-01T16:00:00Z"}}
+        "customer_id": int(customer_id), "subject": "Brake check", "start": "2026-12-01T15:00:00Z",
+        "end": "2026-12-01T16:00:00Z"}}
     first, second = await _call(api, headers, CREATE, booking), await _call(api, headers, CREATE, booking)
     assert first["created"] is True and second["created"] is False and first["external_id"] == second["external_id"]
     assert len(state.appointments) == 1

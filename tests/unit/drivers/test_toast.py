@@ -71,6 +71,8 @@ async def test_twenty_requests_a_second_then_a_429_with_toasts_headers() -> None
             await h.driver.lookup_customer(email="nobody@example.com")
         assert answers[-1].headers["X-Toast-RateLimit-By"] == "GLOBAL"
         assert answers[-1].headers["X-Toast-RateLimit-Remaining"] == "0"
+        limit = h.driver.rate_limit  # type: ignore[attr-defined]  # read back for the provider budget
+        assert limit is not None and (limit.by, limit.remaining) == ("GLOBAL", 0) and limit.reset_epoch > 0
         with pytest.raises(errors.RateLimitedError) as limited:
             await h.driver.lookup_customer(email="nobody@example.com")
         assert limited.value.retry_after == timedelta(seconds=60) and answers[-1].status_code == 429
