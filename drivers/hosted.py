@@ -10,9 +10,9 @@ from typing import Any, ClassVar
 import httpx
 
 from drivers.base import BaseDriver
-from drivers.errors import NotFoundError
+from drivers.errors import ConflictError, NotFoundError
 
-__all__ = ["HostedDriver", "int_id", "iso_seconds", "json_object", "parse_time"]
+__all__ = ["HostedDriver", "int_id", "iso_seconds", "json_object", "key_reused", "parse_time"]
 
 
 class HostedDriver(BaseDriver):
@@ -61,3 +61,12 @@ def parse_time(value: str) -> datetime:
         text = text[:-2] + ":" + text[-2:]
     parsed = datetime.fromisoformat(text)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def key_reused(provider: str, existing_id: str) -> ConflictError:
+    """The ConflictError of an idempotency key reused with other fields, naming the record that holds the key
+    (`existing_id`: the mirror writes a row's newer version there as an update)."""
+    error = ConflictError("idempotency key reused with different fields", provider=provider,
+                          provider_code="IDEMPOTENCY_KEY_REUSED")
+    vars(error)["existing_id"] = existing_id  # set after __init__ so it holds whether or not __init__ takes it
+    return error

@@ -24,12 +24,11 @@ from drivers.base import (
 )
 from drivers.errors import (
     AuthError,
-    ConflictError,
     DeleteUnsupportedError,
     InvalidRequestError,
     UnavailableError,
 )
-from drivers.hosted import int_id, iso_seconds, json_object, parse_time
+from drivers.hosted import int_id, iso_seconds, json_object, key_reused, parse_time
 from drivers.mindbody_reads import MindbodyReads, client_rssid
 from drivers.provider import CredentialForm, RateLimit
 from drivers.text import batch_marker
@@ -184,8 +183,7 @@ class MindbodyDriver(MindbodyReads):
         ours = await self._clients({"request.clientIDs": rssid, "request.includeInactive": "true"}, 1)
         if ours:
             if any(str(ours[0].get(k) or "").lower() != str(fields.get(k) or "").lower() for k in _IDENTITY):
-                raise ConflictError("idempotency key reused with different fields", provider=self.slug,
-                                    provider_code="IDEMPOTENCY_KEY_REUSED")
+                raise key_reused(self.slug, rssid)
             return CreateResult(external_id=rssid, record_url=self._url(rssid), created=False)
         if fields.get("FirstName") and fields.get("LastName"):
             params = {"request.firstName": fields["FirstName"], "request.lastName": fields["LastName"],

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from drivers.base import BaseDriver, CreateResult
-from drivers.errors import ConflictError, NotFoundError
-from drivers.hosted import int_id
+from drivers.errors import NotFoundError
+from drivers.hosted import int_id, key_reused
 from drivers.text import batch_marker
 
 _MAX_PAGE = 200
@@ -97,8 +97,7 @@ class MindbodyReads(BaseDriver):
             for row in await self._appointments_of(str(fields["ClientId"])):
                 if row.get("PartnerExternalId") == partner_key:
                     if str(row.get("StartDateTime"))[:16] != str(fields.get("StartDateTime"))[:16]:
-                        raise ConflictError("idempotency key reused with different fields", provider=self.slug,
-                                            provider_code="IDEMPOTENCY_KEY_REUSED")
+                        raise key_reused(self.slug, str(row["Id"]))
                     return CreateResult(external_id=str(row["Id"]), created=False)
         booked = await self._request_json("POST", "/appointment/addappointment",
                                           json=fields | {"PartnerExternalId": partner_key})

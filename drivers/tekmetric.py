@@ -23,8 +23,8 @@ from drivers.base import (
     national_digits,
 )
 from drivers.errors import AuthError, DeleteUnsupportedError, InvalidRequestError, UnavailableError
-from drivers.hosted import int_id, iso_seconds, json_object
-from drivers.idempotency import ensure_same_request, request_fingerprint
+from drivers.hosted import int_id, iso_seconds, json_object, key_reused
+from drivers.idempotency import request_fingerprint
 from drivers.provider import CredentialForm, RateLimit
 from drivers.tekmetric_reads import (
     _CREATE_MARK,
@@ -253,7 +253,8 @@ class TekmetricDriver(TekmetricReads):
         for row in await self._pages("customers", {"search": str(identity)}, 50):
             for mark in _CREATE_MARK.finditer(row.get("notes") or ""):
                 if mark.group(1) == wanted:
-                    ensure_same_request(self.slug, mark.group(2), fingerprint[:16])
+                    if mark.group(2) != fingerprint[:16]:
+                        raise key_reused(self.slug, str(row["id"]))
                     return CreateResult(external_id=str(row["id"]), record_url=self._url(CrmObject.CUSTOMER,
                                         row["id"]), created=False)
         return None
@@ -266,7 +267,8 @@ class TekmetricDriver(TekmetricReads):
             for row in await self._pages("appointments", {"customerId": customer, "includeDeleted": "false"}, 100):
                 found = _CREATE_MARK.search(row.get("description") or "")
                 if found and found.group(1) == _digest(key):
-                    ensure_same_request(self.slug, found.group(2), fingerprint[:16])
+                    if found.group(2) != fingerprint[:16]:
+                        raise key_reused(self.slug, str(row["id"]))
                     return CreateResult(external_id=str(row["id"]), created=False,
                                         record_url=self._url(CrmObject.APPOINTMENT, row["id"]))
         fields["description"] = "\n".join(filter(None, [fields.get("description"), mark]))

@@ -28,7 +28,6 @@ from drivers.base import (
 )
 from drivers.errors import (
     AuthError,
-    ConflictError,
     DeleteUnsupportedError,
     InvalidRequestError,
     NotFoundError,
@@ -36,7 +35,7 @@ from drivers.errors import (
     UnavailableError,
     parse_retry_after,
 )
-from drivers.hosted import HostedDriver, json_object, parse_time
+from drivers.hosted import HostedDriver, json_object, key_reused, parse_time
 from drivers.provider import CredentialForm, RateLimit
 
 HOSTS = {"production": "https://ws-api.toasttab.com", "sandbox": "https://ws-sandbox-api.eng.toasttab.com"}
@@ -202,8 +201,7 @@ class ToastDriver(HostedDriver):
         if existing is not None:
             stored = self._json("GET", existing)
             if any(str(stored.get(k) or "").lower() != str(fields.get(k) or "").lower() for k in _IDENTITY):
-                raise ConflictError("idempotency key reused with different fields", provider=self.slug,
-                                    provider_code="IDEMPOTENCY_KEY_REUSED")
+                raise key_reused(self.slug, guid)
             return CreateResult(external_id=guid, record_url=self._url(guid), created=False)
         if fields.get("email"):  # "the email address identifies a unique restaurant guest"
             for guest in await self._request_json("POST", "/crm/v1/customers/search",

@@ -86,8 +86,9 @@ async def test_book_cancel_and_no_delete() -> None:
         assert booked.created and not again.created and again.external_id == booked.external_id
         assert len(state.appointments) == 1
         assert state.appointments[int(booked.external_id)]["PartnerExternalId"] == client_rssid("call-1:book")
-        with pytest.raises(errors.ConflictError):
+        with pytest.raises(errors.ConflictError) as conflict:
             await h.driver.create_record(CrmObject.APPOINTMENT, _booking(state, client, days=5), "call-1:book")
+        assert vars(conflict.value)["existing_id"] == booked.external_id  # where the mirror updates instead
         cancelled = await h.driver.update_record(CrmObject.APPOINTMENT, booked.external_id, {"Execute": "cancel"})
         assert cancelled is not None and cancelled.fields["Status"] == "Cancelled"
         with pytest.raises(errors.DeleteUnsupportedError, match="cancel it"):

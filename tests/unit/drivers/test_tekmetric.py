@@ -109,7 +109,8 @@ async def test_an_appointment_for_a_customer_is_booked_once_per_key() -> None:
             await h.driver.create_record(CrmObject.APPOINTMENT, fields, "call-3:book")
         retried = await h.driver.create_record(CrmObject.APPOINTMENT, fields, "call-3:book")
         assert not retried.created and len(state.appointments) == 1
-        with pytest.raises(errors.ConflictError):
+        with pytest.raises(errors.ConflictError) as conflict:
             await h.driver.create_record(CrmObject.APPOINTMENT, fields | {"title": "Tyres"}, "call-3:book")
+        assert vars(conflict.value)["existing_id"] == retried.external_id
         found = await h.driver.search_records(CrmObject.APPOINTMENT, "ann@example.com")
         assert [r.external_id for r in found] == [retried.external_id]

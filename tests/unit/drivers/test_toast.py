@@ -100,6 +100,14 @@ async def test_create_finds_the_guest_the_email_already_names() -> None:
         assert not result.created and result.external_id == known and len(h.state.guests) == 1  # type: ignore[attr-defined]
 
 
+async def test_a_reused_key_names_the_guest_that_holds_it() -> None:
+    async with toast() as h:
+        first = await h.driver.create_record(CrmObject.CUSTOMER, {"firstName": "Ann", "email": "a@x.example"}, "k")
+        with pytest.raises(errors.ConflictError) as conflict:
+            await h.driver.create_record(CrmObject.CUSTOMER, {"firstName": "Bo", "email": "b@x.example"}, "k")
+        assert vars(conflict.value)["existing_id"] == first.external_id
+
+
 def test_the_credential_form_checks_the_restaurant_guid() -> None:
     form = ToastCredentials(client_id="id", client_secret="s", restaurant_guid="E0B7BD9D-5E0F-4B28-9E8B-6A9C2B6D0A11")
     assert form.settings() == {"restaurant_guid": "e0b7bd9d-5e0f-4b28-9e8b-6a9c2b6d0a11", "environment": "production"}
