@@ -9,10 +9,14 @@ nearest thing these providers have. Providers that hand back the same live token
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
-from sandboxes.common import Credentials, TokenIssuer
+from starlette.requests import Request
+from starlette.responses import Response
+
+from sandboxes.common import Credentials, Handler, TokenIssuer
 
 
 class GrantIssuer(TokenIssuer):
@@ -46,3 +50,16 @@ class GrantIssuer(TokenIssuer):
         """The client credentials plus a live token, as a vault would hold them after the first grant."""
         token, _ = self.grant()
         return Credentials(self.client_id, self.client_secret, "", token)
+
+
+def refusing_bad_input(handler: Handler, answer: Callable[[], Response]) -> Handler:
+    """The provider's 400 for a malformed request (non-JSON body, non-numeric id or page) instead of a crash:
+    the real APIs refuse such input, and a sandbox 500 would read as an outage to the driver."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except (ValueError, TypeError, KeyError, AttributeError, json.JSONDecodeError):
+            return answer()
+
+    return endpoint

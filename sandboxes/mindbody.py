@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandboxes.common import Handler, SandboxState, control_routes, guarded, iso_ms
-from sandboxes.grants import GrantIssuer
+from sandboxes.grants import GrantIssuer, refusing_bad_input
 from sandboxes.mindbody_wire import (
     APPOINTMENT_UPDATABLE,
     CLIENT_FIELDS,
@@ -101,8 +101,10 @@ def create_app(state: MindbodyState | None = None) -> Starlette:
         return None
 
     def site(handler: Handler) -> Handler:
+        checked = refusing_bad_input(handler, lambda: error(400, "InvalidParameter", "The request is malformed."))
+
         async def endpoint(request: Request) -> Response:
-            return site_headers(request) or await handler(request)
+            return site_headers(request) or await checked(request)
 
         return endpoint
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandboxes.common import SandboxState, control_routes, guarded
-from sandboxes.grants import GrantIssuer
+from sandboxes.grants import GrantIssuer, refusing_bad_input
 from sandboxes.tekmetric_wire import (
     APPOINTMENT_FIELDS,
     CUSTOMER_FIELDS,
@@ -269,7 +269,8 @@ def create_app(state: TekmetricState | None = None) -> Starlette:
         ("PATCH", "/api/v1/repair-orders/{id}", patch_repair_order),
     ]
     routes = [Route(TOKEN_PATH, token, methods=["POST"]), *control_routes(st),
-              *(guarded(st, wire, method, path, handler) for method, path, handler in api)]
+              *(guarded(st, wire, method, path, refusing_bad_input(handler, lambda: api_error(400, "Bad Request")))
+                for method, path, handler in api)]
     app = Starlette(routes=routes)
     app.state.sandbox = st
     return app

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandboxes.common import Handler, SandboxState, control_routes, guarded
-from sandboxes.grants import GrantIssuer
+from sandboxes.grants import GrantIssuer, refusing_bad_input
 from sandboxes.toast_wire import GUEST_FIELDS, ToastWire, error_message, guest_matches, order_json, toast_time
 
 LOGIN_PATH = "/authentication/v1/authentication/login"
@@ -91,10 +91,12 @@ def create_app(state: ToastState | None = None) -> Starlette:
                              "status": "SUCCESS"})
 
     def restaurant(handler: Handler) -> Handler:
+        checked = refusing_bad_input(handler, lambda: error_message(400, 10000, "The request is malformed"))
+
         async def endpoint(request: Request) -> Response:
             if request.headers.get("toast-restaurant-external-id") != st.restaurant_guid:
                 return error_message(403, 10021, "Restaurant not accessible to this client")
-            return await handler(request)
+            return await checked(request)
 
         return endpoint
 

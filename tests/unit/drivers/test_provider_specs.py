@@ -24,7 +24,7 @@ import yaml
 from drivers.base import CrmObject
 from tests.support.specs import provider_spec
 from tests.unit.drivers.harness import Harness
-from tests.unit.drivers.harness_vertical import mindbody, toast
+from tests.unit.drivers.harness_vertical import mindbody, tekmetric, toast
 
 
 class Recorder(httpx.AsyncBaseTransport):
@@ -173,3 +173,23 @@ def _record(h: Harness) -> Recorder:
     recorder = Recorder(h.transport.inner)
     h.transport.inner = recorder
     return recorder
+
+
+@pytest.mark.parametrize(("harness", "method", "path", "body"), [
+    (mindbody, "POST", "/appointment/updateappointment", b'{"AppointmentId": "x"}'),
+    (mindbody, "GET", "/client/clients?request.limit=many", b""),
+    (toast, "GET", "/orders/v2/ordersBulk?startDate=2026-01-01T00:00:00.000%2B0000"
+                   "&endDate=2026-01-02T00:00:00.000%2B0000&pageSize=ten", b""),
+    (toast, "POST", "/crm/v1/customers", b"{not json"),
+])
+async def test_malformed_requests_get_the_providers_400_not_a_crash(harness: Any, method: str, path: str,
+                                                                     body: bytes) -> None:
+    async with harness() as h:
+        response = await h.driver.client.request(method, path, content=body)
+    assert response.status_code == 400 and response.json()
+
+
+async def test_tekmetric_refuses_a_malformed_page_with_its_400() -> None:
+    async with tekmetric() as h:
+        response = await h.driver.client.get("/api/v1/customers", params={"shop": 1, "size": "ten"})
+    assert response.status_code == 400 and response.json()["type"] == "ERROR"
