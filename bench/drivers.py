@@ -16,6 +16,7 @@ import asyncio
 import re
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -29,31 +30,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from drivers.auth import GrantTokenSource, TokenSet  # noqa: E402
 from drivers.base import BaseDriver, CrmObject  # noqa: E402
+from drivers.mindbody import client_rssid  # noqa: E402
 from drivers.registry import DRIVERS, get_driver_class  # noqa: E402
 from sandboxes.serve import create_sandbox, serve_in_task  # noqa: E402
+from tests.support.sandbox_provider import DEFAULT_SETTINGS, TOKEN_PATHS, credential_blob  # noqa: E402
 
-TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
-               "athenahealth": "/oauth2/v1/token"}
-DEAL: dict[str, Callable[[int], dict[str, Any]]] = {
+DEAL: dict[str, Callable[[Any], dict[str, Any]]] = {
     "hubspot": lambda n: {"dealname": f"Bench deal {n}", "amount": "100"},
     "salesforce": lambda n: {"Name": f"Bench deal {n}", "StageName": "Prospecting", "CloseDate": "2026-12-31"},
     "zoho": lambda n: {"Deal_Name": f"Bench deal {n}", "Stage": "Qualification", "Amount": 100},
-    # athenahealth has no deals: its probe object is the patient.
+    # providers without deals bench their customer (patient, client, guest) object instead
     "athenahealth": lambda n: {"firstname": f"Bench{n}", "lastname": "Patient", "dob": "01/15/1985",
                                "departmentid": "1", "email": f"bench{n}@example.com"},
+    "mindbody": lambda n: {"FirstName": f"Bench{n}", "LastName": "Client", "Email": f"bench{n}@example.com"},
+    "tekmetric": lambda n: {"firstName": f"Bench{n}", "lastName": "Customer", "email": f"bench{n}@example.com"},
+    "toast": lambda n: {"firstName": f"Bench{n}", "lastName": "Guest", "email": f"bench{n}@example.com"},
 }
-CUSTOMER: dict[str, dict[str, Any]] = {
-    "hubspot": {"firstname": "Ann", "lastname": "Bench", "phone": "(415) 555-0100", "email": "ann@example.com"},
-    "salesforce": {"FirstName": "Ann", "LastName": "Bench", "Phone": "(415) 555-0100", "Email": "ann@example.com"},
+PROBE = {"athenahealth": CrmObject.CUSTOMER, "mindbody": CrmObject.CUSTOMER, "tekmetric": CrmObject.CUSTOMER,
+         "toast": CrmObject.CUSTOMER}
+CUSTOMER = {
     "zoho": {"First_Name": "Ann", "Last_Name": "Bench", "Phone": "(415) 555-0100", "Email": "ann@example.com"},
     "athenahealth": {"firstname": "Ann", "lastname": "Bench", "mobilephone": "(415) 555-0100", "dob": "02/02/1990",
                      "email": "ann@example.com", "departmentid": "1"},
+    "hubspot": {"firstname": "Ann", "lastname": "Bench", "phone": "(415) 555-0100", "email": "ann@example.com"},
+    "salesforce": {"FirstName": "Ann", "LastName": "Bench", "Phone": "(415) 555-0100", "Email": "ann@example.com"},
+    "mindbody": {"FirstName": "Ann", "LastName": "Bench", "MobilePhone": "(415) 555-0100", "Email": "ann@example.com"},
+    "tekmetric": {"firstName": "Ann", "lastName": "Bench", "phone": "(415) 555-0100", "email": "ann@example.com"},
+    "toast": {"firstName": "Ann", "lastName": "Bench", "phone": "(415) 555-0100", "email": "ann@example.com"},
 }
 UPDATE = {"hubspot": {"description": "updated"}, "salesforce": {"Description": "updated"},
-          "zoho": {"Description": "updated"}, "athenahealth": {"city": "Boston"}}
-PROBE = {"athenahealth": CrmObject.CUSTOMER}  # default: deals
-BASE_URLS = {"hubspot": "https://api.hubapi.com", "zoho": "https://www.zohoapis.com",
-             "athenahealth": "https://api.preview.platform.athenahealth.com"}
+          "zoho": {"Description": "updated"}, "athenahealth": {"city": "Boston"},
+          "mindbody": {"City": "updated"}, "tekmetric": {"lastName": "updated"}}
+# Where a driver sends a value derived from the idempotency key rather than the key itself (issue 12).
+DERIVED_KEY: dict[str, Callable[[str], str]] = {
+    "mindbody": client_rssid,
+    "toast": lambda key: str(uuid.uuid5(uuid.UUID("5d1f0c1e-2b7a-4f7e-9a43-3c1a0e6b8d21"),
+                                        f"{DEFAULT_SETTINGS['toast']['restaurant_guid']}:{key}")),
+}
 Recorded = tuple[str, str, dict[str, str], bytes, int]
 KEY = re.compile("bench-key-[0-9]{6}")
 
@@ -70,11 +83,26 @@ class Recorder(httpx.AsyncBaseTransport):
         return response
 
 
+RECORDED_KEY = [""]  # the key of the create the bench recorded (a derived form of it is in the requests)
+
+
+def _remember(key: str) -> str:
+    RECORDED_KEY[0] = key
+    return key
+
+
+def _create(driver: BaseDriver, slug: str, probe: CrmObject, key: str) -> Awaitable[Any]:
+    # Customers are unique by name and email at Mindbody and by email at Toast: each create names a new
+    # person after its key, so the bench times a real create and the replay's fresh key a new person too.
+    fields = DEAL[slug](key if slug in PROBE else 0)
+    return driver.create_record(probe, fields, key)
+
+
 def verbs(slug: str, driver: BaseDriver, ids: dict[str, str]) -> dict[str, Callable[[], Awaitable[Any]]]:
     keys = count()
     since = datetime.now(UTC) - timedelta(hours=1)
     probe = PROBE.get(slug, CrmObject.DEAL)
-    found = {
+    table: dict[str, Callable[[], Awaitable[Any]]] = {
         "lookup_customer(phone)": lambda: driver.lookup_customer(phone="+1 415 555 0100"),
         "lookup_customer(email)": lambda: driver.lookup_customer(email="ann@example.com"),
         "get_record": lambda: driver.get_record(probe, ids["deal"]),
@@ -84,11 +112,13 @@ def verbs(slug: str, driver: BaseDriver, ids: dict[str, str]) -> dict[str, Calla
         "describe_schema": lambda: driver.describe_schema(probe),
         "append_note": lambda: driver.append_note(ids["customer"], ids["note"], "line", batch_key=f"b{next(keys)}"),
         # Last: every create adds a record, which would slow the searches above as the run goes on.
-        "create_record": lambda: driver.create_record(probe, DEAL[slug](0), f"bench-key-{next(keys):06d}"),
+        "create_record": lambda: _create(driver, slug, probe, _remember(f"bench-key-{next(keys):06d}")),
     }
-    if CrmObject.NOTE not in driver.supported_objects:
-        del found["append_note"]
-    return found
+    if slug not in UPDATE:  # Toast: no guest update
+        del table["update_record"]
+    if CrmObject.NOTE not in driver.supported_objects:  # Toast: no notes
+        del table["append_note"]
+    return table
 
 
 async def best_per_call(
@@ -105,6 +135,12 @@ async def best_per_call(
     return best[0], best[1]
 
 
+BASE_URLS = {"hubspot": "https://api.hubapi.com", "zoho": "https://www.zohoapis.com",
+             "athenahealth": "https://api.preview.platform.athenahealth.com",
+             "mindbody": "https://api.mindbodyonline.com/public/v6",
+             "tekmetric": "https://sandbox.tekmetric.com", "toast": "https://ws-sandbox-api.eng.toasttab.com"}
+
+
 @asynccontextmanager
 async def wired(slug: str, mode: str) -> AsyncIterator[tuple[httpx.AsyncBaseTransport, str, Any]]:
     app = create_sandbox(slug)
@@ -116,7 +152,7 @@ async def wired(slug: str, mode: str) -> AsyncIterator[tuple[httpx.AsyncBaseTran
         yield httpx.ASGITransport(app=app), BASE_URLS.get(slug) or state.instance_url, state
     else:
         async with serve_in_task(app) as base_url:
-            yield httpx.AsyncHTTPTransport(), base_url, state
+            yield httpx.AsyncHTTPTransport(), base_url + ("/public/v6" if slug == "mindbody" else ""), state
 
 
 async def bench_driver(slug: str, mode: str, iterations: int) -> list[tuple[str, int, float, float]]:
@@ -125,12 +161,12 @@ async def bench_driver(slug: str, mode: str, iterations: int) -> list[tuple[str,
         creds = state.tokens.credentials()
         recorder = Recorder(inner)
         cls = get_driver_class(slug)
-        config = {"instance_url": base_url, "base_url": base_url, "token_url": f"{base_url}{TOKEN_PATHS[slug]}",
-                  "practice_id": getattr(state, "practice_id", None)}
-        # The credential blob as the vault would hold it: an OAuth pair, or athenahealth's client credentials.
-        secret = {"auth": "token" if cls.credential_form and not cls.oauth else "oauth2",
-                  "access_token": creds.access_token, "refresh_token": creds.refresh_token,
-                  "client_id": creds.client_id, "client_secret": creds.client_secret}
+        host = base_url.removesuffix("/public/v6")
+        config = DEFAULT_SETTINGS.get(slug, {}) | {"instance_url": base_url, "base_url": base_url,
+                                                   "token_url": f"{host}{TOKEN_PATHS[slug]}",
+                                                   "practice_id": getattr(state, "practice_id", None)}
+        blob = credential_blob(slug, {"client_id": creds.client_id, "client_secret": creds.client_secret,
+                                      "refresh_token": creds.refresh_token, "access_token": creds.access_token})
         async with (
             httpx.AsyncClient(transport=inner) as token_http,
             httpx.AsyncClient(base_url=cls.api_base_url(config), transport=recorder) as client,
@@ -138,33 +174,44 @@ async def bench_driver(slug: str, mode: str, iterations: int) -> list[tuple[str,
                               headers={"Authorization": f"{cls.auth_scheme} {creds.access_token}"}) as bare,
         ):
             async def grant() -> TokenSet:
-                return await cls.grant_token(token_http, secret, config, (creds.client_id, creds.client_secret))
+                return await cls.grant_token(token_http, blob, config, (creds.client_id, creds.client_secret))
 
-            source = GrantTokenSource(grant, access_token=creds.access_token, expires_in=3600)
-            client.auth = cls.build_auth(secret, config, lambda: source)
+            # The driver's auth as production builds it (static site/restaurant headers included).
+            source = GrantTokenSource(grant, access_token=creds.access_token)
+            client.auth = cls.build_auth(blob, config, lambda: source)
             driver = cls(client, config)
+            probe = PROBE.get(slug, CrmObject.DEAL)
             customer = (await driver.create_record(CrmObject.CUSTOMER, CUSTOMER[slug], "bench-customer")).external_id
             for n in range(50):
-                await driver.create_record(PROBE.get(slug, CrmObject.DEAL), DEAL[slug](n), f"bench-seed-{n}")
+                await driver.create_record(probe, DEAL[slug](n), f"bench-seed-{n}")
+            notes = CrmObject.NOTE in driver.supported_objects
             ids = {
                 "customer": customer,
-                "deal": (await driver.create_record(PROBE.get(slug, CrmObject.DEAL), DEAL[slug](99),
-                                                    "bench-deal")).external_id,
+                "deal": (await driver.create_record(probe, DEAL[slug](99), "bench-deal")).external_id,
+                "note": (await driver.append_note(customer, None, "start", batch_key="b-start")).external_id
+                if notes else "",
             }
-            if CrmObject.NOTE in driver.supported_objects:
-                ids["note"] = (await driver.append_note(customer, None, "start", batch_key="b-start")).external_id
             replays = count(500_000)
             for verb, run in verbs(slug, driver, ids).items():
                 recorder.log.clear()
                 await run()
                 recorded = list(recorder.log)
+                if not recorded:  # answered without HTTP (a static schema): nothing to compare against
+                    continue
 
-                async def replay(recorded: list[Recorded] = recorded, verb: str = verb) -> None:
+                async def replay(recorded: list[Recorded] = recorded, verb: str = verb,
+                                 warm_key: str = RECORDED_KEY[0]) -> None:
                     # A replayed create needs a fresh idempotency key, as the driver's loop uses.
                     fresh = f"bench-key-{next(replays):06d}"
+                    derive = DERIVED_KEY.get(slug)
                     for method, url, headers, body, status in recorded:
-                        url, body = KEY.sub(fresh, url), KEY.sub(fresh, body.decode()).encode()
-                        response = await bare.request(method, url, headers=headers, content=body)
+                        text = body.decode()
+                        if derive is not None:  # the key travels as a value derived from it
+                            for old in set(KEY.findall(url + text)) | {warm_key}:
+                                url, text = url.replace(derive(old), derive(fresh)), text.replace(derive(old),
+                                                                                                  derive(fresh))
+                        url, text = KEY.sub(fresh, url), KEY.sub(fresh, text)
+                        response = await bare.request(method, url, headers=headers, content=text.encode())
                         assert response.status_code == status, (verb, method, response.status_code)
 
                 driver_s, bare_s = await best_per_call(run, replay, iterations)
@@ -176,9 +223,6 @@ def report(slug: str, mode: str, rows: list[tuple[str, int, float, float]]) -> N
     print(f"\n{slug} ({mode}): µs per verb, best of 5 alternating rounds")
     print(f"{'verb':<24}{'calls':>6}{'bare':>10}{'driver':>10}{'ratio':>8}{'overhead/call':>15}")
     for verb, calls, bare_s, driver_s in rows:
-        if calls == 0:  # answered from the driver's own knowledge (no HTTP): nothing to compare
-            print(f"{verb:<24}{calls:>6}{'-':>10}{driver_s * 1e6:>10.0f}{'n/a':>8}")
-            continue
         overhead = (driver_s - bare_s) / max(calls, 1) * 1e6
         timings = f"{bare_s * 1e6:>10.0f}{driver_s * 1e6:>10.0f}{driver_s / bare_s:>8.2f}"
         print(f"{verb:<24}{calls:>6}{timings}{overhead:>15.0f}")

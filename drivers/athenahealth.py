@@ -84,6 +84,7 @@ class AthenahealthDriver(BaseDriver):
         RateLimit(100, 1.0, source="athenahealth best practices: per-second API rate (flagged unverified)"),
     )
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset({CrmObject.CUSTOMER, CrmObject.APPOINTMENT})
+    deletable_objects: ClassVar[frozenset[CrmObject] | None] = frozenset()  # patients and appointments are kept
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "firstname", "customer.last_name": "lastname", "customer.email": "email",
         "customer.phone": "mobilephone", "customer.home_phone": "homephone", "customer.birth_date": "dob",

@@ -21,6 +21,7 @@ __all__ = [
     "ApiKeyAuth",
     "BearerAuth",
     "GrantTokenSource",
+    "HeaderAuth",
     "OAuth2Auth",
     "OAuthTokenSource",
     "TokenSet",
@@ -261,3 +262,25 @@ def json_or_empty(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+class HeaderAuth(httpx.Auth):
+    """Static headers on every request around another auth flow (Mindbody's Api-Key + SiteId beside its staff
+    token, Toast's restaurant header beside its bearer). The inner flow's 401 handling is kept as is."""
+
+    def __init__(self, inner: httpx.Auth, headers: dict[str, str]) -> None:
+        self._inner, self._headers = inner, headers
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("HeaderAuth supports httpx.AsyncClient only")
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        request.headers.update(self._headers)
+        flow = self._inner.async_auth_flow(request)
+        outgoing = await flow.__anext__()
+        while True:
+            response = yield outgoing
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return

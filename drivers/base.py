@@ -91,6 +91,9 @@ class BaseDriver(abc.ABC):
     supported_objects: ClassVar[frozenset[CrmObject]]
     default_field_catalog: ClassVar[dict[str, str]]
     hard_delete_supported: ClassVar[bool] = False
+    # Objects delete_record can remove; None: every supported object. The others raise DeleteUnsupportedError
+    # (the provider has no delete), which erasure records as a divergence for the operator.
+    deletable_objects: ClassVar[frozenset[CrmObject] | None] = None
     # The provider's "lead" is the person's own contact record in a lifecycle stage (HubSpot), not a record of
     # its own: a lead of a known customer updates that customer's record instead of creating another.
     leads_are_contacts: ClassVar[bool] = False

@@ -25,6 +25,10 @@ DRIVERS: dict[str, str] = {
     # issue 11: the OAuth family
     "zoho": "drivers.zoho:ZohoDriver",
     "athenahealth": "drivers.athenahealth:AthenahealthDriver",
+    # issue 12: the vertical CRMs
+    "mindbody": "drivers.mindbody:MindbodyDriver",
+    "tekmetric": "drivers.tekmetric:TekmetricDriver",
+    "toast": "drivers.toast:ToastDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

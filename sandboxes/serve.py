@@ -25,7 +25,8 @@ import uvicorn
 from starlette.applications import Starlette
 
 SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce",
-             "zoho": "sandboxes.zoho.app", "athenahealth": "sandboxes.athenahealth.app"}
+             "zoho": "sandboxes.zoho.app", "athenahealth": "sandboxes.athenahealth.app",
+             "mindbody": "sandboxes.mindbody", "tekmetric": "sandboxes.tekmetric", "toast": "sandboxes.toast"}
 
 
 def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:

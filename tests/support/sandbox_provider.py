@@ -27,7 +27,10 @@ from drivers.auth import GrantTokenSource, TokenSet
 from drivers.base import BaseDriver
 from drivers.registry import get_driver_class
 from sandboxes import hubspot as hubspot_sandbox
+from sandboxes import mindbody as mindbody_sandbox
 from sandboxes import salesforce as salesforce_sandbox
+from sandboxes import tekmetric as tekmetric_sandbox
+from sandboxes import toast as toast_sandbox
 from sandboxes.athenahealth import app as athena_sandbox
 from sandboxes.common import SandboxState
 from sandboxes.zoho import app as zoho_sandbox
@@ -39,9 +42,30 @@ SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
     "salesforce": salesforce_sandbox.create_app,
     "zoho": zoho_sandbox.create_app,
     "athenahealth": athena_sandbox.create_app,
+    "mindbody": mindbody_sandbox.create_app,
+    "tekmetric": tekmetric_sandbox.create_app,
+    "toast": toast_sandbox.create_app,
 }
 TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
-               "athenahealth": "/oauth2/v1/token"}
+               "athenahealth": "/oauth2/v1/token", "mindbody": mindbody_sandbox.TOKEN_PATH,
+               "tekmetric": tekmetric_sandbox.TOKEN_PATH, "toast": toast_sandbox.LOGIN_PATH}
+# What a connect form would have put in a tenant's settings, for sandboxes' default accounts.
+DEFAULT_SETTINGS: dict[str, dict[str, Any]] = {
+    "mindbody": {"site_id": mindbody_sandbox.MindbodyState.site_id},
+    "tekmetric": {"shop_id": tekmetric_sandbox.TekmetricState.shop_id, "environment": "sandbox"},
+    "toast": {"restaurant_guid": toast_sandbox.ToastState.restaurant_guid, "environment": "sandbox"},
+}
+
+
+def credential_blob(slug: str, creds: dict[str, str]) -> dict[str, Any]:
+    """The blob the vault would hold for a sandbox's default account after its first token grant."""
+    if slug == "mindbody":  # the sandbox's staff login is its grant client
+        return {"auth": "token", "api_key": mindbody_sandbox.MindbodyState.api_key, "username": creds["client_id"],
+                "password": creds["client_secret"], "access_token": creds["access_token"]}
+    if slug in ("tekmetric", "toast", "athenahealth"):  # client-credentials grants
+        return {"auth": "token", "client_id": creds["client_id"], "client_secret": creds["client_secret"],
+                "access_token": creds["access_token"]}
+    return {"auth": "oauth2", "access_token": creds["access_token"], "refresh_token": creds["refresh_token"]}
 
 TransportWrapper = Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport]
 
@@ -65,8 +89,7 @@ class SandboxDriverProvider:
         self._apps: dict[str, Starlette] = dict(apps or {})
         self._urls = dict(urls or {})
         self._wrap = wrap
-        self._sources: dict[uuid.UUID, GrantTokenSource] = {}
-        self._secrets: dict[uuid.UUID, dict[str, Any]] = {}
+        self._sources: dict[uuid.UUID, tuple[GrantTokenSource, dict[str, Any]]] = {}
         self._token_http: dict[str, httpx.AsyncClient] = {}
         self.opened = 0
         self.actors: list[Actor] = []
@@ -87,9 +110,9 @@ class SandboxDriverProvider:
         return self._wrap(inner) if self._wrap else inner
 
     def _config(self, slug: str, settings: dict[str, Any]) -> dict[str, Any]:
-        config = dict(settings)
+        config = DEFAULT_SETTINGS.get(slug, {}) | dict(settings)
         if slug in self._urls:
-            config["base_url"] = self._urls[slug]
+            config["base_url"] = self._urls[slug] + ("/public/v6" if slug == "mindbody" else "")
             config["token_url"] = self._urls[slug] + TOKEN_PATHS[slug]
             if slug == "salesforce":
                 config["instance_url"] = self._urls[slug]
@@ -109,24 +132,25 @@ class SandboxDriverProvider:
                 "refresh_token": creds.refresh_token, "access_token": creds.access_token}
 
     async def _source(self, tenant_id: uuid.UUID, cls: type[BaseDriver], config: dict[str, Any]
-                      ) -> GrantTokenSource:
-        # One source per tenant, like the vault's: concurrent drivers share its single-flight refresh, and the
-        # grant is the driver's own (`grant_token`: refresh token, client credentials…), as production does it.
+                      ) -> tuple[GrantTokenSource, dict[str, Any]]:
+        # One source per tenant, like the vault's: concurrent drivers share its single-flight grant, which is
+        # the driver's own `grant_token` (refresh token, client credentials, a login) as in production.
         if tenant_id not in self._sources:
             slug = cls.slug
             if slug not in self._token_http:
                 self._token_http[slug] = httpx.AsyncClient(transport=self._transport(slug))
             creds = await self._credentials(slug)
-            http = self._token_http[slug]
-            client = (creds["client_id"], creds["client_secret"])
-            blob = self._secrets[tenant_id] = {"auth": "oauth2" if cls.oauth else "token", **creds}
+            blob = credential_blob(slug, creds)
+            http, client = self._token_http[slug], (creds["client_id"], creds["client_secret"])
 
             async def grant() -> TokenSet:
                 tokens = await cls.grant_token(http, blob, config, client)
                 blob["access_token"] = tokens.access_token
+                if tokens.refresh_token:
+                    blob["refresh_token"] = tokens.refresh_token
                 return tokens
 
-            self._sources[tenant_id] = GrantTokenSource(grant, access_token=creds["access_token"])
+            self._sources[tenant_id] = (GrantTokenSource(grant, access_token=creds["access_token"]), blob)
         return self._sources[tenant_id]
 
     @asynccontextmanager
@@ -137,12 +161,11 @@ class SandboxDriverProvider:
             raise LookupError(f"no active tenant {tenant_id}")
         cls = get_driver_class(tenant.provider)
         config = self._config(tenant.provider, dict(tenant.settings or {}))
-        source = await self._source(tenant_id, cls, config)
+        source, blob = await self._source(tenant_id, cls, config)
         self.opened += 1
         self.actors.append(actor)
-        auth = cls.build_auth(self._secrets[tenant_id], config, lambda: source)
         async with httpx.AsyncClient(base_url=cls.api_base_url(config), transport=self._transport(cls.slug),
-                                     auth=auth) as client:
+                                     auth=cls.build_auth(blob, config, lambda: source)) as client:
             yield cls(client, config)
 
     async def aclose(self) -> None:

@@ -54,10 +54,12 @@ class Harness:
     create_route: str  # the sandbox route whose lost response the idempotency test simulates
     records_with_key: Callable[[CrmObject, str], int]  # live sandbox records carrying an idempotency key
     extra: dict[str, Any] = field(default_factory=dict)
-    probe: CrmObject = CrmObject.DEAL  # a readable, creatable, deletable object for the error-path tests
-    keyed: CrmObject = CrmObject.LEAD  # the object the idempotent-create tests write
-    refused_code: str = "invalid_grant"
-    deletable: bool = True  # False: delete_record raises DeleteUnsupportedError (athenahealth keeps patients)
+    probe: CrmObject = CrmObject.DEAL  # a readable, creatable, searchable object for the provider-neutral tests
+    keyed: CrmObject = CrmObject.LEAD  # the object the idempotent-create tests create under a key
+    creatable: frozenset[CrmObject] = frozenset(
+        {CrmObject.CUSTOMER, CrmObject.LEAD, CrmObject.DEAL, CrmObject.CASE, CrmObject.NOTE})
+    deletable: CrmObject | None = CrmObject.DEAL  # an object delete_record removes (None: the provider deletes none)
+    refused_code: str = "invalid_grant"  # the provider code of a refused token grant
     record_urls: bool = True  # False: the provider has no web link for a record
 
     @property
@@ -266,8 +268,8 @@ async def athenahealth() -> AsyncIterator[Harness]:
         # The last step of a patient create (our key into the custom field) answered but lost.
         create_route="PUT /v1/{practiceid}/patients/{patientid}/customfields",
         records_with_key=records_with_key,
-        probe=CrmObject.CUSTOMER, keyed=CrmObject.CUSTOMER, refused_code="invalid_client", deletable=False,
-        record_urls=False,
+        probe=CrmObject.CUSTOMER, keyed=CrmObject.CUSTOMER, refused_code="invalid_client", deletable=None,
+        creatable=frozenset({CrmObject.CUSTOMER, CrmObject.APPOINTMENT}), record_urls=False,
     ) as harness:
         yield harness
 
@@ -278,3 +280,8 @@ HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "zoho": zoho,
     "athenahealth": athenahealth,
 }
+
+
+# issue 12: the vertical CRMs' harnesses live beside this module (kept under the module size limit) and add
+# themselves to HARNESSES when imported; importing them here makes HARNESSES complete whichever comes first.
+import tests.unit.drivers.harness_vertical  # noqa: E402, F401
