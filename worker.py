@@ -26,7 +26,6 @@ from api.lifecycle import ensure_sweep_schedule
 from api.temporal import connect_temporal
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
-from vault.credentials import CredentialVault
 from vault.provider import VaultDriverProvider
 from workflows.forget import ForgetWorkflow
 from workflows.record_lifecycle import RecordLifecycleWorkflow
@@ -43,8 +42,7 @@ WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow, RecordLifecy
 def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> list[Callable[..., Any]]:
     """Activity callables bound to this process's engine (or the given one), vault and driver factory."""
     sessions = session_factory(engine or create_engine(settings.database_url))
-    drivers = VaultDriverProvider(sessions, CredentialVault.from_settings(settings, sessions),
-                                  oauth_clients=settings.oauth_clients)
+    drivers = VaultDriverProvider.from_settings(settings, sessions)
     erasure = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
     lifecycle = [*MirrorActivities(sessions, drivers).all(), *TranscriptActivities(sessions, drivers).all(),
                  *SweepActivities(sessions).all()]

@@ -9,7 +9,7 @@ from typing import Any
 import uvicorn
 
 from api.app import create_app
-from settings import Settings, get_settings
+from settings import Settings, get_settings, outbound_problem
 from vault.credentials import env_key_for
 from vault.crypto import CredentialKeyError
 
@@ -32,6 +32,9 @@ def check_credential_key(settings: Settings) -> None:
         env_key_for(settings, kms_configured=bool(settings.kms.key_id))
     except CredentialKeyError as exc:
         raise CliError(str(exc)) from None
+    problem = outbound_problem(settings)  # a dev/test SSRF allowance must never reach production
+    if problem:
+        raise CliError(problem)
 
 
 def run_api(args: argparse.Namespace) -> int:

@@ -1,0 +1,45 @@
+"""Connect time: a tenant whose configured URLs the SSRF guard refuses stays pending with the reason, and
+`crm-sor api` / `worker` refuse to start with the loopback allowance outside dev/test."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cli.main import CliError
+from cli.serve import check_credential_key
+from drivers.transport import OutboundGuard
+from settings import OutboundSettings, Settings, outbound_problem
+from tests.unit.drivers.test_transport import REFUSED, Recorder, resolver
+from tests.unit.vault.support import SYSTEM, make_tenant, make_vault
+from vault.connect import Connector
+from vault.provider import VaultDriverProvider
+
+URL_SETTINGS = ["base_url", "token_url", "instance_url"]
+
+
+@pytest.mark.parametrize("setting", URL_SETTINGS)
+@pytest.mark.parametrize(("url", "reason"), [r for r in REFUSED if r[0].startswith("http")])
+async def test_connect_refuses_a_tenant_url_with_the_reason_and_no_request(
+        settings: Settings, sessions: async_sessionmaker[AsyncSession], setting: str, url: str, reason: str) -> None:
+    recorder = Recorder()
+    drivers = VaultDriverProvider(sessions, make_vault(settings, sessions), transport=recorder,
+                                  outbound=OutboundGuard(resolver=resolver))
+    connector = Connector(drivers, sessions, oauth_clients={}, public_base_url="https://crm-sor.test")
+    tenant = await make_tenant(sessions, "hubspot", status="pending", config={setting: url})
+    outcome = await connector.connect_form(tenant, {"access_token": "pat-na1-0123456789"}, SYSTEM)
+    assert outcome.status == "pending" and outcome.reason is not None
+    assert "outbound_refused" in outcome.reason and reason in outcome.reason
+    assert "pat-na1" not in outcome.reason
+    assert recorder.seen == []
+
+
+def test_the_loopback_allowance_is_refused_outside_dev_and_test(settings: Settings) -> None:
+    allowed = OutboundSettings(allow_loopback=True)
+    for env in ("dev", "test"):
+        assert outbound_problem(settings.model_copy(update={"env": env, "outbound": allowed})) is None
+    production = settings.model_copy(update={"env": "production", "outbound": allowed})
+    assert "ALLOW_LOOPBACK" in (outbound_problem(production) or "")
+    with pytest.raises(CliError, match="loopback destinations are for dev, test only"):
+        check_credential_key(production)
+    check_credential_key(settings.model_copy(update={"env": "production"}))  # allowance off: starts
