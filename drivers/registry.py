@@ -22,6 +22,8 @@ __all__ = [
 DRIVERS: dict[str, str] = {
     "hubspot": "drivers.hubspot:HubSpotDriver",
     "salesforce": "drivers.salesforce:SalesforceDriver",
+    # issue 13
+    "odoo": "drivers.odoo:OdooDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

@@ -68,7 +68,10 @@ def settings(database_url: str, redis_url: str) -> Settings:
     """Settings for code under test; a fresh task queue keeps tests' workers apart."""
     return Settings(database_url=database_url, redis_url=redis_url, env="test",
                     credential_encryption_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-                    temporal={"task_queue": f"test-{uuid.uuid4()}"})
+                    temporal={"task_queue": f"test-{uuid.uuid4()}"},
+                    # The sandboxes listen on loopback: the dev/test allowance of the SSRF guard (tests that
+                    # check the refusals build their own guard without it).
+                    outbound={"allow_loopback": True})
 
 
 @pytest.fixture(scope="session")

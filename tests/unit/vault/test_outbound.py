@@ -42,4 +42,5 @@ def test_the_loopback_allowance_is_refused_outside_dev_and_test(settings: Settin
     assert "ALLOW_LOOPBACK" in (outbound_problem(production) or "")
     with pytest.raises(CliError, match="loopback destinations are for dev, test only"):
         check_credential_key(production)
-    check_credential_key(settings.model_copy(update={"env": "production"}))  # allowance off: starts
+    off = settings.model_copy(update={"env": "production", "outbound": OutboundSettings()})
+    check_credential_key(off)  # allowance off (the default): starts

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from drivers.base import CrmObject
 from drivers.errors import AuthError, InvalidRequestError
 from sandboxes import hubspot as hubspot_sandbox
-from settings import Settings
+from settings import OutboundSettings, Settings
 from store.models import AuditLog
 from tests.unit.vault.support import ACTOR, SYSTEM, connect_to_sandbox, make_tenant, make_vault, sandbox
 from vault.connections import DriverProvider
@@ -136,7 +136,8 @@ async def test_without_the_loopback_allowance_the_same_tenant_is_refused_before_
         settings: Settings, sessions: async_sessionmaker[AsyncSession],
         loopback_hubspot: tuple[str, hubspot_sandbox.HubSpotState]) -> None:
     url, state = loopback_hubspot
-    provider = VaultDriverProvider.from_settings(settings, sessions)  # production wiring: allowance off
+    production = settings.model_copy(update={"outbound": OutboundSettings()})  # the allowance is off by default
+    provider = VaultDriverProvider.from_settings(production, sessions)
     tenant = await connect_to_sandbox(provider.vault, sessions, state,
                                       config={"base_url": url, "token_url": f"{url}/oauth/v1/token"})
     with pytest.raises(InvalidRequestError, match="127.0.0.1 is a loopback address") as refused:
