@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import html
-import itertools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import httpx
-from pydantic import Field, SecretStr, model_validator
 
 from drivers.base import (
-    BaseDriver,
     CreateResult,
     CrmObject,
     CustomerRecord,
@@ -29,16 +26,7 @@ from drivers.base import (
 from drivers.errors import AuthError, DriverError, InvalidRequestError, NotFoundError
 from drivers.idempotency import ensure_same_request, request_fingerprint
 from drivers.odoo_batch import create_many
-from drivers.odoo_rpc import (
-    POSITIONAL,
-    OdooLogin,
-    exception_error,
-    jsonrpc_body,
-    jsonrpc_result,
-    xmlrpc_body,
-    xmlrpc_result,
-)
-from drivers.provider import CredentialForm
+from drivers.odoo_rpc import OdooCalls, OdooCredentials, OdooLogin
 
 MODELS = {CrmObject.CUSTOMER: "res.partner", CrmObject.LEAD: "crm.lead", CrmObject.DEAL: "crm.lead",
           CrmObject.NOTE: "mail.message"}
@@ -46,33 +34,6 @@ _LEAD_TYPE = {CrmObject.LEAD: "lead", CrmObject.DEAL: "opportunity"}
 MODULE = "crm_sor"  # the module of our external ids: crm_sor.k<key digest>f<fingerprint digest>
 _STAMP = "%Y-%m-%d %H:%M:%S"  # Odoo's UTC datetime format (second precision)
 _PRE = re.compile(r"^<pre>(.*)</pre>$", re.DOTALL)
-Protocol = Literal["auto", "jsonrpc", "xmlrpc", "json2"]
-
-
-class OdooCredentials(CredentialForm):
-    """An Odoo login: instance URL, database, user and an API key (Preferences → Account Security) or password."""
-
-    instance_url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048)
-    database: str = Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.-]+$")
-    username: str = Field(min_length=1, max_length=256)
-    api_key: SecretStr | None = Field(default=None, min_length=8, max_length=256)
-    password: SecretStr | None = Field(default=None, min_length=1, max_length=256)
-    protocol: Protocol = "auto"
-
-    @model_validator(mode="after")
-    def _one_secret(self) -> OdooCredentials:
-        if (self.api_key is None) == (self.password is None):
-            raise ValueError("give exactly one of api_key or password (an API key is recommended)")
-        return self
-
-    def secret(self) -> dict[str, Any]:
-        key = self.api_key or self.password
-        assert key is not None  # the validator guarantees one
-        return {"auth": "odoo", "login": self.username, "api_key": key.get_secret_value()}
-
-    def settings(self) -> dict[str, Any]:
-        return {"instance_url": self.instance_url.rstrip("/"), "database": self.database,
-                "odoo_protocol": self.protocol}
 
 
 def xmlid_name(key: str, fingerprint: str) -> str:
@@ -80,7 +41,7 @@ def xmlid_name(key: str, fingerprint: str) -> str:
     return f"k{hashlib.sha256(key.encode()).hexdigest()[:32]}f{fingerprint[:16]}"
 
 
-class OdooDriver(BaseDriver):
+class OdooDriver(OdooCalls):
     """Odoo 16–19 (Community or Enterprise; self-hosted, Odoo.sh or Online "Custom" plans).
 
     API version: JSON-RPC `object.execute_kw` at `/jsonrpc` on 16–18 (XML-RPC at `/xmlrpc/2/object` on request),
@@ -123,11 +84,6 @@ class OdooDriver(BaseDriver):
         if not secret.get("api_key") or not secret.get("login"):
             raise AuthError("the stored credential has no Odoo login and key", provider=cls.slug)
         return OdooLogin(str(config.get("database") or ""), str(secret["login"]), str(secret["api_key"]))
-
-    def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
-        super().__init__(client, config)
-        self._ids = itertools.count(1)
-        self._protocol: str | None = None
 
     # ----- verbs -------------------------------------------------------------------------------
 
@@ -247,64 +203,6 @@ class OdooDriver(BaseDriver):
     async def _get_customer(self, external_id: str) -> CustomerRecord:
         return self._customer((await self.get_record(CrmObject.CUSTOMER, external_id)).fields | {"id": external_id})
 
-    def _provider_code(self, response: httpx.Response) -> str | None:
-        body = response.json()  # JSON-2 error bodies: {"name": "odoo.exceptions.MissingError", ...}
-        name = body.get("name") if isinstance(body, dict) else None
-        return str(name).rsplit(".", 1)[-1] if name else None
-
-    def _classify(self, response: httpx.Response, provider_code: str | None) -> type[DriverError] | None:
-        return type(exception_error(self.slug, provider_code)) if provider_code else None
-
-    # ----- calls -------------------------------------------------------------------------------
-
-    async def call(self, model: str, method: str, positional: list[Any], named: dict[str, Any] | None = None) -> Any:
-        """One ORM call over the instance's protocol (public for drivers.odoo_batch)."""
-        return await self._call(model, method, positional, named)
-
-    async def _call(self, model: str, method: str, positional: list[Any], named: dict[str, Any] | None = None) -> Any:
-        login = self._login()
-        protocol = await self._detect()
-        if protocol == "json2":
-            body = dict(zip(POSITIONAL[method], positional, strict=False)) | (named or {})
-            return self._json("POST", await self._request("POST", f"/json/2/{model}/{method}", json=body))
-        uid = login.uid if login.uid is not None else await self._authenticate(login, protocol)
-        args = [login.database, uid, login.key, model, method, positional, named or {}]
-        return await self._rpc(protocol, "object", "execute_kw", args)
-
-    async def _rpc(self, protocol: str, service: str, method: str, args: list[Any]) -> Any:
-        if protocol == "xmlrpc":
-            response = await self._request("POST", f"/xmlrpc/2/{service}", content=xmlrpc_body(method, args),
-                                           headers={"Content-Type": "text/xml"})
-            return xmlrpc_result(self.slug, response.content)
-        body = jsonrpc_body(service, method, args, next(self._ids))
-        return jsonrpc_result(self.slug, self._json("POST", await self._request("POST", "/jsonrpc", json=body)))
-
-    async def _authenticate(self, login: OdooLogin, protocol: str) -> int:
-        uid = await self._rpc(protocol, "common", "authenticate", [login.database, login.login, login.key, {}])
-        if not isinstance(uid, int) or isinstance(uid, bool):  # Odoo answers `false` for a wrong login or key
-            raise AuthError("Odoo refused the login", provider=self.slug, status_code=401, provider_code="AccessDenied")
-        login.uid = uid
-        return uid
-
-    async def _detect(self) -> str:
-        """The protocol: the tenant's setting, else JSON-2 from Odoo 19 on (by `common.version`), else JSON-RPC."""
-        login = self._login()
-        chosen = getattr(login, "protocol", None) or str(self.config.get("odoo_protocol") or "auto")
-        if chosen == "auto":
-            try:
-                version = await self._rpc("jsonrpc", "common", "version", [])
-                major = int((version or {}).get("server_version_info", [0])[0])
-            except NotFoundError:  # /jsonrpc is gone (Odoo 20+ removed RPC)
-                major = 99
-            chosen = "json2" if major >= 19 else "jsonrpc"
-        login.protocol = chosen  # type: ignore[attr-defined]  # cached per client: one probe per connection
-        return chosen
-
-    def _login(self) -> OdooLogin:
-        auth = self.client.auth
-        if not isinstance(auth, OdooLogin):
-            raise AuthError("the client has no Odoo login", provider=self.slug)
-        return auth
 
     # ----- helpers -----------------------------------------------------------------------------
 

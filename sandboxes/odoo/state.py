@@ -24,9 +24,9 @@ _PROBABILITY = "The operation cannot be completed: The probability of closing th
 class OdooError(Exception):
     """An exception as Odoo raises it: `name` is the dotted class name clients see in `error.data.name`."""
 
-    def __init__(self, name: str, message: str) -> None:
+    def __init__(self, name: str, message: str, *, field: str = "", detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.name, self.message = name, message
+        self.name, self.message, self.field, self.detail = name, message, field, detail or {}
 
 
 def missing(model: str, ids: list[int], uid: int) -> OdooError:
@@ -202,9 +202,8 @@ class OdooState(SandboxState):
                 vals = self._import_values(model, values)
                 ids.append(self._upsert(model, vals, xmlid, db_id))
             except OdooError as exc:
-                field_name = next(iter(values), "")
                 messages.append({"rows": {"from": index, "to": index}, "type": "error", "record": index,
-                                 "field": field_name, "message": exc.message})
+                                 "field": exc.field or next(iter(values), ""), "message": exc.message, **exc.detail})
         if messages:
             self.tables, self.seq = snapshot
             return {"ids": False, "messages": messages, "nextrow": 0}
@@ -218,10 +217,12 @@ class OdooState(SandboxState):
                 continue
             spec = FIELDS[model].get(name)
             if spec is None:
-                raise OdooError("builtins.ValueError", f"Unknown field {name!r}")
+                raise OdooError("builtins.ValueError", f"Unknown field {name!r}", field=name)
             if spec["type"] == "selection" and value not in {k for k, _ in spec["selection"]}:
-                raise OdooError("builtins.ValueError",
-                                f"Value {value!r} not found in selection field {spec['string']!r}")
+                raise OdooError("builtins.ValueError", f"Value {value!r} not found in selection field "
+                                f"{spec['string']!r}", field=name,
+                                detail={"moreinfo": [label for _, label in spec["selection"]],
+                                        "field_name": spec["string"]})
             if spec["type"] in ("float", "monetary") and isinstance(value, str):
                 value = float(value) if value else 0.0
             out[name] = value
