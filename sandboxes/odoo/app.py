@@ -47,7 +47,9 @@ def execute(state: OdooState, model: str, method: str, named: dict[str, Any]) ->
     if model not in FIELDS:
         raise OdooError("odoo.exceptions.UserError", f"Object {model} doesn't exist")
     if model in state.denied_models:
-        raise OdooError("odoo.exceptions.AccessError", f"You are not allowed to access ({model}) records.")
+        label = {"res.partner": "Contact", "crm.lead": "Lead/Opportunity"}.get(model, model)
+        raise OdooError("odoo.exceptions.AccessError", f"You are not allowed to access '{label}' ({model}) records.\n\n"
+                        "Contact your administrator to request access if necessary.")
     context = named.get("context") or {}
     ids = list(named.get("ids") or [])
     if method == "check_access_rights":

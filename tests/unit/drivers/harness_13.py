@@ -40,7 +40,8 @@ async def odoo() -> AsyncIterator[Harness]:
     def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
         return {
             CrmObject.CUSTOMER: {"name": f"Ann{n} Lee", "email": f"ann{n}@example.com", "phone": "+1 415 555 0100"},
-            CrmObject.LEAD: {"name": f"Enquiry {n}", "contact_name": f"Lou{n} Park", "email_from": f"lou{n}@example.com"},
+            CrmObject.LEAD: {"name": f"Enquiry {n}", "contact_name": f"Lou{n} Park",
+                             "email_from": f"lou{n}@example.com"},
             CrmObject.DEAL: {"name": f"Deal {n}", "expected_revenue": 1000.0 + n},
             CrmObject.NOTE: {"body": f"Note {n}", "model": "res.partner", "res_id": 3, "message_type": "comment"},
         }[obj]
