@@ -24,6 +24,7 @@ DRIVERS: dict[str, str] = {
     "salesforce": "drivers.salesforce:SalesforceDriver",
     # issue 13
     "odoo": "drivers.odoo:OdooDriver",
+    "custom_webhook": "drivers.custom_webhook:CustomWebhookDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

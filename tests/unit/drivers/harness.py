@@ -202,12 +202,13 @@ async def salesforce() -> AsyncIterator[Harness]:
 
 
 # --- issue 13: Odoo, generic REST, custom webhook ----------------------------------------------------------
-from tests.unit.drivers.harness_13 import odoo  # noqa: E402  (a separate block: merges stay line-local)
+from tests.unit.drivers.harness_13 import custom_webhook, odoo  # noqa: E402  (a separate block: merges stay line-local)
 
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "hubspot": hubspot,
     "salesforce": salesforce,
     "odoo": odoo,
+    "custom_webhook": custom_webhook,
 }
 
 # Drivers whose credential is refreshed through a token grant (the refresh tests run over these only; a

@@ -9,6 +9,7 @@ from typing import Any
 
 from drivers.base import CrmObject
 from drivers.odoo import MODELS, MODULE, xmlid_name
+from sandboxes import webhook_receiver
 from sandboxes.odoo import app as odoo_sandbox
 from sandboxes.odoo.state import OdooState
 from tests.unit.drivers.harness import Harness, _wire
@@ -72,4 +73,44 @@ async def odoo() -> AsyncIterator[Harness]:
         # The version probe and `authenticate` happen once per connection: done here, so call counts in the
         # suite see only the verbs' own calls.
         assert (await harness.driver.test_connection()).ok
+        yield harness
+
+
+HOOK_URL = "https://hooks.partner.example"
+
+
+@asynccontextmanager
+async def custom_webhook() -> AsyncIterator[Harness]:
+    app = webhook_receiver.create_app()
+    state: webhook_receiver.ReceiverState = app.state.sandbox
+
+    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+        return {
+            CrmObject.CUSTOMER: {"first_name": f"Ann{n}", "last_name": "Lee", "email": f"ann{n}@example.com"},
+            CrmObject.LEAD: {"first_name": f"Lou{n}", "last_name": "Park", "email": f"lou{n}@example.com"},
+            CrmObject.DEAL: {"name": f"Deal {n}", "amount": "1000", "stage": "new"},
+            CrmObject.CASE: {"subject": f"Case {n}", "description": "Leaky tap", "status": "open"},
+            CrmObject.NOTE: {"body": f"Note {n}"},
+        }[obj]
+
+    def records_with_key(obj: CrmObject, key: str) -> int:
+        return sum(1 for r in state.live(obj.value) if r["key"] == key)
+
+    async with _wire(
+        "custom_webhook",
+        app,
+        HOOK_URL,
+        webhook_receiver.PATH,
+        {"endpoint_url": f"{HOOK_URL}{webhook_receiver.PATH}"},
+        None,
+        secret={"auth": "webhook", "signing_secrets": list(state.secrets.held)},
+        seed=lambda obj, fields: state.add(obj.value, fields),
+        create_fields=create_fields,
+        customer_fields=lambda last, phone, email: {"first_name": "Ann", "last_name": last, "phone": phone,
+                                                    "email": email},
+        update_field={CrmObject.CUSTOMER: "city", CrmObject.DEAL: "description", CrmObject.CASE: "priority"},
+        text_field={CrmObject.CUSTOMER: "last_name", CrmObject.DEAL: "name", CrmObject.CASE: "subject"},
+        create_route=f"POST {webhook_receiver.PATH} record.create",
+        records_with_key=records_with_key,
+    ) as harness:
         yield harness
