@@ -201,14 +201,22 @@ async def salesforce() -> AsyncIterator[Harness]:
         yield harness
 
 
-# --- issue 13: Odoo, generic REST, custom webhook ----------------------------------------------------------
-from tests.unit.drivers.harness_13 import custom_webhook, odoo  # noqa: E402  (a separate block: merges stay line-local)
+# --- issue 13: Odoo, generic REST, custom webhook (a separate block and module: merges stay line-local) -----
+from tests.unit.drivers.harness_13 import (  # noqa: E402
+    custom_webhook,
+    generic_rest_flat,
+    generic_rest_jsonapi,
+    odoo,
+)
 
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "hubspot": hubspot,
     "salesforce": salesforce,
     "odoo": odoo,
     "custom_webhook": custom_webhook,
+    # One configurable driver, contract-tested as two differently shaped APIs: "<slug>:<variant>".
+    "generic_rest:flat": generic_rest_flat,
+    "generic_rest:jsonapi": generic_rest_jsonapi,
 }
 
 # Drivers whose credential is refreshed through a token grant (the refresh tests run over these only; a

@@ -4,14 +4,17 @@ harness.py so parallel additions merge without touching each other's lines."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from drivers.base import CrmObject
 from drivers.odoo import MODELS, MODULE, xmlid_name
+from drivers.generic_rest_config import GenericRestForm
+from sandboxes import generic_rest as rest_sandbox
 from sandboxes import webhook_receiver
 from sandboxes.odoo import app as odoo_sandbox
 from sandboxes.odoo.state import OdooState
+from tests.unit.drivers.generic_rest_configs import SINGULAR, flat_config, jsonapi_config
 from tests.unit.drivers.harness import Harness, _wire
 
 ODOO_URL = "https://acme.odoo.example"
@@ -114,3 +117,54 @@ async def custom_webhook() -> AsyncIterator[Harness]:
         records_with_key=records_with_key,
     ) as harness:
         yield harness
+
+
+_PLURAL = {v: k for k, v in SINGULAR.items()}
+
+
+@asynccontextmanager
+async def _generic_rest(shape: str) -> AsyncIterator[Harness]:
+    app = rest_sandbox.create_app()
+    state: rest_sandbox.RestState = app.state.sandbox
+    form = GenericRestForm.model_validate((flat_config if shape == "flat" else jsonapi_config)(state))
+
+    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+        return {
+            CrmObject.CUSTOMER: {"first_name": f"Ann{n}", "last_name": "Lee", "email": f"ann{n}@example.com"},
+            CrmObject.LEAD: {"first_name": f"Lou{n}", "last_name": "Park", "email": f"lou{n}@example.com"},
+            CrmObject.DEAL: {"name": f"Deal {n}", "amount": "1000", "stage": "new"},
+            CrmObject.CASE: {"subject": f"Case {n}", "description": "Leaky tap", "status": "open"},
+            CrmObject.NOTE: {"body": f"Note {n}"},
+        }[obj]
+
+    def records_with_key(obj: CrmObject, key: str) -> int:
+        return sum(1 for r in state.live(shape, _PLURAL[obj.value]) if r.get("crm_key") == key)
+
+    prefix = rest_sandbox.PREFIX[shape]
+    async with _wire(
+        "generic_rest",
+        app,
+        form.base_url,
+        f"{prefix}/oauth/token",
+        form.settings(),
+        None,
+        secret=form.secret(),
+        seed=lambda obj, fields: state.add(shape, _PLURAL[obj.value], fields),
+        create_fields=create_fields,
+        customer_fields=lambda last, phone, email: {"first_name": "Ann", "last_name": last, "phone": phone,
+                                                    "email": email},
+        update_field={CrmObject.CUSTOMER: "city", CrmObject.DEAL: "description", CrmObject.CASE: "priority"},
+        text_field={CrmObject.CUSTOMER: "last_name", CrmObject.DEAL: "name", CrmObject.CASE: "subject"},
+        create_route=f"POST {prefix}/{{objects}}",
+        records_with_key=records_with_key,
+    ) as harness:
+        assert (await harness.driver.test_connection()).ok  # the client-credentials token: before the counts
+        yield harness
+
+
+def generic_rest_flat() -> AbstractAsyncContextManager[Harness]:
+    return _generic_rest("flat")
+
+
+def generic_rest_jsonapi() -> AbstractAsyncContextManager[Harness]:
+    return _generic_rest("jsonapi")
