@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import httpx
 from jinja2 import TemplateError
 
-from drivers.auth import ApiKeyAuth, BearerAuth, OAuth2Auth, TokenSet
+from drivers.auth import TokenSet
 from drivers.base import (
     BaseDriver,
     CreateResult,
@@ -33,6 +33,7 @@ from drivers.errors import (
     UnavailableError,
     parse_retry_after,
 )
+from drivers.generic_rest_auth import auth_for, client_credentials
 from drivers.generic_rest_config import ErrorRule, GenericRestForm, ObjectConfig, Request, RestShape
 from drivers.generic_rest_pages import collect
 from drivers.generic_rest_render import dig, render, render_header, render_path, render_value
@@ -68,51 +69,13 @@ class GenericRestDriver(BaseDriver):
     @classmethod
     def build_auth(cls, secret: Mapping[str, Any], config: Mapping[str, Any], tokens: TokenSourceFactory
                    ) -> httpx.Auth:
-        auth = dict(secret.get("auth_config") or {})
-        kind = auth.get("type")
-        if kind == "none":
-            return httpx.Auth()  # the base flow sends the request unchanged
-        if kind == "api_key":
-            query = auth.get("placement") == "query"
-            return ApiKeyAuth(str(auth["key"]), header=str(auth.get("name") or "X-Api-Key"), prefix=auth.get("prefix"),
-                              query_param=str(auth["name"]) if query else None)
-        if kind == "bearer":
-            return BearerAuth(str(auth["token"]))
-        if kind == "basic":
-            return httpx.BasicAuth(str(auth["username"]), str(auth.get("password") or ""))
-        if kind == "oauth2_client_credentials":
-            return OAuth2Auth(tokens())
-        raise AuthError("the stored credential has no usable generic REST auth", provider=cls.slug)
+        return auth_for(cls.slug, secret, tokens)
 
     @classmethod
     async def grant_token(cls, http: httpx.AsyncClient, secret: Mapping[str, Any], config: Mapping[str, Any],
                           client: tuple[str, str] | None) -> TokenSet:
         """The OAuth2 client-credentials grant (RFC 6749 §4.4) with the tenant's own client."""
-        auth = dict(secret.get("auth_config") or {})
-        form = {"grant_type": "client_credentials"} | ({"scope": auth["scope"]} if auth.get("scope") else {})
-        basic = None
-        if auth.get("client_auth", "basic") == "basic":
-            basic = httpx.BasicAuth(str(auth.get("client_id")), str(auth.get("client_secret")))
-        else:
-            form |= {"client_id": str(auth.get("client_id")), "client_secret": str(auth.get("client_secret"))}
-        token_url = str(config.get("token_url") or auth.get("token_url") or "")
-        try:
-            response = await http.post(token_url, data=form, auth=basic or httpx.USE_CLIENT_DEFAULT)
-        except httpx.TransportError as exc:
-            raise UnavailableError(f"token endpoint unreachable ({type(exc).__name__})", provider=cls.slug) from exc
-        try:
-            body = response.json() if response.content else {}
-        except ValueError:
-            body = {}
-        if response.status_code >= 500:
-            raise UnavailableError("token endpoint failed", provider=cls.slug, status_code=response.status_code)
-        if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
-            code = body.get("error") if isinstance(body, dict) else None
-            raise AuthError("client credentials refused", provider=cls.slug, status_code=response.status_code,
-                            provider_code=str(code)[:64] if code else None)
-        expires = body.get("expires_in")
-        return TokenSet(access_token=str(body["access_token"]), refresh_token="",
-                        expires_in=int(float(expires)) if expires not in (None, "") else None)  # may be a string
+        return await client_credentials(cls.slug, http, secret, config)
 
     def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
         super().__init__(client, config)

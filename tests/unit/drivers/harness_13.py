@@ -8,8 +8,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from drivers.base import CrmObject
-from drivers.odoo import MODELS, MODULE, xmlid_name
 from drivers.generic_rest_config import GenericRestForm
+from drivers.odoo import MODELS, MODULE, xmlid_name
 from sandboxes import generic_rest as rest_sandbox
 from sandboxes import webhook_receiver
 from sandboxes.odoo import app as odoo_sandbox
