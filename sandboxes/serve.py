@@ -24,7 +24,10 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce"}
+SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce",
+             # issue 13
+             "odoo": "sandboxes.odoo.app", "generic_rest": "sandboxes.generic_rest",
+             "custom_webhook": "sandboxes.webhook_receiver"}
 
 
 def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:

@@ -30,11 +30,13 @@ from sandboxes import hubspot as hubspot_sandbox
 from sandboxes import salesforce as salesforce_sandbox
 from sandboxes.common import SandboxState
 from store.models import Tenant
+from tests.support import sandbox_provider_13
 from vault.connections import Actor
 
 SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
     "hubspot": hubspot_sandbox.create_app,
     "salesforce": salesforce_sandbox.create_app,
+    **sandbox_provider_13.APPS,
 }
 TOKEN_PATHS = {"hubspot": "/oauth/v1/token", "salesforce": "/services/oauth2/token"}
 
@@ -124,11 +126,17 @@ class SandboxDriverProvider:
             raise LookupError(f"no active tenant {tenant_id}")
         cls = get_driver_class(tenant.provider)
         config = self._config(tenant.provider, dict(tenant.settings or {}))
-        source = await self._source(tenant_id, cls, config)
+        auth: httpx.Auth
+        if cls.slug in sandbox_provider_13.STATIC:  # static credentials: no OAuth source (issue 13's drivers)
+            secret, extra = sandbox_provider_13.STATIC[cls.slug](self.state(cls.slug))
+            config = extra | config
+            auth = cls.build_auth(secret, config, lambda: None)
+        else:
+            auth = OAuth2Auth(await self._source(tenant_id, cls, config))
         self.opened += 1
         self.actors.append(actor)
         async with httpx.AsyncClient(base_url=cls.api_base_url(config), transport=self._transport(cls.slug),
-                                     auth=OAuth2Auth(source)) as client:
+                                     auth=auth) as client:
             yield cls(client, config)
 
     async def aclose(self) -> None:
