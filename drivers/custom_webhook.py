@@ -25,10 +25,10 @@ from drivers.base import (
     DeleteResult,
     FieldInfo,
     Record,
-    appended,
 )
 from drivers.errors import AuthError, InvalidRequestError, NotFoundError
 from drivers.idempotency import request_fingerprint
+from drivers.notes import append_to_note_record
 from drivers.provider import CredentialForm
 from drivers.webhook_signing import new_secret, signature_header
 
@@ -194,14 +194,7 @@ class CustomWebhookDriver(BaseDriver):
     async def append_note(
         self, customer_external_id: str, note_external_id: str | None, text: str, *, batch_key: str
     ) -> CreateResult:
-        if note_external_id is None:
-            fields = {"body": appended(None, text, batch_key), "customer_id": customer_external_id}
-            return await self.create_record(CrmObject.NOTE, fields, batch_key)
-        note = await self.get_record(CrmObject.NOTE, note_external_id)
-        body = appended(note.fields.get("body"), text, batch_key)
-        if body is not None:
-            await self.update_record(CrmObject.NOTE, note_external_id, {"body": body})
-        return CreateResult(external_id=note_external_id, record_url=note.url, created=False)
+        return await append_to_note_record(self, customer_external_id, note_external_id, text, batch_key=batch_key)
 
     # ----- provider hooks ----------------------------------------------------------------------
 

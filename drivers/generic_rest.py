@@ -19,7 +19,6 @@ from drivers.base import (
     FieldInfo,
     Record,
     TokenSourceFactory,
-    appended,
     full_name,
     national_digits,
 )
@@ -38,6 +37,7 @@ from drivers.generic_rest_config import ErrorRule, GenericRestForm, ObjectConfig
 from drivers.generic_rest_pages import collect
 from drivers.generic_rest_render import dig, render, render_header, render_path, render_value
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
+from drivers.notes import append_to_note_record
 
 _ACTIONS: dict[str, type[DriverError]] = {"retry": UnavailableError, "rate_limited": RateLimitedError,
                                           "reauth": AuthError, "fail": InvalidRequestError,
@@ -148,14 +148,7 @@ class GenericRestDriver(BaseDriver):
     async def append_note(
         self, customer_external_id: str, note_external_id: str | None, text: str, *, batch_key: str
     ) -> CreateResult:
-        if note_external_id is None:
-            fields = {"body": appended(None, text, batch_key), "customer_id": customer_external_id}
-            return await self.create_record(CrmObject.NOTE, fields, batch_key)
-        note = await self.get_record(CrmObject.NOTE, note_external_id)
-        body = appended(note.fields.get("body"), text, batch_key)
-        if body is not None:
-            await self.update_record(CrmObject.NOTE, note_external_id, {"body": body})
-        return CreateResult(external_id=note_external_id, record_url=note.url, created=False)
+        return await append_to_note_record(self, customer_external_id, note_external_id, text, batch_key=batch_key)
 
     # ----- provider hooks ----------------------------------------------------------------------
 

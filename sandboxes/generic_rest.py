@@ -13,7 +13,6 @@ plus an OpenAPI document at `/{shape}/openapi.json` for schema introspection.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import secrets
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sandboxes.common import SandboxState, TokenIssuer, bearer, control_routes
+from sandboxes.common import FaultAnswers, SandboxState, TokenIssuer, bearer, control_routes, with_faults
 
 OBJECTS: dict[str, tuple[str, ...]] = {
     "customers": ("first_name", "last_name", "email", "phone", "company", "city"),
@@ -170,27 +169,21 @@ def create_app(state: RestState | None = None) -> Starlette:
         async def handle(request: Request) -> Response:
             objects = request.path_params["objects"]
             name = f"{request.method} {PREFIX[shape]}/{{objects}}" + ("/{id}" if with_id else "")
-            state.calls[name] += 1
-            knobs = state.knobs
-            if knobs.latency_seconds:
-                await asyncio.sleep(knobs.latency_seconds)
-            if knobs.fail_next > 0:
-                knobs.fail_next -= 1
-                return _problem(shape, knobs.fail_status, "unavailable")
-            if not _authorized(state, shape, request):
-                return _problem(shape, 401, "unauthorized")
-            if knobs.limit_next > 0:
-                knobs.limit_next -= 1
-                header = "X-RateLimit-Reset" if shape == "flat" else "Retry-After"
-                return _problem(shape, 429, "rate_limited", {header: knobs.retry_after or "20"})
-            try:
-                response = await _dispatch(state, shape, objects, request, with_id)
-            except Problem as problem:
-                return _problem(shape, problem.status, problem.code)
-            if knobs.fail_after_next > 0 and knobs.fail_after_route in (None, name):
-                knobs.fail_after_next -= 1
-                return _problem(shape, knobs.fail_status, "unavailable")
-            return response
+            header = "X-RateLimit-Reset" if shape == "flat" else "Retry-After"
+            answers = FaultAnswers(
+                server_error=lambda status: _problem(shape, status, "unavailable"),
+                rate_limited=lambda: _problem(shape, 429, "rate_limited", {header: state.knobs.retry_after or "20"}))
+
+            def refuse() -> Response | None:
+                return None if _authorized(state, shape, request) else _problem(shape, 401, "unauthorized")
+
+            async def run() -> Response:
+                try:
+                    return await _dispatch(state, shape, objects, request, with_id)
+                except Problem as problem:
+                    return _problem(shape, problem.status, problem.code)
+
+            return await with_faults(state, name, answers, run, refuse=refuse)
         return handle
 
     async def token(request: Request) -> Response:

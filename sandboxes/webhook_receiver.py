@@ -9,7 +9,6 @@ idempotency key (409 when the same key comes with another fingerprint), and answ
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from drivers.webhook_signing import SignatureError, new_secret, verify
-from sandboxes.common import SandboxState, TokenIssuer, control_routes
+from sandboxes.common import FaultAnswers, SandboxState, TokenIssuer, control_routes, with_faults
 
 PATH = "/hooks/crm"
 SCHEMA: dict[str, tuple[str, ...]] = {
@@ -165,6 +164,11 @@ def _lookup(state: ReceiverState, data: dict[str, Any]) -> dict[str, Any] | None
 def create_app(state: ReceiverState | None = None) -> Starlette:
     state = state or ReceiverState(tokens=ReceiverSecrets())
 
+    answers = FaultAnswers(
+        server_error=lambda status: JSONResponse({"error": "unavailable"}, status_code=status),
+        rate_limited=lambda: JSONResponse({"error": "rate_limited"}, status_code=429,
+                                          headers={"Retry-After": state.knobs.retry_after or "30"}))
+
     async def hook(request: Request) -> Response:
         raw = await request.body()
         failures = []
@@ -183,26 +187,14 @@ def create_app(state: ReceiverState | None = None) -> Starlette:
             event, data = str(payload["type"]), dict(payload.get("data") or {})
         except (ValueError, KeyError, TypeError):
             return JSONResponse({"error": "malformed_event"}, status_code=400)
-        name = f"POST {PATH} {event}"
-        state.calls[name] += 1
-        knobs = state.knobs
-        if knobs.latency_seconds:
-            await asyncio.sleep(knobs.latency_seconds)
-        if knobs.fail_next > 0:
-            knobs.fail_next -= 1
-            return JSONResponse({"error": "unavailable"}, status_code=knobs.fail_status)
-        if knobs.limit_next > 0:
-            knobs.limit_next -= 1
-            return JSONResponse({"error": "rate_limited"}, status_code=429,
-                                headers={"Retry-After": knobs.retry_after or "30"})
-        try:
-            status, body = handle(state, event, data)
-        except Problem as problem:
-            return JSONResponse({"error": problem.code}, status_code=problem.status)
-        if knobs.fail_after_next > 0 and knobs.fail_after_route in (None, name):
-            knobs.fail_after_next -= 1
-            return JSONResponse({"error": "unavailable"}, status_code=knobs.fail_status)
-        return JSONResponse(body, status_code=status)
+        async def run() -> Response:
+            try:
+                status, body = handle(state, event, data)
+            except Problem as problem:
+                return JSONResponse({"error": problem.code}, status_code=problem.status)
+            return JSONResponse(body, status_code=status)
+
+        return await with_faults(state, f"POST {PATH} {event}", answers, run)
 
     app = Starlette(routes=[Route(PATH, hook, methods=["POST"]), *control_routes(state)])
     app.state.sandbox = state

@@ -14,7 +14,6 @@ Wire facts, from the recorded sessions of a real Odoo 17 server and the JSON-2 d
 
 from __future__ import annotations
 
-import asyncio
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sandboxes.common import bearer, control_routes
+from sandboxes.common import FaultAnswers, bearer, control_routes, with_faults
 from sandboxes.odoo.schema import FIELDS
 from sandboxes.odoo.state import ApiKeys, OdooError, OdooState
 
@@ -96,24 +95,17 @@ def rpc_error(request_id: Any, exc: OdooError) -> JSONResponse:
 def create_app(state: OdooState | None = None) -> Starlette:
     state = state or OdooState(tokens=ApiKeys("odoo", None))
 
+    # Odoo has no limiter of its own: these are the hosting proxy's answers.
+    answers = FaultAnswers(
+        server_error=lambda status: PlainTextResponse("Service Unavailable", status_code=status),
+        rate_limited=lambda: PlainTextResponse("Too Many Requests", status_code=429,
+                                               headers={"Retry-After": state.knobs.retry_after or "60"}))
+
     async def faults(name: str, run: Callable[[], Response]) -> Response:
-        """Count the call and play the proxy's faults around it (the knobs every sandbox has)."""
-        state.calls[name] += 1
-        knobs = state.knobs
-        if knobs.latency_seconds:
-            await asyncio.sleep(knobs.latency_seconds)
-        if knobs.fail_next > 0:
-            knobs.fail_next -= 1
-            return PlainTextResponse("Service Unavailable", status_code=knobs.fail_status)
-        if knobs.limit_next > 0:
-            knobs.limit_next -= 1
-            return PlainTextResponse("Too Many Requests", status_code=429,
-                                     headers={"Retry-After": knobs.retry_after or "60"})
-        response = run()
-        if knobs.fail_after_next > 0 and knobs.fail_after_route in (None, name):
-            knobs.fail_after_next -= 1
-            return PlainTextResponse("Bad Gateway", status_code=knobs.fail_status)
-        return response
+        async def call() -> Response:
+            return run()
+
+        return await with_faults(state, name, answers, call)
 
     async def jsonrpc(request: Request) -> Response:
         try:

@@ -19,6 +19,23 @@ from tests.unit.drivers.harness import Harness, _wire
 
 ODOO_URL = "https://acme.odoo.example"
 _LEAD_TYPE = {CrmObject.LEAD: "lead", CrmObject.DEAL: "opportunity"}
+# Custom webhook and generic REST speak the same plain field names (their defaults in the field catalog).
+PLAIN: dict[str, Any] = {
+    "customer_fields": lambda last, phone, email: {"first_name": "Ann", "last_name": last, "phone": phone,
+                                                   "email": email},
+    "update_field": {CrmObject.CUSTOMER: "city", CrmObject.DEAL: "description", CrmObject.CASE: "priority"},
+    "text_field": {CrmObject.CUSTOMER: "last_name", CrmObject.DEAL: "name", CrmObject.CASE: "subject"},
+}
+
+
+def plain_create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
+    return {
+        CrmObject.CUSTOMER: {"first_name": f"Ann{n}", "last_name": "Lee", "email": f"ann{n}@example.com"},
+        CrmObject.LEAD: {"first_name": f"Lou{n}", "last_name": "Park", "email": f"lou{n}@example.com"},
+        CrmObject.DEAL: {"name": f"Deal {n}", "amount": "1000", "stage": "new"},
+        CrmObject.CASE: {"subject": f"Case {n}", "description": "Leaky tap", "status": "open"},
+        CrmObject.NOTE: {"body": f"Note {n}"},
+    }[obj]
 
 
 def odoo_records_with_key(state: OdooState, obj: CrmObject, key: str) -> int:
@@ -87,15 +104,6 @@ async def custom_webhook() -> AsyncIterator[Harness]:
     app = webhook_receiver.create_app()
     state: webhook_receiver.ReceiverState = app.state.sandbox
 
-    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
-        return {
-            CrmObject.CUSTOMER: {"first_name": f"Ann{n}", "last_name": "Lee", "email": f"ann{n}@example.com"},
-            CrmObject.LEAD: {"first_name": f"Lou{n}", "last_name": "Park", "email": f"lou{n}@example.com"},
-            CrmObject.DEAL: {"name": f"Deal {n}", "amount": "1000", "stage": "new"},
-            CrmObject.CASE: {"subject": f"Case {n}", "description": "Leaky tap", "status": "open"},
-            CrmObject.NOTE: {"body": f"Note {n}"},
-        }[obj]
-
     def records_with_key(obj: CrmObject, key: str) -> int:
         return sum(1 for r in state.live(obj.value) if r["key"] == key)
 
@@ -108,11 +116,8 @@ async def custom_webhook() -> AsyncIterator[Harness]:
         None,
         secret={"auth": "webhook", "signing_secrets": list(state.secrets.held)},
         seed=lambda obj, fields: state.add(obj.value, fields),
-        create_fields=create_fields,
-        customer_fields=lambda last, phone, email: {"first_name": "Ann", "last_name": last, "phone": phone,
-                                                    "email": email},
-        update_field={CrmObject.CUSTOMER: "city", CrmObject.DEAL: "description", CrmObject.CASE: "priority"},
-        text_field={CrmObject.CUSTOMER: "last_name", CrmObject.DEAL: "name", CrmObject.CASE: "subject"},
+        create_fields=plain_create_fields,
+        **PLAIN,
         create_route=f"POST {webhook_receiver.PATH} record.create",
         records_with_key=records_with_key,
     ) as harness:
@@ -128,15 +133,6 @@ async def _generic_rest(shape: str) -> AsyncIterator[Harness]:
     state: rest_sandbox.RestState = app.state.sandbox
     form = GenericRestForm.model_validate((flat_config if shape == "flat" else jsonapi_config)(state))
 
-    def create_fields(obj: CrmObject, n: int) -> dict[str, Any]:
-        return {
-            CrmObject.CUSTOMER: {"first_name": f"Ann{n}", "last_name": "Lee", "email": f"ann{n}@example.com"},
-            CrmObject.LEAD: {"first_name": f"Lou{n}", "last_name": "Park", "email": f"lou{n}@example.com"},
-            CrmObject.DEAL: {"name": f"Deal {n}", "amount": "1000", "stage": "new"},
-            CrmObject.CASE: {"subject": f"Case {n}", "description": "Leaky tap", "status": "open"},
-            CrmObject.NOTE: {"body": f"Note {n}"},
-        }[obj]
-
     def records_with_key(obj: CrmObject, key: str) -> int:
         return sum(1 for r in state.live(shape, _PLURAL[obj.value]) if r.get("crm_key") == key)
 
@@ -150,11 +146,8 @@ async def _generic_rest(shape: str) -> AsyncIterator[Harness]:
         None,
         secret=form.secret(),
         seed=lambda obj, fields: state.add(shape, _PLURAL[obj.value], fields),
-        create_fields=create_fields,
-        customer_fields=lambda last, phone, email: {"first_name": "Ann", "last_name": last, "phone": phone,
-                                                    "email": email},
-        update_field={CrmObject.CUSTOMER: "city", CrmObject.DEAL: "description", CrmObject.CASE: "priority"},
-        text_field={CrmObject.CUSTOMER: "last_name", CrmObject.DEAL: "name", CrmObject.CASE: "subject"},
+        create_fields=plain_create_fields,
+        **PLAIN,
         create_route=f"POST {prefix}/{{objects}}",
         records_with_key=records_with_key,
     ) as harness:
