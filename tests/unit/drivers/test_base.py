@@ -90,7 +90,8 @@ def test_provider_key_keeps_safe_keys_and_hashes_the_rest() -> None:
 
 
 def test_unknown_slug_lists_the_drivers() -> None:
-    with pytest.raises(registry.UnknownProviderError, match="drivers exist for: .*hubspot, .*salesforce.*known providers: hubspot"):
+    listed = "drivers exist for: .*hubspot, .*salesforce.*known providers: hubspot"
+    with pytest.raises(registry.UnknownProviderError, match=listed):
         registry.get_driver_class("pipedrive")
 
 
