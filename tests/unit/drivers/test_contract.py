@@ -131,6 +131,18 @@ async def test_idempotent_create_survives_a_lost_response(h: Harness) -> None:
     assert h.records_with_key(CrmObject.LEAD, "conv-1:lead") == 1
 
 
+async def test_idempotent_create_after_a_crash(h: Harness) -> None:
+    # The process that sent the create died before it heard back: a new driver (nothing kept in memory) retries.
+    fields = h.create_fields(CrmObject.LEAD, 3)
+    h.state.knobs.fail_after_next, h.state.knobs.fail_after_route = 1, h.create_route
+    with pytest.raises(errors.UnavailableError):
+        await h.driver.create_record(CrmObject.LEAD, fields, "conv-3:lead")
+    restarted = type(h.driver)(h.driver.client, dict(h.driver.config))
+    retried = await restarted.create_record(CrmObject.LEAD, fields, "conv-3:lead")
+    assert not retried.created and h.records_with_key(CrmObject.LEAD, "conv-3:lead") == 1
+    assert (await restarted.get_record(CrmObject.LEAD, retried.external_id)).external_id == retried.external_id
+
+
 async def test_same_key_with_different_fields_is_a_conflict(h: Harness) -> None:
     first = await h.driver.create_record(CrmObject.LEAD, h.create_fields(CrmObject.LEAD, 1), "k")
     with pytest.raises(errors.ConflictError) as conflict:
