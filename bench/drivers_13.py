@@ -137,10 +137,18 @@ async def bench_case(case: str, mode: str, iterations: int) -> list[tuple[str, i
 
 
 async def transport_overhead(iterations: int) -> None:
-    """µs per GET through SafeTransport vs a plain transport, to a loopback sandbox (literal IP and a name)."""
+    """µs per GET through SafeTransport vs a plain transport: first its own cost (an in-process answer, no
+    network: resolve + check + pin + capped body), then to a loopback sandbox (literal IP and a name)."""
+    guard = OutboundGuard(allow_loopback=True)
+    answer = httpx.MockTransport(lambda request: httpx.Response(200, json={"ok": True}))
+    for label, url in (("127.0.0.1 (literal)", "http://127.0.0.1/x"), ("localhost (resolved)", "http://localhost/x")):
+        async with httpx.AsyncClient(transport=answer) as plain, \
+                httpx.AsyncClient(transport=SafeTransport(guard, answer)) as safe:
+            safe_s, plain_s = await best_per_call(lambda u=url: safe.get(u), lambda u=url: plain.get(u), iterations)
+        print(f"SafeTransport own cost, {label:<22} plain {plain_s * 1e6:>6.0f} µs  safe {safe_s * 1e6:>6.0f} µs  "
+              f"overhead {(safe_s - plain_s) * 1e6:>5.0f} µs/request")
     async with serve_in_task(odoo_app.create_app()) as base:
         port = base.rsplit(":", 1)[1]
-        guard = OutboundGuard(allow_loopback=True)
         for label, url in (("127.0.0.1 (literal)", f"http://127.0.0.1:{port}/web/version"),
                            ("localhost (resolved)", f"http://localhost:{port}/web/version")):
             async with httpx.AsyncClient() as plain, httpx.AsyncClient(transport=SafeTransport(guard)) as safe:
@@ -153,7 +161,11 @@ async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--mode", choices=["asgi", "loopback", "both"], default="both")
+    parser.add_argument("--transport-only", action="store_true")
     args = parser.parse_args(argv)
+    if args.transport_only:
+        await transport_overhead(args.iterations)
+        return
     modes = ["asgi", "loopback"] if args.mode == "both" else [args.mode]
     for mode in modes:
         for case in CASES:
