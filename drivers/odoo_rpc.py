@@ -85,6 +85,7 @@ class OdooLogin(httpx.Auth):
     def __init__(self, database: str, login: str, key: str) -> None:
         self.database, self.login, self.key = database, login, key
         self.uid: int | None = None
+        self.protocol: str | None = None  # found by the first call's probe; one probe per connection
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if request.url.path.startswith("/json/2/") or "/json/2/" in request.url.path:
@@ -109,8 +110,13 @@ def jsonrpc_result(slug: str, body: Any) -> Any:
     return body.get("result")
 
 
-def xmlrpc_body(method: str, args: list[Any]) -> bytes:
-    return xmlrpc.client.dumps(tuple(args), method, allow_none=False).encode()
+def xmlrpc_body(slug: str, method: str, args: list[Any]) -> bytes:
+    """A methodCall; values XML-RPC cannot carry (None, unsupported types) are the caller's bad request."""
+    try:
+        return xmlrpc.client.dumps(tuple(args), method, allow_none=False).encode()
+    except (TypeError, OverflowError) as exc:
+        raise InvalidRequestError(f"a value cannot be sent over XML-RPC ({type(exc).__name__})", provider=slug,
+                                  provider_code="xmlrpc_value") from None
 
 
 def xmlrpc_result(slug: str, content: bytes) -> Any:
@@ -187,7 +193,7 @@ class OdooCalls(BaseDriver):
 
     async def _rpc(self, protocol: str, service: str, method: str, args: list[Any]) -> Any:
         if protocol == "xmlrpc":
-            response = await self._request("POST", f"/xmlrpc/2/{service}", content=xmlrpc_body(method, args),
+            response = await self._request("POST", f"/xmlrpc/2/{service}", content=xmlrpc_body(self.slug, method, args),
                                            headers={"Content-Type": "text/xml"})
             return xmlrpc_result(self.slug, response.content)
         body = jsonrpc_body(service, method, args, next(self._ids))
@@ -203,7 +209,7 @@ class OdooCalls(BaseDriver):
     async def _detect(self) -> str:
         """The protocol: the tenant's setting, else JSON-2 from Odoo 19 on (by `common.version`), else JSON-RPC."""
         login = self._login()
-        chosen = getattr(login, "protocol", None) or str(self.config.get("odoo_protocol") or "auto")
+        chosen = login.protocol or str(self.config.get("odoo_protocol") or "auto")
         if chosen == "auto":
             try:
                 version = await self._rpc("jsonrpc", "common", "version", [])
@@ -211,7 +217,7 @@ class OdooCalls(BaseDriver):
             except NotFoundError:  # /jsonrpc is gone (Odoo 20+ removed RPC)
                 major = 99
             chosen = "json2" if major >= 19 else "jsonrpc"
-        login.protocol = chosen  # type: ignore[attr-defined]  # cached per client: one probe per connection
+        login.protocol = chosen
         return chosen
 
     def _login(self) -> OdooLogin:
