@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -44,3 +45,27 @@ def test_the_loopback_allowance_is_refused_outside_dev_and_test(settings: Settin
         check_credential_key(production)
     off = settings.model_copy(update={"env": "production", "outbound": OutboundSettings()})
     check_credential_key(off)  # allowance off (the default): starts
+
+
+class RedirectingCrm(httpx.AsyncBaseTransport):
+    """A public-looking CRM whose every answer redirects to the metadata service (what it would reach next)."""
+
+    def __init__(self) -> None:
+        self.seen: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        return httpx.Response(302, headers={"location": "http://169.254.169.254/latest/meta-data/"})
+
+
+async def test_connect_refuses_a_crm_that_redirects_to_a_refused_address(
+        settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    crm = RedirectingCrm()
+    drivers = VaultDriverProvider(sessions, make_vault(settings, sessions), transport=crm,
+                                  outbound=OutboundGuard(resolver=resolver))
+    connector = Connector(drivers, sessions, oauth_clients={}, public_base_url="https://crm-sor.test")
+    tenant = await make_tenant(sessions, "hubspot", status="pending", config={"base_url": "https://crm.example"})
+    outcome = await connector.connect_form(tenant, {"access_token": "pat-na1-0123456789"}, SYSTEM)
+    assert outcome.status == "pending" and outcome.reason is not None
+    assert "redirect to 169.254.169.254 is a cloud metadata address" in outcome.reason
+    assert [r.url.host for r in crm.seen] == ["93.184.216.34"]  # the checked address only; never the metadata one
