@@ -122,10 +122,15 @@ class OutboundGuard:
     max_response_bytes: int = 10 * 1024 * 1024
     total_timeout: float = 30.0
     schemes: frozenset[str] = field(default=frozenset({"http", "https"}))
+    # Resolutions are reused this long: getaddrinfo costs ~1 ms a request otherwise. What is reused is a
+    # checked answer, and the connection still goes to it, so a DNS change in the window changes nothing.
+    cache_seconds: float = 30.0
+    _resolved: dict[tuple[str, int], tuple[float, list[str]]] = field(default_factory=dict, compare=False,
+                                                                      repr=False)
 
     async def pin(self, url: httpx.URL | str) -> str:
         """Resolve `url`'s host and return the address to connect to; OutboundRefusedError when refused."""
-        url = httpx.URL(str(url))
+        url = url if isinstance(url, httpx.URL) else httpx.URL(url)  # parsing again costs more than the check
         if url.scheme not in self.schemes:
             raise OutboundRefusedError(f"scheme {url.scheme or '(none)'!r} is not allowed")
         host = url.host
@@ -138,10 +143,7 @@ class OutboundGuard:
         if literal is not None:
             addresses = [literal]
         else:
-            try:
-                resolved = await self.resolver(host, url.port or (443 if url.scheme == "https" else 80))
-            except OSError:
-                raise OutboundRefusedError(f"host {host} does not resolve") from None
+            resolved = await self._resolve(host, url.port or (443 if url.scheme == "https" else 80))
             addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
             if not addresses:
                 raise OutboundRefusedError(f"host {host} does not resolve")
@@ -153,6 +155,20 @@ class OutboundGuard:
                 shown = reason if literal is not None else f"{host} resolves to {reason}"
                 raise OutboundRefusedError(shown)
         return str(addresses[0])
+
+    async def _resolve(self, host: str, port: int) -> list[str]:
+        now = time.monotonic()
+        cached = self._resolved.get((host, port))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            addresses = await self.resolver(host, port)
+        except OSError:
+            raise OutboundRefusedError(f"host {host} does not resolve") from None
+        if len(self._resolved) > 1024:  # bounded: tenants' hosts, not the internet
+            self._resolved.clear()
+        self._resolved[(host, port)] = (now + self.cache_seconds, addresses)
+        return addresses
 
     async def check_urls(self, urls: Iterable[str]) -> None:
         """Connect-time check of tenant-configured URLs: OutboundRefusedError naming the first refused one."""

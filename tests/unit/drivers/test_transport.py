@@ -191,3 +191,19 @@ async def test_a_driver_maps_a_refusal_to_a_non_retryable_invalid_request() -> N
             await HubSpotDriver(client).get_record(CrmObject.DEAL, "1")
     assert refused.value.provider_code == "outbound_refused" and not refused.value.retryable
     assert "10.0.0.7 is a private address" in str(refused.value) and recorder.seen == []
+
+
+async def test_a_checked_resolution_is_reused_for_a_short_while_only() -> None:
+    asked: list[str] = []
+
+    async def counting(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return [PUBLIC]
+
+    guard = OutboundGuard(resolver=counting, cache_seconds=30.0)
+    assert await guard.pin("https://crm.example/a") == await guard.pin("https://crm.example/b") == PUBLIC
+    assert asked == ["crm.example"]
+    expired = OutboundGuard(resolver=counting, cache_seconds=0.0)
+    await expired.pin("https://crm.example/a")
+    await expired.pin("https://crm.example/a")
+    assert asked == ["crm.example"] * 3
