@@ -88,6 +88,19 @@ class KmsSettings(BaseModel):
     data_key_cache_max_uses: int = 1000
 
 
+class OutboundSettings(BaseModel):
+    """Outbound HTTP to CRMs (drivers/transport.py): every API and token call goes through the SSRF guard.
+
+    `allow_loopback` lets drivers reach loopback sandboxes; it is for tests and `crm-sor dev` only, and
+    `crm-sor api` / `worker` refuse to start with it outside `env` dev/test (`outbound_problem`).
+    Private, link-local, CGNAT and metadata addresses are never allowed.
+    """
+
+    allow_loopback: bool = False
+    max_response_bytes: int = 10 * 1024 * 1024
+    timeout_seconds: float = 30.0
+
+
 class OAuthClientSettings(BaseModel):
     """Our OAuth app at one provider, e.g. `CRM_OAUTH_CLIENTS__HUBSPOT__CLIENT_ID`."""
 
@@ -120,6 +133,8 @@ class Settings(BaseSettings):
     public_base_url: str = "http://127.0.0.1:8000"
     # OAuth apps by provider slug, used by the operator connect flow (vault issue).
     oauth_clients: dict[str, OAuthClientSettings] = {}
+    outbound: OutboundSettings = OutboundSettings()
+
 
     def default_secrets(self) -> list[str]:
         """Names of the settings still holding the dev placeholder (a deployment must set its own)."""
@@ -134,6 +149,14 @@ class Settings(BaseSettings):
         # Connection URLs may embed a password (postgresql://user:pw@host): repr/str show them without it.
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if name in ("database_url", "redis_url") else value
+
+
+def outbound_problem(settings: Settings) -> str | None:
+    """Why this process must not start with these outbound settings, or None."""
+    if settings.outbound.allow_loopback and settings.env not in DEV_ENVS:
+        return (f"CRM_OUTBOUND__ALLOW_LOOPBACK is on with CRM_ENV={settings.env!r}: loopback destinations are "
+                f"for {', '.join(sorted(DEV_ENVS))} only (it would let tenants' URLs reach this host)")
+    return None
 
 
 def redact_url(url: Any) -> Any:

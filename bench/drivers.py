@@ -237,7 +237,12 @@ async def main() -> None:
     print(f"python {sys.version.split()[0]}, httpx {httpx.__version__}, iterations {args.iterations}")
     for mode in modes:
         for slug in sorted(DRIVERS):
-            report(slug, mode, await bench_driver(slug, mode, args.iterations))
+            if slug in TOKEN_PATHS:  # the OAuth drivers; issue 13's are benched by bench/drivers_13.py
+                report(slug, mode, await bench_driver(slug, mode, args.iterations))
+    # --- issue 13 ---
+    from bench import drivers_13
+
+    await drivers_13.main(["--iterations", str(args.iterations), "--mode", args.mode])
 
 
 if __name__ == "__main__":

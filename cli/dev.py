@@ -30,7 +30,7 @@ from api import access_log
 from api.app import create_app
 from api.temporal import connect_temporal
 from cli import demo
-from settings import STATE_DIR, Settings, get_settings
+from settings import STATE_DIR, Settings, get_settings, outbound_problem
 from store.migrate import upgrade_to_head
 from workflows import search_attributes
 
@@ -95,8 +95,13 @@ def run_dev(args: argparse.Namespace) -> int:
 
     STATE_DIR.mkdir(exist_ok=True)
     ensure_dev_credential_key()
+    # The demo tenant's CRM is a loopback sandbox: dev is where the SSRF guard may let loopback through.
+    os.environ.setdefault("CRM_OUTBOUND__ALLOW_LOOPBACK", "true")
     get_settings.cache_clear()
     settings = get_settings()
+    problem = outbound_problem(settings)
+    if problem:
+        raise CliError(problem)
     temporal: subprocess.Popen[bytes] | None = None
     if not args.no_temporal:
         if port_open(settings.temporal.address):

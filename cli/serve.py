@@ -10,7 +10,7 @@ import uvicorn
 
 from api import access_log
 from api.app import create_app
-from settings import DEV_ENVS, Settings, get_settings
+from settings import DEV_ENVS, Settings, get_settings, outbound_problem
 from telemetry import worker_telemetry
 from vault.credentials import env_key_for
 from vault.crypto import CredentialKeyError
@@ -40,6 +40,9 @@ def check_credential_key(settings: Settings) -> None:
     if placeholders and settings.env not in DEV_ENVS:
         raise CliError(f"{' and '.join(placeholders)} still hold the dev placeholder; set your own secret "
                        f"(32+ random bytes) when CRM_ENV={settings.env!r} (only dev/test may use it)")
+    problem = outbound_problem(settings)  # a dev/test SSRF allowance must never reach production
+    if problem:
+        raise CliError(problem)
 
 
 def run_api(args: argparse.Namespace) -> int:

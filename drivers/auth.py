@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import httpx
 
 from drivers.errors import AuthError, UnavailableError
+from drivers.transport import OutboundRefusedError
 
 __all__ = [
     "ApiKeyAuth",
@@ -237,6 +238,8 @@ class OAuthTokenSource(GrantTokenSource):
             else:
                 async with httpx.AsyncClient(timeout=10.0) as http:
                     response = await http.post(self._token_url, data=form)
+        except OutboundRefusedError as exc:  # a token URL the SSRF guard refuses: reconnecting must fix it
+            raise AuthError(exc.reason, provider=self._provider, provider_code="outbound_refused") from exc
         except httpx.TransportError as exc:
             raise UnavailableError(
                 f"token endpoint unreachable ({type(exc).__name__})", provider=self._provider

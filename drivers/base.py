@@ -37,6 +37,7 @@ from drivers.models import (
 )
 from drivers.provider import CredentialForm, OAuthApp, RateLimit
 from drivers.text import appended, batch_marker, full_name, national_digits, normalize_phone
+from drivers.transport import OutboundRefusedError
 
 __all__ = [
     "BaseDriver",
@@ -367,6 +368,8 @@ class BaseDriver(abc.ABC):
         """
         try:
             response = await self.client.request(method, url, **kwargs)
+        except OutboundRefusedError as exc:  # SSRF guard: a configured URL that must not be called
+            raise InvalidRequestError(exc.reason, provider=self.slug, provider_code="outbound_refused") from exc
         except httpx.TimeoutException as exc:
             raise UnavailableError(f"{type(exc).__name__} during {method}", provider=self.slug) from exc
         except httpx.TransportError as exc:

@@ -56,6 +56,10 @@ class CredentialForm(BaseModel):
     def secret(self) -> dict[str, Any]:
         """The credential blob the vault stores for this provider."""
 
+    def reveal(self) -> str | None:
+        """A secret the form generated (e.g. a webhook signing secret), shown to the operator once; else None."""
+        return None
+
     def settings(self) -> dict[str, Any]:
         """Non-secret tenant settings the form carries (e.g. a practice id or environment); merged into the
         tenant's settings on connect. Default: none."""

@@ -29,6 +29,10 @@ DRIVERS: dict[str, str] = {
     "mindbody": "drivers.mindbody:MindbodyDriver",
     "tekmetric": "drivers.tekmetric:TekmetricDriver",
     "toast": "drivers.toast:ToastDriver",
+    # issue 13
+    "odoo": "drivers.odoo:OdooDriver",
+    "custom_webhook": "drivers.custom_webhook:CustomWebhookDriver",
+    "generic_rest": "drivers.generic_rest:GenericRestDriver",
 }
 
 # Every slug the product knows (DESIGN.md §4), with or without a driver yet; used for validation messages.

@@ -211,6 +211,38 @@ def guarded(state: SandboxState, wire: Wire, method: str, path: str, handler: Ha
     return Route(path, endpoint, methods=[method], name=name)
 
 
+@dataclass(frozen=True)
+class FaultAnswers:
+    """How a sandbox that routes and authenticates by itself answers the knobs' faults."""
+
+    server_error: Callable[[int], Response]
+    rate_limited: Callable[[], Response]
+
+
+async def with_faults(state: SandboxState, name: str, answers: FaultAnswers, run: Callable[[], Awaitable[Response]],
+                      *, refuse: Callable[[], Response | None] | None = None) -> Response:
+    """Count the call `name` and play the knobs around `run`, in `guarded`'s order: latency, fail_next, the
+    sandbox's own auth check (`refuse` answers a refusal, or None), limit_next, the call, fail_after_next."""
+    state.calls[name] += 1
+    knobs = state.knobs
+    if knobs.latency_seconds:
+        await asyncio.sleep(knobs.latency_seconds)
+    if knobs.fail_next > 0:
+        knobs.fail_next -= 1
+        return answers.server_error(knobs.fail_status)
+    refused = refuse() if refuse is not None else None
+    if refused is not None:
+        return refused
+    if knobs.limit_next > 0:
+        knobs.limit_next -= 1
+        return answers.rate_limited()
+    response = await run()
+    if knobs.fail_after_next > 0 and knobs.fail_after_route in (None, name):
+        knobs.fail_after_next -= 1
+        return answers.server_error(knobs.fail_status)
+    return response
+
+
 def oauth_routes(state: SandboxState, wire: Wire, *, token_paths: list[str], authorize_path: str) -> list[Route]:
     """Token endpoint(s) (refresh and code grants, form-encoded) and an auto-approving authorize page."""
 

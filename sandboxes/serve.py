@@ -26,7 +26,10 @@ from starlette.applications import Starlette
 
 SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce",
              "zoho": "sandboxes.zoho.app", "athenahealth": "sandboxes.athenahealth.app",
-             "mindbody": "sandboxes.mindbody", "tekmetric": "sandboxes.tekmetric", "toast": "sandboxes.toast"}
+             "mindbody": "sandboxes.mindbody", "tekmetric": "sandboxes.tekmetric", "toast": "sandboxes.toast",
+             # issue 13
+             "odoo": "sandboxes.odoo.app", "generic_rest": "sandboxes.generic_rest",
+             "custom_webhook": "sandboxes.webhook_receiver"}
 
 
 def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:

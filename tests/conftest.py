@@ -69,7 +69,10 @@ def settings(database_url: str, redis_url: str) -> Settings:
     # Provider budgets off by default (each test gets fresh tenants anyway); tests of pacing turn them on.
     return Settings(database_url=database_url, redis_url=redis_url, env="test", provider_budget={"enabled": False},
                     credential_encryption_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-                    temporal={"task_queue": f"test-{uuid.uuid4()}"})
+                    temporal={"task_queue": f"test-{uuid.uuid4()}"},
+                    # The sandboxes listen on loopback: the dev/test allowance of the SSRF guard (tests that
+                    # check the refusals build their own guard without it).
+                    outbound={"allow_loopback": True})
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ what authenticates it. The start and the callback write audit rows sharing the s
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import uuid
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from drivers.errors import DriverError
+from drivers.errors import DriverError, InvalidRequestError
 from drivers.registry import get_driver_class
 from settings import OAuthClientSettings
 from store.base import utcnow
@@ -53,6 +54,7 @@ class ConnectOutcome:
     provider: str
     status: str  # active | pending
     reason: str | None
+    generated_secret: str | None = None  # shown once: a secret the form generated (a webhook signing secret)
 
 
 class Connector:
@@ -155,10 +157,15 @@ class Connector:
         if not isinstance(body, dict):
             raise ConnectError(400, "invalid-body", "The body must be a JSON object.")
         validated = form.model_validate(body)  # ValidationError → 422 through the app's handler
+        try:  # a URL the outbound guard refuses (loopback, private, metadata…) is refused before anything is kept
+            await self._drivers.check_outbound(driver, {**tenant.settings, **validated.settings()})
+        except InvalidRequestError as exc:
+            raise ConnectError(422, "unsafe-url", "A configured URL may not be called.", exc.message) from None
         if validated.settings():
             tenant = await self._merge_settings(tenant, validated.settings())
         stored = await self._drivers.vault.store(tenant_id, tenant.provider, validated.secret(), actor=actor)
-        return await self._test_and_set_status(tenant, stored, actor)
+        outcome = await self._test_and_set_status(tenant, stored, actor)
+        return dataclasses.replace(outcome, generated_secret=validated.reveal())
 
     async def _merge_settings(self, tenant: TenantConfig, extra: dict[str, Any]) -> TenantConfig:
         """Keep a form's non-secret settings (practice id, environment…) on the tenant, next to its others."""

@@ -3,8 +3,11 @@
 `open(tenant_id, actor)` loads the tenant (provider slug and `tenants.settings`), decrypts its credential
 as `actor` (audited), builds an httpx client for the driver's base URL with the driver's auth flow (`build_auth`:
 tokens from the vault's persistent single-flight token source, or a static bearer / API key) and closes it
-afterwards. Tests and the dev stack point it at a sandbox with `transport=` (e.g. an ASGI transport) or a
-`client_factory`, and tenant settings may carry `base_url` / `token_url` overrides (loopback sandboxes).
+afterwards. Its own clients send through `drivers.transport.SafeTransport` (SSRF guard: resolved, checked and
+pinned addresses, capped responses, no redirects followed), and `open_with` checks the tenant's configured URLs
+first, so a tenant pointing us at a private or metadata address gets a clear refusal before any connection.
+Tests point it at a sandbox with `transport=` (e.g. an ASGI transport) or a `client_factory` — those callers
+own what their transport reaches, and pass `outbound=` to keep the guard in front of it.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.base import BaseDriver
 from drivers.budget import ProviderBudget, attach
-from drivers.errors import AuthError
+from drivers.errors import AuthError, InvalidRequestError
 from drivers.registry import get_driver_class
-from settings import OAuthClientSettings, Settings
+from drivers.transport import OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
+from settings import OAuthClientSettings, OutboundSettings, Settings
 from store.models import Tenant
 from telemetry import crm_call_metrics_hooks
 from vault.connections import Actor
@@ -74,8 +78,12 @@ class VaultDriverProvider:
                  transport: httpx.AsyncBaseTransport | None = None, client_factory: ClientFactory | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  oauth_clients: Mapping[str, OAuthClientSettings] | None = None,
-                 budget: ProviderBudget | None = None) -> None:
+                 budget: ProviderBudget | None = None, outbound: OutboundGuard | None = None) -> None:
         self._sessions, self.vault, self.budget = sessions, vault, budget
+        # The guard is always on for our own clients; an injected transport/factory is the caller's (tests),
+        # guarded only when the caller also passes `outbound`.
+        injected = transport is not None or client_factory is not None
+        self.outbound: OutboundGuard | None = outbound if injected else (outbound or OutboundGuard())
         self._transport, self._timeout = transport, timeout
         self._client_factory = client_factory or self._default_client
         clients = {slug: (app.client_id, app.client_secret.get_secret_value())
@@ -89,7 +97,7 @@ class VaultDriverProvider:
         budget = ProviderBudget.from_url(settings.redis_url, tool_reserve=pacing.tool_reserve,
                                          fallback_share=pacing.fallback_share) if pacing.enabled else None
         return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients,
-                   budget=budget)
+                   budget=budget, outbound=outbound_guard(settings.outbound))
 
     async def aclose(self) -> None:
         """Close what the provider holds across calls (the budget's Redis pool)."""
@@ -97,7 +105,13 @@ class VaultDriverProvider:
             await self.budget.aclose()
 
     def _default_client(self, base_url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=base_url, auth=auth, timeout=self._timeout, transport=self._transport)
+        # Redirects are never followed: a provider API does not redirect its API calls, and a hop is a
+        # destination nobody checked at connect time.
+        transport = self._transport
+        if self.outbound is not None:  # one per client: closing the client closes its connection pool
+            transport = SafeTransport(self.outbound, transport)
+        return httpx.AsyncClient(base_url=base_url, auth=auth, timeout=self._timeout, transport=transport,
+                                 follow_redirects=False)
 
     def token_http(self) -> AbstractAsyncContextManager[httpx.AsyncClient]:
         """A plain client (no auth flow) for token endpoints, through the same transport."""
@@ -127,6 +141,7 @@ class VaultDriverProvider:
             raise AuthError("the connection needs to be reconnected", provider=tenant.provider)
         cls = get_driver_class(tenant.provider)
         config = driver_config(tenant, credential)
+        await self.check_outbound(cls, config)
         auth = self._auth(cls, config, credential, actor)
         async with self._client_factory(cls.api_base_url(config), auth) as client:
             for hook, hooks in crm_call_metrics_hooks(cls.slug).items():  # CRM calls by provider and outcome
@@ -135,9 +150,28 @@ class VaultDriverProvider:
                 attach(client, self.budget, tenant.tenant_id, cls, "tool" if actor.type == "tool" else "mirror")
             yield cls(client, config)
 
+    async def check_outbound(self, cls: type[BaseDriver], config: Mapping[str, Any]) -> None:
+        """Refuse a tenant configuration whose URLs (base, token, instance, endpoint…) the guard refuses.
+
+        Raises InvalidRequestError (code `outbound_refused`, the reason in its message): the connect flow's
+        test reports it and the tenant stays pending. No connection is opened for a refused URL.
+        """
+        if self.outbound is None:
+            return
+        try:
+            await self.outbound.check_urls(config_urls(cls.api_base_url(config), cls.oauth_token_url(config), config))
+        except OutboundRefusedError as exc:
+            raise InvalidRequestError(exc.reason, provider=cls.slug, provider_code="outbound_refused") from None
+
     def _auth(self, cls: type[BaseDriver], config: dict[str, Any], credential: Credential, actor: Actor
               ) -> httpx.Auth:
         def tokens() -> PersistentTokenSource:
             return self.tokens.source(credential, driver=cls, config=config, actor=actor)
 
         return cls.build_auth(credential.secret, config, tokens)
+
+
+def outbound_guard(settings: OutboundSettings) -> OutboundGuard:
+    """The process's SSRF guard from settings (`allow_loopback` only in dev/test: see settings)."""
+    return OutboundGuard(allow_loopback=settings.allow_loopback, max_response_bytes=settings.max_response_bytes,
+                         total_timeout=settings.timeout_seconds)

@@ -61,8 +61,11 @@ def _operator(request: Request) -> tuple[uuid.UUID, Actor]:
 
 
 def _outcome(outcome: ConnectOutcome) -> JSONResponse:
-    return JSONResponse({"tenant_id": str(outcome.tenant_id), "provider": outcome.provider,
-                         "status": outcome.status, "reason": outcome.reason})
+    body = {"tenant_id": str(outcome.tenant_id), "provider": outcome.provider, "status": outcome.status,
+            "reason": outcome.reason}
+    if outcome.generated_secret:  # shown this once; only its ciphertext is kept
+        body["generated_secret"] = outcome.generated_secret
+    return JSONResponse(body)
 
 
 def _problem(exc: ConnectError) -> Problem:
@@ -88,6 +91,7 @@ class ConnectResult(BaseModel):
     provider: str
     status: str
     reason: str | None
+    generated_secret: str | None = None  # a secret the form generated (webhook signing), shown only this once
 
 
 @document(request=OAuthStart, responses={200: AuthorizeUrl}, auth="operator",

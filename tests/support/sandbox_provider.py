@@ -35,6 +35,7 @@ from sandboxes.athenahealth import app as athena_sandbox
 from sandboxes.common import SandboxState
 from sandboxes.zoho import app as zoho_sandbox
 from store.models import Tenant
+from tests.support import sandbox_provider_13
 from vault.connections import Actor
 
 SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
@@ -45,6 +46,7 @@ SANDBOX_APPS: dict[str, Callable[[], Starlette]] = {
     "mindbody": mindbody_sandbox.create_app,
     "tekmetric": tekmetric_sandbox.create_app,
     "toast": toast_sandbox.create_app,
+    **sandbox_provider_13.APPS,
 }
 TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/token", "zoho": "/oauth/v2/token",
                "athenahealth": "/oauth2/v1/token", "mindbody": mindbody_sandbox.TOKEN_PATH,
@@ -161,11 +163,18 @@ class SandboxDriverProvider:
             raise LookupError(f"no active tenant {tenant_id}")
         cls = get_driver_class(tenant.provider)
         config = self._config(tenant.provider, dict(tenant.settings or {}))
-        source, blob = await self._source(tenant_id, cls, config)
+        auth: httpx.Auth
+        if cls.slug in sandbox_provider_13.STATIC:  # static credentials: no token grant (issue 13's drivers)
+            secret, extra = sandbox_provider_13.STATIC[cls.slug](self.state(cls.slug))
+            config = extra | config
+            auth = cls.build_auth(secret, config, lambda: None)
+        else:
+            source, blob = await self._source(tenant_id, cls, config)
+            auth = cls.build_auth(blob, config, lambda: source)
         self.opened += 1
         self.actors.append(actor)
         async with httpx.AsyncClient(base_url=cls.api_base_url(config), transport=self._transport(cls.slug),
-                                     auth=cls.build_auth(blob, config, lambda: source)) as client:
+                                     auth=auth) as client:
             yield cls(client, config)
 
     async def aclose(self) -> None:

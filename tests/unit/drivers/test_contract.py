@@ -11,20 +11,28 @@ import pytest
 from drivers import errors
 from drivers.base import CrmObject, batch_marker
 from drivers.registry import DRIVERS, PartnershipOnlyError, get_driver_class
-from tests.unit.drivers.harness import HARNESSES, Harness
+from tests.unit.drivers.harness import HARNESSES, REFRESHING, Harness
 
 # Each harness names its probe object (`h.probe`: DEAL for HubSpot and Salesforce, the customer for providers
 # without deals); the error-path tests only need some readable record.
 
 
-@pytest.fixture(params=sorted(DRIVERS))
+@pytest.fixture(params=sorted(HARNESSES))
 async def h(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     async with HARNESSES[request.param]() as harness:
         yield harness
 
 
+@pytest.fixture(params=sorted(s for s in HARNESSES if s in REFRESHING))
+async def h_oauth(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    """A driver whose credential is refreshed through a token grant."""
+    async with HARNESSES[request.param]() as harness:
+        yield harness
+
+
 def test_every_registered_driver_has_a_harness() -> None:
-    assert set(HARNESSES) == set(DRIVERS)
+    # A configurable driver has one harness per configuration: "<slug>:<variant>".
+    assert {name.partition(":")[0] for name in HARNESSES} == set(DRIVERS)
 
 
 async def test_driver_declares_its_contract(h: Harness) -> None:
@@ -103,7 +111,7 @@ async def test_search_records_finds_by_text(h: Harness) -> None:
 
 @pytest.mark.parametrize("obj", [CrmObject.CUSTOMER, CrmObject.LEAD, CrmObject.DEAL, CrmObject.CASE])
 async def test_create_then_get(h: Harness, obj: CrmObject) -> None:
-    if obj not in h.creatable:  # not an object of the provider, or one its API cannot create: a clear 4xx
+    if obj not in h.creatable or obj not in type(h.driver).supported_objects:  # a clear 4xx, not faked
         with pytest.raises(errors.InvalidRequestError):
             await h.driver.create_record(obj, {"name": "x"}, f"create-{obj}")
         return
@@ -129,6 +137,18 @@ async def test_idempotent_create_survives_a_lost_response(h: Harness) -> None:
     again = await h.driver.create_record(h.keyed, dict(reversed(fields.items())), "conv-1:lead")
     assert not retried.created and again == retried
     assert h.records_with_key(h.keyed, "conv-1:lead") == 1
+
+
+async def test_idempotent_create_after_a_crash(h: Harness) -> None:
+    # The process that sent the create died before it heard back: a new driver (nothing kept in memory) retries.
+    fields = h.create_fields(h.keyed, 3)
+    h.state.knobs.fail_after_next, h.state.knobs.fail_after_route = 1, h.create_route
+    with pytest.raises(errors.UnavailableError):
+        await h.driver.create_record(h.keyed, fields, "conv-3:lead")
+    restarted = type(h.driver)(h.driver.client, dict(h.driver.config))
+    retried = await restarted.create_record(h.keyed, fields, "conv-3:lead")
+    assert not retried.created and h.records_with_key(h.keyed, "conv-3:lead") == 1
+    assert (await restarted.get_record(h.keyed, retried.external_id)).external_id == retried.external_id
 
 
 async def test_same_key_with_different_fields_is_a_conflict(h: Harness) -> None:
@@ -164,7 +184,7 @@ async def test_partial_update_leaves_other_fields_alone(h: Harness, obj: CrmObje
 
 
 async def test_list_recent_follows_pages(h: Harness) -> None:
-    h.state.knobs.page_size_cap = 4
+    h.cap_pages(4)
     since = datetime.now(UTC) - timedelta(minutes=1)
     seeded = [h.seed(h.probe, h.create_fields(h.probe, n)) for n in range(10)]
     before = sum(h.state.calls.values())
@@ -176,7 +196,7 @@ async def test_list_recent_follows_pages(h: Harness) -> None:
 
 
 async def test_list_recent_stops_at_limit_and_honours_since(h: Harness) -> None:
-    h.state.knobs.page_size_cap = 4
+    h.cap_pages(4)
     seeded = [h.seed(h.probe, h.create_fields(h.probe, n)) for n in range(10)]
     assert [
         r.external_id for r in await h.driver.list_recent(h.probe, datetime(2000, 1, 1, tzinfo=UTC), 6)
@@ -184,7 +204,8 @@ async def test_list_recent_stops_at_limit_and_honours_since(h: Harness) -> None:
     assert await h.driver.list_recent(h.probe, datetime.now(UTC) + timedelta(days=1), 10) == []
 
 
-async def test_expired_token_is_refreshed_exactly_once(h: Harness) -> None:
+async def test_expired_token_is_refreshed_exactly_once(h_oauth: Harness) -> None:
+    h = h_oauth
     record_id = h.seed(h.probe, h.create_fields(h.probe, 1))
     h.state.tokens.expire_all()
     assert (await h.driver.get_record(h.probe, record_id)).external_id == record_id
@@ -193,7 +214,8 @@ async def test_expired_token_is_refreshed_exactly_once(h: Harness) -> None:
 
 
 @pytest.mark.parametrize("rotate", [False, True])
-async def test_the_refresh_grant_survives_repeated_expiry(h: Harness, rotate: bool) -> None:
+async def test_the_refresh_grant_survives_repeated_expiry(h_oauth: Harness, rotate: bool) -> None:
+    h = h_oauth
     # Whether or not the provider rotates refresh tokens, what we keep must still work next time.
     record_id = h.seed(h.probe, h.create_fields(h.probe, 1))
     h.state.tokens.rotate_refresh_tokens = rotate
@@ -203,7 +225,8 @@ async def test_the_refresh_grant_survives_repeated_expiry(h: Harness, rotate: bo
         assert h.token_calls == refreshes
 
 
-async def test_failed_refresh_is_an_auth_error(h: Harness) -> None:
+async def test_failed_refresh_is_an_auth_error(h_oauth: Harness) -> None:
+    h = h_oauth
     record_id = h.seed(h.probe, h.create_fields(h.probe, 1))
     h.state.tokens.expire_all()
     h.state.tokens.revoke_refresh()
@@ -318,7 +341,8 @@ async def test_errors_never_carry_customer_content(h: Harness) -> None:
     assert "ann" not in str(bad.value) and "secret" not in str(bad.value)
 
 
-async def test_fifty_concurrent_callers_after_expiry_make_one_token_call(h: Harness) -> None:
+async def test_fifty_concurrent_callers_after_expiry_make_one_token_call(h_oauth: Harness) -> None:
+    h = h_oauth
     record_id = h.seed(h.probe, h.create_fields(h.probe, 1))
     h.state.tokens.expire_all()
     results = await asyncio.gather(*(h.driver.get_record(h.probe, record_id) for _ in range(50)))

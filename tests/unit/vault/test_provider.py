@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.base import CrmObject
-from drivers.errors import AuthError
+from drivers.errors import AuthError, InvalidRequestError
 from sandboxes import hubspot as hubspot_sandbox
-from settings import Settings
+from settings import OutboundSettings, Settings
 from store.models import AuditLog
 from tests.unit.vault.support import ACTOR, SYSTEM, connect_to_sandbox, make_tenant, make_vault, sandbox
 from vault.connections import DriverProvider
-from vault.provider import TenantDisabledError, VaultDriverProvider
+from vault.provider import TenantDisabledError, VaultDriverProvider, outbound_guard
 
 
 def provider_for(settings: Settings, sessions: async_sessionmaker[AsyncSession],
@@ -120,7 +120,9 @@ async def test_tenant_base_url_and_token_url_overrides_reach_a_loopback_sandbox(
         settings: Settings, sessions: async_sessionmaker[AsyncSession],
         loopback_hubspot: tuple[str, hubspot_sandbox.HubSpotState]) -> None:
     url, state = loopback_hubspot
-    provider = provider_for(settings, sessions, None)  # no injected transport: real sockets
+    # No injected transport: real sockets through the SSRF guard, with the dev/test loopback allowance.
+    allowance = settings.outbound.model_copy(update={"allow_loopback": True})
+    provider = VaultDriverProvider(sessions, make_vault(settings, sessions), outbound=outbound_guard(allowance))
     tenant = await connect_to_sandbox(provider.vault, sessions, state,
                                       config={"base_url": url, "token_url": f"{url}/oauth/v3/token"})
     state.tokens.expire_all()
@@ -148,3 +150,18 @@ async def test_from_settings_paces_lifecycles_under_the_limit_and_leaves_the_too
     assert [o.ok for o in outcomes] == [True] * 50 + [False]  # half of HubSpot's 100 / 10 s is the mirror's
     assert outcomes[-1].reason is not None and "rate_limited" in outcomes[-1].reason
     assert state.calls["GET /crm/v3/objects/{object_type}"] == 51  # the refused call never reached HubSpot
+
+
+async def test_without_the_loopback_allowance_the_same_tenant_is_refused_before_any_call(
+        settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        loopback_hubspot: tuple[str, hubspot_sandbox.HubSpotState]) -> None:
+    url, state = loopback_hubspot
+    production = settings.model_copy(update={"outbound": OutboundSettings()})  # the allowance is off by default
+    provider = VaultDriverProvider.from_settings(production, sessions)
+    tenant = await connect_to_sandbox(provider.vault, sessions, state,
+                                      config={"base_url": url, "token_url": f"{url}/oauth/v3/token"})
+    with pytest.raises(InvalidRequestError, match="127.0.0.1 is a loopback address") as refused:
+        async with provider.open(tenant, ACTOR):
+            pass
+    assert refused.value.provider_code == "outbound_refused" and not refused.value.retryable
+    assert state.calls.total() == 0
