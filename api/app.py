@@ -11,13 +11,13 @@ from starlette.routing import BaseRoute
 from api import openapi, relay
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
-from api.routes import connect, forget, health, incidents, ingest, public, tools
+from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, tools, webhooks
 from api.temporal import TemporalGateway
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
-ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents]
+ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, webhooks, outbound, consent]
 
 
 def all_routes() -> list[BaseRoute]:
