@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -60,9 +60,9 @@ class OutboundActivities:
                 OutboundTrigger.tenant_id == input.tenant_id, OutboundTrigger.enabled.is_(True),
                 OutboundTrigger.object == event.object).order_by(OutboundTrigger.created_at))).scalars()
                 if event.kind in t.kinds]
-            mapping = dict((await session.execute(select(
+            mapping = {key: field for key, field in (await session.execute(select(
                 TenantCrmFieldMapping.canonical_key, TenantCrmFieldMapping.provider_field).where(
-                TenantCrmFieldMapping.tenant_id == input.tenant_id, TenantCrmFieldMapping.kind == "trigger"))).tuples())
+                TenantCrmFieldMapping.tenant_id == input.tenant_id, TenantCrmFieldMapping.kind == "trigger"))).all()}
         if not triggers:
             await self._finish_event(event.id, input.now)
             return MatchTriggerResult(reason="no_trigger")
@@ -114,7 +114,7 @@ class OutboundActivities:
             deliver = decision.action == "place" and policy.dialer_url and request.delivered_at is None
             dialer_url, call = policy.dialer_url, _call_body(request, input.now)
         if deliver and dialer_url:
-            await self._deliver(input.tenant_id, dialer_url, request.id, call, input.now)
+            await self._deliver(input.tenant_id, dialer_url, request.id, call)
             async with self._sessions() as session, session.begin():
                 placed = await session.get(CallRequest, request.id)
                 if placed is not None and placed.delivered_at is None:
@@ -153,8 +153,10 @@ class OutboundActivities:
                                       "trigger_id": str(request.trigger_id), "reason": decision.reason,
                                       "until": decision.until.isoformat() if decision.until else None}))
 
-    async def _deliver(self, tenant_id: uuid.UUID, url: str, call_request_id: uuid.UUID, call: dict[str, Any],
-                       now: datetime) -> None:
+    async def _deliver(self, tenant_id: uuid.UUID, url: str, call_request_id: uuid.UUID, call: dict[str, Any]
+                       ) -> None:
+        # The signature's timestamp is this attempt's (Standard Webhooks), on the wall clock the dialer checks.
+        now = datetime.now(UTC)
         secret = await self._dialer_secret(tenant_id)
         body = json.dumps(call, separators=(",", ":")).encode()
         msg_id = f"call_{call_request_id.hex}"
