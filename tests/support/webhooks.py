@@ -130,14 +130,25 @@ class WebhookRig:
                       activities=activities.all())
 
 
+class UnreachableTemporal(TemporalGateway):
+    """Temporal is away: webhooks must still be stored and acked (and dispatched later)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.temporal)
+
+    async def client(self) -> Client:
+        raise ConnectionError("Temporal unreachable (test)")
+
+
 @asynccontextmanager
 async def webhook_rig(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-                      client: Client | None) -> AsyncIterator[WebhookRig]:
+                      client: Client | None, *, provider: str = "hubspot") -> AsyncIterator[WebhookRig]:
+    """The rig; `client=None` means Temporal is unreachable from the API."""
     drivers = SandboxDriverProvider(sessions)
     crm: HubSpotState = drivers.state("hubspot")
-    tenant_id = await create_tenant(sessions, provider="hubspot", settings={"portal_id": crm.portal_id})
-    ctx = AppContext(settings=settings, engine=engine, sessions=sessions,
-                     temporal=TemporalGateway(settings.temporal, client=client))
+    tenant_id = await create_tenant(sessions, provider=provider, settings={"portal_id": crm.portal_id})
+    gateway = UnreachableTemporal(settings) if client is None else TemporalGateway(settings.temporal, client=client)
+    ctx = AppContext(settings=settings, engine=engine, sessions=sessions, temporal=gateway)
     app = create_app(context=ctx)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
