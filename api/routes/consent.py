@@ -37,9 +37,15 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/operator/tenants/{tenant_id:uuid}"
 
 
-async def _person(request: Request, phone: str) -> tuple[uuid.UUID, str]:
+def _authorized(request: Request) -> uuid.UUID:
+    """The tenant, once the operator may act for it: checked before the body is read (no 422 oracle)."""
     tenant_id: uuid.UUID = request.path_params["tenant_id"]
     require_operator(request, tenant_id)
+    return tenant_id
+
+
+async def _person(request: Request, phone: str) -> tuple[uuid.UUID, str]:
+    tenant_id = _authorized(request)
     ctx = context_of(request)
     async with ctx.sessions() as session:
         tenant = await session.get(Tenant, tenant_id)
@@ -51,6 +57,7 @@ async def _person(request: Request, phone: str) -> tuple[uuid.UUID, str]:
 
 
 async def grant(request: Request) -> Response:
+    _authorized(request)
     body = ConsentBody.model_validate(await read_json(request))
     tenant_id, person = await _person(request, body.phone)
     granted = (body.granted_at or datetime.now(UTC)).astimezone(UTC)
@@ -67,6 +74,7 @@ async def grant(request: Request) -> Response:
 
 
 async def revoke(request: Request) -> Response:
+    _authorized(request)
     body = RevokeBody.model_validate(await read_json(request))
     tenant_id, person = await _person(request, body.phone)
     now = datetime.now(UTC)
@@ -85,6 +93,7 @@ async def revoke(request: Request) -> Response:
 
 
 async def do_not_call(request: Request) -> Response:
+    _authorized(request)
     body = DoNotCallBody.model_validate(await read_json(request))
     tenant_id, person = await _person(request, body.phone)
     ctx = context_of(request)
