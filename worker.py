@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.crm_poll import CrmPollActivities
 from activities.erasure import ErasureActivities
 from activities.mirror import MirrorActivities
 from activities.outbound import OutboundActivities
@@ -34,6 +35,7 @@ from store.session import create_engine, session_factory
 from vault.connections import Actor
 from vault.credentials import CredentialVault
 from vault.provider import VaultDriverProvider
+from workflows.crm_poll import CrmPollWorkflow
 from workflows.forget import ForgetWorkflow
 from workflows.outbound_call import OutboundCallWorkflow
 from workflows.record_lifecycle import RecordLifecycleWorkflow
@@ -44,7 +46,7 @@ from workflows.transcript import TranscriptWorkflow
 log = logging.getLogger(__name__)
 
 WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow, RecordLifecycleWorkflow, TranscriptWorkflow,
-                          SweepWorkflow, OutboundCallWorkflow]
+                          SweepWorkflow, OutboundCallWorkflow, CrmPollWorkflow]
 
 
 def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> list[Callable[..., Any]]:
@@ -57,7 +59,8 @@ def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> l
                  *SweepActivities(sessions).all()]
     outbound = OutboundActivities(sessions, drivers, settings.subject_hash_key.get_secret_value(),
                                   dialer_secret=dialer_secret_loader(drivers.vault))
-    return [*erasure.all(), *VaultActivities(drivers.vault).all(), *lifecycle, *outbound.all()]
+    return [*erasure.all(), *VaultActivities(drivers.vault).all(), *lifecycle, *outbound.all(),
+            *CrmPollActivities(sessions, drivers).all()]
 
 
 def dialer_secret_loader(vault: CredentialVault) -> Callable[[uuid.UUID], Awaitable[str]]:
