@@ -9,6 +9,7 @@ audited by the vault; the cache (60 s) keeps a burst of deliveries from writing 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -40,10 +41,21 @@ def _cache(ctx: AppContext) -> dict[tuple[uuid.UUID, str], tuple[float, dict[str
 
 
 async def secret_for(ctx: AppContext, tenant_id: uuid.UUID, provider: str) -> dict[str, Any] | None:
+    """The tenant's secret blob; a burst of deliveries shares one vault read (single flight per key)."""
     key, cache = (tenant_id, provider), _cache(ctx)
     hit = cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
         return hit[1]
+    locks: dict[tuple[uuid.UUID, str], asyncio.Lock] = ctx.extras.setdefault("webhook_secret_locks", {})
+    async with locks.setdefault(key, asyncio.Lock()):
+        hit = cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        return await _load(ctx, tenant_id, provider)
+
+
+async def _load(ctx: AppContext, tenant_id: uuid.UUID, provider: str) -> dict[str, Any] | None:
+    key, cache = (tenant_id, provider), _cache(ctx)
     try:
         secret: dict[str, Any] | None = dict((await vault_of(ctx).load(tenant_id, ACTOR,
                                                                         credential_name(provider))).secret)

