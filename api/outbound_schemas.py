@@ -67,6 +67,11 @@ class WebhookConfigBody(_Body):
     org_id: str | None = Field(default=None, min_length=15, max_length=18, pattern=r"^[A-Za-z0-9]+$")
 
 
+class PollingBody(_Body):
+    objects: list[str] = Field(min_length=1, max_length=5)
+    every_minutes: int = Field(default=2, ge=1, le=60)
+
+
 def trigger_problems(body: TriggerBody) -> list[str]:
     problems = []
     if body.object not in OBJECTS:

@@ -7,6 +7,7 @@ again (`redispatch_stale`) by the next delivery that finds the last sweep more t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -51,10 +52,21 @@ async def dispatch(ctx: AppContext, events: Sequence[tuple[uuid.UUID, uuid.UUID]
             log.warning("inbound event not dispatched (%s)", type(exc).__name__)
             continue
         done.append(row_id)
-    if done:
-        async with ctx.sessions() as session, session.begin():
-            await outbound.mark_events(session, done, "dispatched", only_from="received")
+    await _mark_dispatched(ctx, done)
     return len(done)
+
+
+async def _mark_dispatched(ctx: AppContext, row_ids: list[uuid.UUID]) -> None:
+    """Coalesce the status updates of a burst: whoever holds the lock writes everyone's ids in one statement,
+    so a thousand deliveries cost a handful of UPDATEs instead of a thousand (the pool stays free for acks).
+    Best effort: a row left `received` is only redispatched, and its workflow id makes that harmless."""
+    state = ctx.extras.setdefault("webhook_dispatch", {"pending": set(), "lock": asyncio.Lock()})
+    state["pending"].update(row_ids)
+    async with state["lock"]:
+        batch, state["pending"] = list(state["pending"]), set()
+        if batch:
+            async with ctx.sessions() as session, session.begin():
+                await outbound.mark_events(session, batch, "dispatched", only_from="received")
 
 
 async def redispatch_stale(ctx: AppContext, *, force: bool = False) -> int:

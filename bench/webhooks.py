@@ -88,7 +88,10 @@ async def main(deliveries: int, duplicates: float, url: str, concurrency: int) -
         path = f"/webhooks/crm/hubspot/{tenant}"
         latencies: list[float] = []
         statuses: list[int] = []
-        activities = OutboundActivities(sessions, SandboxDriverProvider(sessions), "bench-key",
+        # The worker is another process in production: its own engine (and pool), not the API's.
+        worker_engine = create_engine(url)
+        worker_sessions = session_factory(worker_engine)
+        activities = OutboundActivities(worker_sessions, SandboxDriverProvider(worker_sessions), "bench-key",
                                         dialer_secret=lambda _: asyncio.sleep(0, "unused"))
         from temporalio.worker import Worker
 
@@ -134,6 +137,7 @@ async def main(deliveries: int, duplicates: float, url: str, concurrency: int) -
         server.should_exit = True
         await serving
     await engine.dispose()
+    await worker_engine.dispose()
     acked = sum(1 for s in statuses if 200 <= s < 300)
     print(f"database: {make_label(url)}; deliveries {deliveries} ({deliveries - unique} redeliveries), "
           f"unique events {unique}")

@@ -3,6 +3,7 @@
 - `GET|POST /triggers`, `PUT|DELETE /triggers/{id}`: which events prompt a call, with which conditions, for what;
 - `GET|PUT /outbound-policy`: the calling window (only stricter than 08:00–21:00), daily cap, dialer URL (its
   Standard Webhooks secret is generated, stored in the vault and shown once);
+- `PUT /polling` {objects, every_minutes}: the polling Schedule for CRMs without webhooks;
 - `PUT /webhooks/{provider}`: the tenant's webhook secret, or Salesforce's org id (a secret path token is
   generated); answers the delivery URL to configure at the provider.
 Consent and do-not-call live in api/routes/consent.py.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -23,7 +25,16 @@ from starlette.routing import Route
 from api.auth import Principal, require_operator
 from api.context import context_of
 from api.errors import Problem, read_json
-from api.outbound_schemas import PolicyBody, TriggerBody, WebhookConfigBody, refuse, trigger_problems
+from api.outbound_schemas import (
+    OBJECTS,
+    PolicyBody,
+    PollingBody,
+    TriggerBody,
+    WebhookConfigBody,
+    refuse,
+    trigger_problems,
+)
+from api.polling import ensure_poll_schedule
 from api.webhook_secrets import store_secret, vault_of
 from drivers.webhooks import verifier_for
 from store import outbound
@@ -166,6 +177,22 @@ async def put_webhook(request: Request) -> Response:
     return JSONResponse(answer | {"provider": provider, "url": url})
 
 
+async def put_polling(request: Request) -> Response:
+    """Poll the tenant's CRM for changes (for CRMs without webhooks): a Temporal Schedule over `list_recent`."""
+    tenant_id, _ = _operator(request)
+    body = PollingBody.model_validate(await read_json(request))
+    refuse([f"objects: {o!r} is not one of {', '.join(OBJECTS)}" for o in body.objects if o not in OBJECTS])
+    ctx = context_of(request)
+    try:
+        client = await ctx.temporal.client()
+    except Exception:
+        raise Problem(503, "temporal-unavailable", "The scheduler is briefly unavailable; retry.",
+                      headers={"Retry-After": "5"}) from None
+    state = await ensure_poll_schedule(client, tenant_id, body.objects, ctx.settings.temporal.task_queue,
+                                       every=timedelta(minutes=body.every_minutes))
+    return JSONResponse({"schedule": state, "objects": body.objects, "every_minutes": body.every_minutes})
+
+
 routes = [
     Route(f"{PREFIX}/triggers", list_triggers, methods=["GET"]),
     Route(f"{PREFIX}/triggers", create_trigger, methods=["POST"]),
@@ -174,4 +201,5 @@ routes = [
     Route(f"{PREFIX}/outbound-policy", get_policy, methods=["GET"]),
     Route(f"{PREFIX}/outbound-policy", put_policy, methods=["PUT"]),
     Route(f"{PREFIX}/webhooks/{{provider}}", put_webhook, methods=["PUT"]),
+    Route(f"{PREFIX}/polling", put_polling, methods=["PUT"]),
 ]

@@ -15,6 +15,8 @@ HEAD and GET on the same paths answer the providers' validation probes.
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +34,8 @@ from drivers.webhooks import InboundEvent, WebhookRequest, WebhookVerifier, veri
 from store import outbound
 from store.models import Tenant
 
+log = logging.getLogger(__name__)
+TENANT_TTL = 5.0
 MAX_BODY_BYTES = 512 * 1024  # HubSpot batches up to 100 events; Standard Webhooks bodies stay under 20 kB
 PREFIX = "/webhooks/crm/{provider}/{tenant}"
 
@@ -64,8 +68,15 @@ async def _tenant(ctx: AppContext, request: Request) -> Tenant:
         tenant_id = uuid.UUID(request.path_params["tenant"])
     except ValueError:
         raise _refused() from None
-    async with ctx.sessions() as session:
-        tenant = await session.get(Tenant, tenant_id)
+    # A burst of deliveries reads the tenant once per few seconds (a disable takes effect within TENANT_TTL).
+    cache: dict[uuid.UUID, tuple[float, Tenant | None]] = ctx.extras.setdefault("webhook_tenants", {})
+    hit = cache.get(tenant_id)
+    if hit is not None and time.monotonic() - hit[0] < TENANT_TTL:
+        tenant = hit[1]
+    else:
+        async with ctx.sessions() as session:
+            tenant = await session.get(Tenant, tenant_id)
+        cache[tenant_id] = (time.monotonic(), tenant)
     if tenant is None or tenant.provider != request.path_params["provider"] or tenant.status == "disabled":
         raise _refused()
     return tenant
@@ -105,8 +116,13 @@ async def receive(request: Request) -> Response:
 
 
 async def _process(ctx: AppContext, events: list[tuple[uuid.UUID, uuid.UUID]]) -> None:
-    await webhook_dispatch.dispatch(ctx, events)
-    await webhook_dispatch.redispatch_stale(ctx)
+    """After the ack: hand the new events to Temporal. Nothing here may fail the request (it is answered);
+    whatever is not handed over stays `received` for the redispatch."""
+    try:
+        await webhook_dispatch.dispatch(ctx, events)
+        await webhook_dispatch.redispatch_stale(ctx)
+    except Exception as exc:
+        log.warning("dispatch after ack failed (%s); events stay received", type(exc).__name__)
 
 
 def _row(tenant: Tenant, event: InboundEvent) -> dict[str, Any]:

@@ -80,3 +80,18 @@ async def test_poll_schedule_is_idempotent(temporal_client: Client, task_queue: 
     assert await ensure_poll_schedule(temporal_client, tenant_id, ["lead"], task_queue) == "created"
     assert await ensure_poll_schedule(temporal_client, tenant_id, ["lead", "customer"], task_queue) == "updated"
     await remove_poll_schedule(temporal_client, tenant_id)
+
+
+async def test_operator_enables_polling_with_validation(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+        temporal_client: Client) -> None:
+    async with webhook_rig(settings, engine, sessions, temporal_client) as rig:
+        bad = await rig.api.put(rig.path("polling"), headers=rig.operator(), json={"objects": ["spaceship"]})
+        assert bad.status_code == 422 and "spaceship" in bad.json()["errors"][0]
+        first = await rig.api.put(rig.path("polling"), headers=rig.operator(), json={"objects": ["lead"]})
+        again = await rig.api.put(rig.path("polling"), headers=rig.operator(),
+                                  json={"objects": ["lead", "customer"], "every_minutes": 5})
+        assert (first.json()["schedule"], again.json()["schedule"]) == ("created", "updated")
+        described = await temporal_client.get_schedule_handle(f"crm-poll:{rig.tenant_id}").describe()
+        assert described.schedule.spec.intervals[0].every.total_seconds() == 300
+        await remove_poll_schedule(temporal_client, rig.tenant_id)
