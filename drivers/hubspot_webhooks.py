@@ -57,8 +57,8 @@ class HubSpotVerifier(WebhookVerifier):
 
     def verify(self, request: WebhookRequest, secret: Mapping[str, Any], now: datetime) -> bool:
         signature, stamp = (request.header(h) for h in self.required_headers)
-        key = secret.get("secret")
-        if not (signature and stamp and stamp.isdigit() and isinstance(key, str) and key):
+        key = self.key(secret)
+        if not (signature and stamp and stamp.isdigit() and key):
             return False
         if not within_tolerance(datetime.fromtimestamp(int(stamp) / 1000, UTC), now, self.tolerance):
             return False

@@ -24,7 +24,6 @@ from drivers.webhooks import (
     parse_time,
     prefixed,
     same,
-    within_tolerance,
 )
 
 _OBJECTS = {"client": "customer", "appointment": "appointment", "classRosterBooking": "appointment",
@@ -45,17 +44,11 @@ class MindbodyVerifier(WebhookVerifier):
     max_age: timedelta = field(default=timedelta(hours=4))
 
     def verify(self, request: WebhookRequest, secret: Mapping[str, Any], now: datetime) -> bool:
-        given = prefixed(request.header("x-mindbody-signature"), "sha256=")
-        key = secret.get("secret")
-        if given is None or not (isinstance(key, str) and key):
+        given, key = prefixed(request.header("x-mindbody-signature"), "sha256="), self.key(secret)
+        if given is None or key is None or not same(sign(key, request.body), "sha256=" + given):
             return False
-        if not same(sign(key, request.body), "sha256=" + given):
-            return False
-        try:  # authentic: now it may be parsed, for its event time
-            moment = parse_time(parse_json(request.body).get("eventInstanceOriginationDateTime"))
-        except (ValueError, AttributeError):
-            return False
-        return within_tolerance(moment, now, self.tolerance, self.max_age)
+        # Authentic: now it may be parsed, for its event time.
+        return self.body_time_fresh(request.body, "eventInstanceOriginationDateTime", now)
 
     def events(self, request: WebhookRequest) -> list[InboundEvent]:
         doc = parse_json(request.body)

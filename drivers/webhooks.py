@@ -110,6 +110,21 @@ class WebhookVerifier(abc.ABC):
         """Whether an event's provider account is the tenant's (when the tenant's settings name one)."""
         return True
 
+    @staticmethod
+    def key(secret: Mapping[str, Any]) -> str | None:
+        """The tenant's signing secret from its blob, or None when it has none."""
+        value = secret.get("secret")
+        return value if isinstance(value, str) and value else None
+
+    def body_time_fresh(self, body: bytes, field_name: str, now: datetime) -> bool:
+        """For signatures without a timestamp: the (already authenticated) body's event time is within
+        `max_age` in the past and `tolerance` in the future."""
+        try:
+            moment = parse_time(parse_json(body).get(field_name))
+        except (ValueError, AttributeError):
+            return False
+        return within_tolerance(moment, now, self.tolerance, self.max_age)
+
 
 # ---- shared checks ----------------------------------------------------------------------------
 
@@ -182,8 +197,8 @@ class StandardWebhooksVerifier(WebhookVerifier):
 
     def verify(self, request: WebhookRequest, secret: Mapping[str, Any], now: datetime) -> bool:
         msg_id, stamp, signatures = (request.header(h) for h in self.required_headers)
-        key = secret.get("secret")
-        if not (msg_id and stamp and signatures and isinstance(key, str)) or not stamp.isdigit():
+        key = self.key(secret)
+        if not (msg_id and stamp and signatures and key) or not stamp.isdigit():
             return False
         if not within_tolerance(datetime.fromtimestamp(int(stamp), UTC), now, self.tolerance):
             return False

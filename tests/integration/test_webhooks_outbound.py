@@ -68,17 +68,23 @@ async def _audit(rig: WebhookRig) -> list[tuple[str, str]]:
         return [(row.action, row.details["reason"]) for row in rows]
 
 
+async def _contact_at(env: WorkflowEnvironment, rig: WebhookRig, local: time
+                      ) -> tuple[datetime, str, InboundCrmEvent]:
+    """At `local` New York time, a contact is created in the CRM and its webhook delivered (stored once)."""
+    moment = await _skip_to(env, local)
+    contact = await rig.new_contact()
+    assert len(rig.crm.webhooks.pending) == 1
+    assert await rig.crm.webhooks.flush() == 1
+    return moment, contact, await _event_row(rig)
+
+
 async def test_new_contact_at_noon_is_called_once_even_when_redelivered(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         time_skipping_env: WorkflowEnvironment) -> None:
     env = time_skipping_env
     async with webhook_rig(settings, engine, sessions, env.client) as rig, rig.worker(env.client):
         await rig.configure()
-        noon = await _skip_to(env, time(12, 0))
-        contact = await rig.new_contact()
-        assert len(rig.crm.webhooks.pending) == 1
-        assert await rig.crm.webhooks.flush() == 1
-        event = await _event_row(rig)
+        noon, contact, event = await _contact_at(env, rig, time(12, 0))
         assert (event.provider, event.object, event.external_id, event.kind) == ("hubspot", "customer", contact,
                                                                                  "created")
         result = await _result(env, rig, event)
@@ -104,10 +110,7 @@ async def test_at_2230_callee_time_the_call_waits_for_0800(
     env = time_skipping_env
     async with webhook_rig(settings, engine, sessions, env.client) as rig, rig.worker(env.client):
         await rig.configure()
-        late = await _skip_to(env, time(22, 30))
-        await rig.new_contact()
-        assert await rig.crm.webhooks.flush() == 1
-        event = await _event_row(rig)
+        late, _, event = await _contact_at(env, rig, time(22, 30))
         await eventually(lambda: _status(rig, "deferred"))
         # A handle got by id does not unlock time skipping on result(): skip past the night explicitly.
         await env.sleep(timedelta(hours=10))
@@ -128,11 +131,7 @@ async def test_consent_revoked_while_deferred_cancels_the_call(
     env = time_skipping_env
     async with webhook_rig(settings, engine, sessions, env.client) as rig, rig.worker(env.client):
         await rig.configure()
-        await _skip_to(env, time(22, 30))
-        await rig.new_contact()
-        assert await rig.crm.webhooks.flush() == 1
-        event = await _event_row(rig)
-
+        _, _, event = await _contact_at(env, rig, time(22, 30))
         await eventually(lambda: _status(rig, "deferred"))
         revoked = await rig.api.post(rig.path("consents/revoke"), headers=rig.operator(), json={
             "phone": "(212) 555-0100", "purpose": "new_lead_callback", "source": "sms:STOP"})
@@ -149,10 +148,7 @@ async def test_no_consent_on_file_blocks_with_a_reason(
     env = time_skipping_env
     async with webhook_rig(settings, engine, sessions, env.client) as rig, rig.worker(env.client):
         await rig.configure(phone=None)
-        await _skip_to(env, time(12, 0))
-        await rig.new_contact()
-        assert await rig.crm.webhooks.flush() == 1
-        event = await _event_row(rig)
+        _, _, event = await _contact_at(env, rig, time(12, 0))
         result = await _result(env, rig, event)
         assert (result.outcome, result.reason) == ("blocked", "no_consent")
         assert rig.dialer.posts == []
