@@ -29,9 +29,9 @@ from starlette.routing import Route
 from api import webhook_dispatch
 from api.context import AppContext, context_of
 from api.errors import Problem
+from api.event_writer import EventWriter
 from api.webhook_secrets import secret_for
 from drivers.webhooks import InboundEvent, WebhookRequest, WebhookVerifier, verifier_for
-from store import outbound
 from store.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,10 @@ async def receive(request: Request) -> Response:
     except (ValueError, KeyError, TypeError, AttributeError):
         raise Problem(422, "invalid-event", "The verified body is not an event of this provider.") from None
     mine = [e for e in events if verifier.account_matches(e, tenant.settings or {})]
-    async with ctx.sessions() as session, session.begin():
-        new_ids = await outbound.insert_events(session, [_row(tenant, e) for e in mine])
+    writer = ctx.extras.get("webhook_event_writer")
+    if writer is None:
+        writer = ctx.extras["webhook_event_writer"] = EventWriter(ctx.sessions)
+    new_ids = await writer.write([_row(tenant, e) for e in mine])
     task = BackgroundTask(_process, ctx, [(tenant.id, row_id) for row_id in new_ids])
     if verifier.ack is not None:
         media_type, content = verifier.ack

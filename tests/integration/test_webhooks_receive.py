@@ -208,3 +208,24 @@ async def test_events_stored_while_temporal_was_away_are_dispatched_later(
         assert row.status == "dispatched"
         # Dispatching again (a second API process, a retry) starts nothing new.
         assert await webhook_dispatch.dispatch(rig.ctx, [(rig.tenant_id, row.id)]) == 1
+
+
+async def test_a_concurrent_burst_with_redeliveries_stores_each_event_once(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+    import asyncio
+
+    async with webhook_rig(settings, engine, sessions, None) as rig:
+        await _configure_secret(rig, secret=SECRET)
+        ids = list(range(1, 36)) + list(range(1, 16))  # 35 events, 15 of them delivered twice, all at once
+
+        async def deliver(event_id: int) -> dict[str, int]:
+            body = _events(event_id=event_id, object_id=event_id)
+            path, headers = _signed(rig, body)
+            answer = await rig.api.post(path, content=body, headers=headers)
+            assert answer.status_code == 200
+            result: dict[str, int] = answer.json()
+            return result
+
+        answers = await asyncio.gather(*(deliver(i) for i in ids))
+        assert sum(a["new"] for a in answers) == 35
+        assert await _count(rig) == 35
