@@ -15,6 +15,7 @@ HEAD and GET on the same paths answer the providers' validation probes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -36,6 +37,7 @@ from store.models import Tenant
 
 log = logging.getLogger(__name__)
 TENANT_TTL = 5.0
+TENANT_CACHE_MAX = 10_000
 MAX_BODY_BYTES = 512 * 1024  # HubSpot batches up to 100 events; Standard Webhooks bodies stay under 20 kB
 PREFIX = "/webhooks/crm/{provider}/{tenant}"
 
@@ -70,13 +72,18 @@ async def _tenant(ctx: AppContext, request: Request) -> Tenant:
         raise _refused() from None
     # A burst of deliveries reads the tenant once per few seconds (a disable takes effect within TENANT_TTL).
     cache: dict[uuid.UUID, tuple[float, Tenant | None]] = ctx.extras.setdefault("webhook_tenants", {})
-    hit = cache.get(tenant_id)
-    if hit is not None and time.monotonic() - hit[0] < TENANT_TTL:
-        tenant = hit[1]
-    else:
-        async with ctx.sessions() as session:
-            tenant = await session.get(Tenant, tenant_id)
-        cache[tenant_id] = (time.monotonic(), tenant)
+    locks: dict[uuid.UUID, asyncio.Lock] = ctx.extras.setdefault("webhook_tenant_locks", {})
+    if len(cache) > TENANT_CACHE_MAX:  # random tenant ids must not grow memory without bound
+        cache.clear()
+        locks.clear()
+    async with locks.setdefault(tenant_id, asyncio.Lock()):  # one read per burst, not one per delivery
+        hit = cache.get(tenant_id)
+        if hit is not None and time.monotonic() - hit[0] < TENANT_TTL:
+            tenant = hit[1]
+        else:
+            async with ctx.sessions() as session:
+                tenant = await session.get(Tenant, tenant_id)
+            cache[tenant_id] = (time.monotonic(), tenant)
     if tenant is None or tenant.provider != request.path_params["provider"] or tenant.status == "disabled":
         raise _refused()
     return tenant
