@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -19,17 +20,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.crm_poll import CrmPollActivities
 from activities.erasure import ErasureActivities
 from activities.mirror import MirrorActivities
+from activities.outbound import OutboundActivities
 from activities.sweep import SweepActivities
 from activities.transcript import TranscriptActivities
 from activities.vault import VaultActivities
 from api.lifecycle import ensure_sweep_schedule
 from api.temporal import connect_temporal
 from settings import Settings, get_settings
+from store.outbound import DIALER_CREDENTIAL
 from store.session import create_engine, session_factory
+from vault.connections import Actor
+from vault.credentials import CredentialVault
 from vault.provider import VaultDriverProvider
+from workflows.crm_poll import CrmPollWorkflow
 from workflows.forget import ForgetWorkflow
+from workflows.outbound_call import OutboundCallWorkflow
 from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.rewrap_credentials import RewrapCredentialsWorkflow
 from workflows.sweep import SweepWorkflow
@@ -38,7 +46,7 @@ from workflows.transcript import TranscriptWorkflow
 log = logging.getLogger(__name__)
 
 WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow, RecordLifecycleWorkflow, TranscriptWorkflow,
-                          SweepWorkflow]
+                          SweepWorkflow, OutboundCallWorkflow, CrmPollWorkflow]
 
 
 def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> list[Callable[..., Any]]:
@@ -48,7 +56,20 @@ def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> l
     erasure = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
     lifecycle = [*MirrorActivities(sessions, drivers).all(), *TranscriptActivities(sessions, drivers).all(),
                  *SweepActivities(sessions).all()]
-    return [*erasure.all(), *VaultActivities(drivers.vault).all(), *lifecycle]
+    outbound = OutboundActivities(sessions, drivers, settings.subject_hash_key.get_secret_value(),
+                                  dialer_secret=dialer_secret_loader(drivers.vault))
+    return [*erasure.all(), *VaultActivities(drivers.vault).all(), *lifecycle, *outbound.all(),
+            *CrmPollActivities(sessions, drivers).all()]
+
+
+def dialer_secret_loader(vault: CredentialVault) -> Callable[[uuid.UUID], Awaitable[str]]:
+    """The tenant's dialer signing secret, from the vault (audited as a decrypt by the outbound worker)."""
+
+    async def load(tenant_id: uuid.UUID) -> str:
+        actor = Actor(type="system", id="outbound", purpose="sign call request")
+        return str((await vault.load(tenant_id, actor, DIALER_CREDENTIAL)).secret["secret"])
+
+    return load
 
 
 def build_worker(client: Client, settings: Settings, *, workflows: Sequence[type] | None = None,

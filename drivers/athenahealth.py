@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
+from drivers.athenahealth_webhooks import AthenaVerifier
 from drivers.auth import TokenSet, json_or_empty
 from drivers.base import (
     BaseDriver,
@@ -76,6 +77,7 @@ class AthenahealthDriver(BaseDriver):
     """
 
     slug = "athenahealth"
+    webhook_verifier = AthenaVerifier()  # drivers/athenahealth_webhooks.py
     base_url = HOSTS["production"]
     token_url = HOSTS["production"] + TOKEN_PATH
     credential_form = AthenahealthCredentials

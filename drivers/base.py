@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
@@ -38,6 +38,9 @@ from drivers.models import (
 from drivers.provider import CredentialForm, OAuthApp, RateLimit
 from drivers.text import appended, batch_marker, full_name, national_digits, normalize_phone
 from drivers.transport import OutboundRefusedError
+
+if TYPE_CHECKING:
+    from drivers.webhooks import WebhookVerifier
 
 __all__ = [
     "BaseDriver",
@@ -103,6 +106,8 @@ class BaseDriver(abc.ABC):
     oauth: ClassVar[OAuthApp | None] = None  # authorization-code connect; None: connected by form only
     credential_form: ClassVar[type[CredentialForm] | None] = None  # posted credentials; None: OAuth only
     rate_limits: ClassVar[tuple[RateLimit, ...]] = ()
+    # Inbound webhooks (drivers/webhooks.py): how this provider's deliveries are verified and normalized.
+    webhook_verifier: ClassVar[WebhookVerifier | None] = None
     batch_size: ClassVar[int] = 1  # records per call of the provider's batch API (1: no batch API)
     auth_scheme: ClassVar[str] = "Bearer"  # the Authorization scheme for issued tokens (Zoho: Zoho-oauthtoken)
     # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").

@@ -32,6 +32,7 @@ from drivers.idempotency import request_fingerprint
 from drivers.notes import append_to_note_record
 from drivers.provider import CredentialForm
 from drivers.webhook_signing import new_secret, signature_header
+from drivers.webhooks import StandardWebhooksVerifier
 
 ROTATION_OVERLAP = timedelta(hours=24)
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/]{32,88}={0,2}")  # both secrets sign this long after a rotation
@@ -119,6 +120,7 @@ class CustomWebhookDriver(BaseDriver):
     """
 
     slug = "custom_webhook"
+    webhook_verifier = StandardWebhooksVerifier()  # the partner signs what it sends us the same way
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(CrmObject)
     hard_delete_supported = True
     credential_form = CustomWebhookForm

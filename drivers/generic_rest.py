@@ -38,6 +38,7 @@ from drivers.generic_rest_pages import collect
 from drivers.generic_rest_render import dig, render, render_header, render_path, render_value
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.notes import append_to_note_record
+from drivers.webhooks import GenericRestVerifier
 
 _ACTIONS: dict[str, type[DriverError]] = {"retry": UnavailableError, "rate_limited": RateLimitedError,
                                           "reauth": AuthError, "fail": InvalidRequestError,
@@ -56,6 +57,7 @@ class GenericRestDriver(BaseDriver):
     """
 
     slug = "generic_rest"
+    webhook_verifier = GenericRestVerifier()
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(CrmObject)  # narrowed per tenant
     credential_form = GenericRestForm
     default_field_catalog: ClassVar[dict[str, str]] = {

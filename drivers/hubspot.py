@@ -23,6 +23,7 @@ from drivers.base import (
     national_digits,
 )
 from drivers.errors import ConflictError, InvalidRequestError
+from drivers.hubspot_webhooks import HubSpotVerifier
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.provider import CredentialForm, OAuthApp, RateLimit
 
@@ -79,6 +80,7 @@ class HubSpotDriver(BaseDriver):
     credential_form = HubSpotPrivateApp
     # developers.hubspot.com/docs/api/usage-details: public apps 110 requests / 10 s per account (private apps
     # on Free/Starter 100 / 10 s: the lower figure is used); the search endpoints 5 requests / s per account.
+    webhook_verifier = HubSpotVerifier()  # signature checks and event normalization: drivers/hubspot_webhooks.py
     rate_limits = (
         RateLimit(100, 10.0, source="HubSpot API usage guidelines: burst limit per account"),
         RateLimit(5, 1.0, scope="search", source="HubSpot CRM search API: 5 requests per second per account"),

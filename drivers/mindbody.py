@@ -30,6 +30,7 @@ from drivers.errors import (
 )
 from drivers.hosted import int_id, iso_seconds, json_object, key_reused, parse_time
 from drivers.mindbody_reads import MindbodyReads, client_rssid
+from drivers.mindbody_webhooks import MindbodyVerifier
 from drivers.provider import CredentialForm, RateLimit
 from drivers.text import batch_marker
 
@@ -71,6 +72,7 @@ class MindbodyDriver(MindbodyReads):
     """
 
     slug = "mindbody"
+    webhook_verifier = MindbodyVerifier()  # drivers/mindbody_webhooks.py
     base_url = "https://api.mindbodyonline.com/public/v6"
     token_url = base_url + "/usertoken/issue"
     credential_form = MindbodyCredentials

@@ -24,6 +24,7 @@ from drivers.base import (
 from drivers.errors import ConflictError, DriverError, InvalidRequestError, RateLimitedError
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.provider import OAuthApp, RateLimit
+from drivers.salesforce_webhooks import SalesforceVerifier
 from drivers.soql import soql_datetime, soql_quote, sosl_escape
 
 _SOBJECTS = {
@@ -72,6 +73,7 @@ class SalesforceDriver(BaseDriver):
     )
     # The org's rolling 24-hour allocation (Enterprise: 100,000 + 1,000 per licence); the tenant's own figure
     # comes back in Sforce-Limit-Info and corrects this default. Concurrency, not rate, limits the rest.
+    webhook_verifier = SalesforceVerifier()  # signature checks and event normalization: drivers/salesforce_webhooks.py
     rate_limits = (RateLimit(100_000, 86_400.0, source="Salesforce API Request Limits and Allocations"),)
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
     hard_delete_supported = False

@@ -37,6 +37,7 @@ from drivers.errors import (
 )
 from drivers.hosted import HostedDriver, json_object, key_reused, parse_time
 from drivers.provider import CredentialForm, RateLimit
+from drivers.toast_webhooks import ToastVerifier
 
 HOSTS = {"production": "https://ws-api.toasttab.com", "sandbox": "https://ws-sandbox-api.eng.toasttab.com"}
 LOGIN_PATH = "/authentication/v1/authentication/login"
@@ -97,6 +98,7 @@ class ToastDriver(HostedDriver):
     """
 
     slug = "toast"
+    webhook_verifier = ToastVerifier()  # drivers/toast_webhooks.py
     hosts = HOSTS
     token_path = LOGIN_PATH
     base_url = HOSTS["production"]

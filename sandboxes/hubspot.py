@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from sandboxes import hubspot_schema as schema
 from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, iso_ms, oauth_routes
 from sandboxes.hubspot_search import matches, sort_key
+from sandboxes.hubspot_webhooks import HubSpotWebhooks, webhook_routes
 from sandboxes.hubspot_wire import (
     HsRecord,
     HubSpotWire,
@@ -44,6 +46,7 @@ class HubSpotState(SandboxState):
     # HubSpot retires the v1 OAuth endpoints on 2027-02-16 (changelog "v1-oauth-api-deprecation"): set this
     # to answer /oauth/v1/token as HubSpot will after that date, while /oauth/v3/token keeps working.
     v1_oauth_retired: bool = False
+    webhooks: HubSpotWebhooks = field(default_factory=HubSpotWebhooks)  # app subscriptions + signed deliveries
 
     def add(self, object_type: str, properties: dict[str, Any]) -> HsRecord:
         """Create a record as the API would (also used by tests to seed data without API calls)."""
@@ -55,6 +58,7 @@ class HubSpotState(SandboxState):
         record = HsRecord(record_id, object_type, props, now, now)
         self._touch(record, now)
         self.records.setdefault(object_type, {})[record_id] = record
+        self.webhooks.emit(object_type, record_id, "creation", _ms(now))
         return record
 
     def _touch(self, record: HsRecord, now: str) -> None:
@@ -68,7 +72,11 @@ class HubSpotState(SandboxState):
 
     def update(self, record: HsRecord, properties: dict[str, Any]) -> None:
         record.properties.update({k: as_property(v) for k, v in properties.items()})
-        self._touch(record, iso_ms(self.now()))
+        now = iso_ms(self.now())
+        self._touch(record, now)
+        for name in properties:
+            self.webhooks.emit(record.object_type, record.id, "propertyChange", _ms(now), name,
+                               record.properties.get(name))
 
     def find(self, object_type: str, value: str, id_property: str | None, archived: bool) -> HsRecord | None:
         for record in self.records.get(object_type, {}).values():
@@ -79,6 +87,10 @@ class HubSpotState(SandboxState):
             ):
                 return record
         return None
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def _paged(items: list[dict[str, Any]], start: int, size: int, **extra: Any) -> JSONResponse:
@@ -92,6 +104,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
     """The HubSpot sandbox app; `app.state.sandbox` is the HubSpotState tests inspect and steer."""
     st = state or HubSpotState(tokens=TokenIssuer("hubspot", 1800))
     st.tokens.echo_refresh_token = True
+    st.webhooks.client_secret, st.webhooks.portal_id = st.tokens.client_secret, st.portal_id
     wire = HubSpotWire()
 
     def typed(handler: Callable[[Request, str], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -153,6 +166,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         if record is not None:  # HubSpot answers 204 for an unknown or already archived id too
             record.archived = True
             record.updated_at = iso_ms(st.now())
+            st.webhooks.emit(object_type, record.id, "deletion", _ms(record.updated_at))
         return Response(status_code=204)
 
     @typed
@@ -214,6 +228,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
     routes = [
         Route("/oauth/v1/token", token_v1, methods=["POST"]), v3_token, authorize,
         *control_routes(st),
+        *webhook_routes(st.webhooks),
         *(guarded(st, wire, method, path, handler) for method, path, handler in api),
     ]
     app = Starlette(routes=routes)

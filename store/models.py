@@ -13,6 +13,15 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, BigIntPK, ContentRow, created_at, utcnow, uuid_pk
+from store.outbound_models import (  # noqa: F401  (registered on Base.metadata; re-exported)
+    CallRequest,
+    DoNotCall,
+    InboundCrmEvent,
+    OutboundConsent,
+    OutboundPolicy,
+    OutboundTrigger,
+    PollCursor,
+)
 
 
 def classified(data_class: str, *args: Any, retention_days: int | None = None) -> tuple[Any, ...]:
@@ -288,24 +297,6 @@ class ErasureHold(Base):
     table_name: Mapped[str] = mapped_column(String(64))
     row_id: Mapped[uuid.UUID]
     created_at: Mapped[datetime] = created_at()
-
-
-class InboundCrmEvent(Base):
-    """A verified webhook delivery from a CRM, normalized to ids; `event_id` dedupes redeliveries."""
-
-    __tablename__ = "inbound_crm_events"
-    __table_args__ = classified("b", UniqueConstraint("tenant_id", "provider", "event_id"))
-
-    id: Mapped[uuid.UUID] = uuid_pk()
-    tenant_id: Mapped[uuid.UUID]
-    provider: Mapped[str] = mapped_column(String(64))
-    event_id: Mapped[str] = mapped_column(String(255))
-    event_type: Mapped[str] = mapped_column(String(64))
-    object: Mapped[str | None] = mapped_column(String(64))
-    external_id: Mapped[str | None] = mapped_column(String(255))
-    status: Mapped[str] = mapped_column(String(16), default="received")
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    processed_at: Mapped[datetime | None]
 
 
 class OAuthState(Base):
