@@ -126,8 +126,9 @@ class MirrorActivities(LifecycleActivityBase):
                 external_id = await execute(self._sessions, driver, input.tenant_id, plan, key, row.updated_at)
         except EXPECTED as exc:
             await self._failed(input.tenant_id, input.table, [input.row_id], exc)
-            if isinstance(exc, crm_plan.DependencyPendingError):
-                return MirrorRecordResult(outcome="waiting")  # the workflow waits for the wake, not a backoff
+            if isinstance(exc, crm_plan.DependencyPendingError):  # the workflow waits for the wake, not a backoff
+                ready = await self._dependency_synced(input.tenant_id, input.table, input.row_id, exc.table)
+                return MirrorRecordResult(outcome="retry" if ready else "waiting")
             raise as_application_error(exc) from None
         synced_at = self._clock()
         async with self._sessions() as session, session.begin():
@@ -141,6 +142,16 @@ class MirrorActivities(LifecycleActivityBase):
             return MirrorRecordResult(outcome="stale")
         return MirrorRecordResult(outcome="synced",
                                   purge_after=synced_at + input.retention)
+
+    async def _dependency_synced(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, dependency: str
+                                 ) -> bool:
+        """Whether the row's dependency reached the CRM after we looked (then its wake, sent before our failure
+        mark was visible, missed us: write again now instead of waiting)."""
+        async with self._sessions() as session:
+            row = await content.load(session, table, tenant_id, row_id)
+            related = await _related(session, tenant_id, row) if row is not None else Related()
+        waited_for = related.customer if dependency == "customers" else related.lead
+        return row is None or (waited_for is not None and waited_for.crm_external_id is not None)
 
     @activity.defn
     @contained

@@ -72,8 +72,11 @@ class TranscriptActivities(LifecycleActivityBase):
             note_id = await self._write(input, conversation, customer, batch)
         except EXPECTED as exc:
             await self._failed(tenant, "conversations", [conversation_id], exc)
-            if isinstance(exc, DependencyPendingError):
-                return SyncTranscriptResult(outcome="waiting")  # woken when the customer syncs
+            if isinstance(exc, DependencyPendingError):  # woken when the customer syncs…
+                async with self._sessions() as session:  # …unless it synced after we looked: write again now
+                    now_known = customer is not None and bool(await session.scalar(
+                        select(Customer.crm_external_id).where(Customer.id == customer.id)))
+                return SyncTranscriptResult(outcome="retry" if now_known else "waiting")
             raise as_application_error(exc) from None
         now = self._clock()
         async with self._sessions() as session, session.begin():

@@ -20,7 +20,8 @@ class MirrorRecordInput(_Model):
 
 
 class MirrorRecordResult(_Model):
-    outcome: str  # synced | stale (changed during the write: write again) | waiting (dependency) | gone | erased
+    # synced | stale (changed during the write: write again) | waiting (dependency) | retry | gone | erased
+    outcome: str
     purge_after: datetime | None = None
 
 
@@ -58,7 +59,7 @@ class SyncTranscriptInput(_Model):
 
 
 class SyncTranscriptResult(_Model):
-    outcome: str  # synced | stale | waiting (its customer is not in the CRM yet) | gone | erased
+    outcome: str  # synced | stale | waiting (its customer is not in the CRM yet) | retry | gone | erased
     messages_synced: int = 0
     conversation_synced: bool = False
     next_purge_after: datetime | None = None

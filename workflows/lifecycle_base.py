@@ -128,8 +128,11 @@ class LifecycleBase:
                     continue
                 await self._wait_blocked(failure_type(error), ids, policy)
                 continue
-            if getattr(result, "outcome", None) == "waiting":  # the row it hangs off is not in the CRM yet
+            outcome = getattr(result, "outcome", None)
+            if outcome == "waiting":  # the row it hangs off is not in the CRM yet
                 await self._wait_for_dependency(ids, policy)
+                continue
+            if outcome == "retry":  # it got there while we looked: the same write again, at once
                 continue
             self._escalate_at, self._incident_open = None, False
             return result

@@ -49,7 +49,8 @@ class Campaign:
     kills: int = 4
     storms: int = 4
     settle_seconds: float = 180.0
-    # Production's policy but a 30 s cap on the backoff (production: 10 min), so the run settles in minutes.
+    # Production's policy but 30 s caps on the backoff and the dependency poll (production: 10 and 5 min), so the
+    # run settles in minutes.
     max_backoff: float = 30.0
 
 
@@ -201,7 +202,8 @@ async def run_campaign(client: Client, settings: Settings, engine: AsyncEngine,
     try:
         for _ in range(plan.workers):
             await workers.start()
-        policy = LifecyclePolicy(max_backoff=timedelta(seconds=plan.max_backoff))
+        policy = LifecyclePolicy(max_backoff=timedelta(seconds=plan.max_backoff),
+                                 dependency_poll=timedelta(seconds=plan.max_backoff))
         relay = relay_for(engine, sessions, client, task_queue, tenants=[tenant], policy=policy)
         async with running(relay), agent_api(settings, engine, sessions, tenant, relay=relay) as api:
             load = Load(api, random.Random(rng.random()))
