@@ -53,8 +53,6 @@ def as_application_error(exc: BaseException) -> ApplicationError:
         # DEBUG without a traceback; tracebacks are for bugs.
         return ApplicationError(error_label(exc), type=type(exc).__name__, non_retryable=not exc.retryable,
                                 next_retry_delay=exc.retry_after, category=ApplicationErrorCategory.BENIGN)
-    if isinstance(exc, DependencyPendingError):
-        return ApplicationError(error_label(exc), type="DependencyPending", category=ApplicationErrorCategory.BENIGN)
     if isinstance(exc, UnmappedFieldsError):
         # Field names are schema, not customer content: the operator needs them to fix the mapping.
         return ApplicationError(str(exc), type="UnmappedFieldsError", non_retryable=True)

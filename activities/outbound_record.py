@@ -15,24 +15,12 @@ from drivers.errors import NotFoundError
 from drivers.text import normalize_phone
 from store.outbound_rules import CONDITION_OPS as CONDITION_OPS
 
-PHONE_FIELDS = ("phone", "mobilephone", "Phone", "MobilePhone", "mobile", "mobile_phone", "phone_number")
-ZONE_FIELDS = ("hs_timezone", "timezone", "time_zone", "TimeZone", "tz")
-
 
 @dataclass(frozen=True)
 class RecordFacts:
     e164: str | None
     zone: str | None
     fields: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _zone(value: object) -> str | None:
-    """An IANA name; HubSpot's `hs_timezone` spells `America/New_York` as `america_slash_new_york`."""
-    if not isinstance(value, str) or not value:
-        return None
-    if "_slash_" in value:
-        return "/".join(part.title() for part in value.split("_slash_"))
-    return value
 
 
 async def read_record(driver: BaseDriver, object: str, external_id: str) -> RecordFacts:
@@ -47,10 +35,9 @@ async def read_record(driver: BaseDriver, object: str, external_id: str) -> Reco
     else:
         record = await driver.get_record(crm_object, external_id)
         fields = record.fields
-        phone = next((str(fields[f]) for f in PHONE_FIELDS if fields.get(f)), None)
+        phone = driver.phone_of(crm_object, fields)  # the provider's own field names: the driver knows them
     e164 = normalize_phone(phone, driver.default_region) if phone else None
-    zone = next((z for z in (_zone(fields.get(f)) for f in ZONE_FIELDS) if z), None)
-    return RecordFacts(e164=e164, zone=zone, fields=fields)
+    return RecordFacts(e164=e164, zone=driver.time_zone_of(fields), fields=fields)
 
 
 def conditions_hold(conditions: Sequence[Mapping[str, Any]], fields: Mapping[str, Any],

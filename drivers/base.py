@@ -200,6 +200,21 @@ class BaseDriver(abc.ABC):
         await one_shot.refreshed("")
         return issued[0]
 
+    def phone_of(self, object: CrmObject, fields: Mapping[str, Any]) -> str | None:
+        """A record's phone, read from the provider fields this driver maps `<object>.phone` and
+        `<object>.mobile_phone` to."""
+        names = (self.default_field_catalog.get(f"{object.value}.{key}") for key in ("phone", "mobile_phone"))
+        return next((str(fields[name]) for name in names if name and fields.get(name)), None)
+
+    def time_zone_of(self, fields: Mapping[str, Any]) -> str | None:
+        """A record's IANA time zone when the provider keeps one; None: callers fall back to the phone's region.
+
+        Default: a `timezone`/`time_zone` field (generic REST and webhook partners); providers with their own field
+        or spelling override it.
+        """
+        value = next((fields[name] for name in ("timezone", "time_zone") if fields.get(name)), None)
+        return value if isinstance(value, str) else None
+
     @classmethod
     def budget_scope(cls, request: httpx.Request) -> str:
         """Which of the declared `rate_limits` scopes a request counts in, besides "all" (drivers/budget.py)."""

@@ -248,6 +248,13 @@ class HubSpotDriver(BaseDriver):
         code = body.get("error") or body.get("category") or body.get("errorType")
         return str(code) if code else None
 
+    def time_zone_of(self, fields: Mapping[str, Any]) -> str | None:
+        # `hs_timezone` spells America/New_York as `america_slash_new_york`.
+        value = fields.get("hs_timezone")
+        if isinstance(value, str) and "_slash_" in value:
+            return "/".join(part.title() for part in value.split("_slash_"))
+        return value if isinstance(value, str) and value else super().time_zone_of(fields)
+
     @classmethod
     def budget_scope(cls, request: httpx.Request) -> str:
         return "search" if request.url.path.endswith("/search") else "all"

@@ -210,7 +210,7 @@ class IdempotencyRecord(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID] = mapped_column(index=True)
-    scope: Mapped[str] = mapped_column(String(64))  # e.g. crm_create:hubspot, api:create-record
+    scope: Mapped[str] = mapped_column(String(64))  # e.g. crm_object:hubspot, api:create-record
     key: Mapped[str] = mapped_column(String(255))
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical request
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | done

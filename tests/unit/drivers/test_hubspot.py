@@ -203,3 +203,10 @@ async def test_refresh_goes_to_the_v3_token_endpoint_that_outlives_v1() -> None:
     assert HubSpotDriver.oauth_token_url({}) == "https://api.hubapi.com/oauth/v3/token"
     assert tokens.access_token and tokens.expires_in == 1800
     assert state.calls["POST /oauth/v3/token"] == 1 and retired.status_code == 404
+
+
+def test_hubspot_time_zones_are_read_in_hubspots_spelling() -> None:
+    driver = HubSpotDriver(httpx.AsyncClient())
+    assert driver.time_zone_of({"hs_timezone": "america_slash_new_york"}) == "America/New_York"
+    assert driver.time_zone_of({"hs_timezone": ""}) is None and driver.time_zone_of({}) is None
+    assert driver.phone_of(CrmObject.CUSTOMER, {"mobilephone": "+1 415 555 0100"}) == "+1 415 555 0100"
