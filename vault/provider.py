@@ -28,7 +28,7 @@ from drivers.registry import get_driver_class
 from drivers.transport import OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
 from settings import OAuthClientSettings, OutboundSettings, Settings
 from store.models import Tenant
-from telemetry import crm_call_metrics_hooks
+from telemetry import MeteredTransport, crm_call_metrics_hooks
 from vault.connections import Actor
 from vault.credentials import Credential, CredentialVault
 from vault.tokens import PersistentTokenSource, TokenBroker
@@ -85,7 +85,7 @@ class VaultDriverProvider:
         injected = transport is not None or client_factory is not None
         self.outbound: OutboundGuard | None = outbound if injected else (outbound or OutboundGuard())
         self._transport, self._timeout = transport, timeout
-        self._client_factory = client_factory or self._default_client
+        self._injected_factory = client_factory
         clients = {slug: (app.client_id, app.client_secret.get_secret_value())
                    for slug, app in (oauth_clients or {}).items()}
         self.tokens = TokenBroker(vault, self.token_http, clients)
@@ -104,18 +104,24 @@ class VaultDriverProvider:
         if self.budget is not None:
             await self.budget.aclose()
 
-    def _default_client(self, base_url: str, auth: httpx.Auth | None) -> httpx.AsyncClient:
+    def _client(self, base_url: str, auth: httpx.Auth | None, provider: str | None = None) -> httpx.AsyncClient:
+        """The injected factory's client (tests), else ours: guarded, and metered per provider so calls that got
+        no answer at all (connect errors, timeouts) are counted beside the answered ones the hooks count."""
+        if self._injected_factory is not None:
+            return self._injected_factory(base_url, auth)
         # Redirects are never followed: a provider API does not redirect its API calls, and a hop is a
         # destination nobody checked at connect time.
         transport = self._transport
         if self.outbound is not None:  # one per client: closing the client closes its connection pool
             transport = SafeTransport(self.outbound, transport)
+        if provider is not None:
+            transport = MeteredTransport(transport or httpx.AsyncHTTPTransport(), provider)
         return httpx.AsyncClient(base_url=base_url, auth=auth, timeout=self._timeout, transport=transport,
                                  follow_redirects=False)
 
     def token_http(self) -> AbstractAsyncContextManager[httpx.AsyncClient]:
         """A plain client (no auth flow) for token endpoints, through the same transport."""
-        return self._client_factory("", None)
+        return self._client("", None)
 
     async def tenant(self, tenant_id: uuid.UUID) -> TenantConfig:
         async with self._sessions() as session:
@@ -143,7 +149,7 @@ class VaultDriverProvider:
         config = driver_config(tenant, credential)
         await self.check_outbound(cls, config)
         auth = self._auth(cls, config, credential, actor)
-        async with self._client_factory(cls.api_base_url(config), auth) as client:
+        async with self._client(cls.api_base_url(config), auth, cls.slug) as client:
             for hook, hooks in crm_call_metrics_hooks(cls.slug).items():  # CRM calls by provider and outcome
                 client.event_hooks[hook].extend(hooks)
             if self.budget is not None:  # the agent's tool calls first; lifecycles and erasures share the rest

@@ -22,6 +22,7 @@ from api.ratelimit import RateLimiter
 from drivers import errors
 from drivers.base import CrmObject
 from drivers.hubspot import HubSpotDriver
+from drivers.transport import OutboundGuard
 from sandboxes import hubspot as hubspot_sandbox
 from settings import MetricsSettings, RateLimitSettings, Settings
 from store.models import Customer, MirrorOutbox
@@ -33,6 +34,7 @@ from tests.unit.api.support import SandboxProvider, agent_headers, client_for, c
 from vault.audit import AuditTrail
 from vault.connections import Actor
 from vault.credentials import CredentialVault
+from vault.provider import VaultDriverProvider
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +123,24 @@ async def test_crm_calls_are_counted_by_provider_and_error_kind() -> None:
         assert delta == 1, outcome
     assert value(after, "crm_sor_crm_call_seconds_count", provider="hubspot") > value(
         before, "crm_sor_crm_call_seconds_count", provider="hubspot")
+
+
+async def test_the_vault_providers_own_clients_count_calls_that_got_no_answer(
+        settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The clients `VaultDriverProvider` builds itself (production's) are metered below HTTP too."""
+    closed = free_port()
+    tenant = await create_tenant(sessions, settings={"base_url": f"http://127.0.0.1:{closed}",
+                                                    "token_url": f"http://127.0.0.1:{closed}/oauth/v3/token"})
+    vault = CredentialVault.from_settings(settings, sessions)
+    await vault.store(tenant, "hubspot", {"auth": "bearer", "access_token": "tok-123456789"}, actor=ACTOR)
+    provider = VaultDriverProvider(sessions, vault, outbound=OutboundGuard(allow_loopback=True))
+    before = registry()
+    async with provider.open(tenant, ACTOR) as driver:
+        with pytest.raises(errors.UnavailableError):
+            await driver.list_recent(CrmObject.CUSTOMER, since=SINCE)
+    after = registry()
+    assert value(after, "crm_sor_crm_calls_total", provider="hubspot", outcome="transport_error") - value(
+        before, "crm_sor_crm_calls_total", provider="hubspot", outcome="transport_error") >= 1
 
 
 async def test_decrypts_audit_failures_and_fail_opens_are_counted(
