@@ -31,6 +31,9 @@ class TemporalSettings(BaseModel):
     namespace: str = "default"
     task_queue: str = "crm-sor"
     ui_port: int = 8233
+    # OpenTelemetry spans for workflows and activities through Temporal's interceptor (needs the `tracing`
+    # extra). Spans go where the standard OTEL_* variables say (OTEL_EXPORTER_OTLP_ENDPOINT…); see docs/metrics.md.
+    tracing: bool = False
 
 
 class RetentionSettings(BaseModel):

@@ -4,6 +4,7 @@ The counters live in prometheus_client's default registry, defined once at impor
 `GET /metrics` (api/metrics.py, which adds the backlog gauges it reads from the database at scrape time),
 the worker on `settings.metrics.worker_port` (off unless set), and the Temporal SDK's own metrics go to
 `settings.metrics.temporal_port` through the SDK runtime's Prometheus exporter (`worker_telemetry`).
+Tracing (optional, `CRM_TEMPORAL__TRACING=true`) is OpenTelemetry through Temporal's own interceptor.
 
 No label carries customer content or an unbounded value other than a tenant id: routes are path
 templates, statuses and methods come from small sets, providers are driver slugs, outcomes are ours.
@@ -16,10 +17,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import httpx
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from temporalio.client import Interceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from settings import MetricsSettings
@@ -122,3 +125,36 @@ def serve_worker_metrics(host: str, port: int) -> WSGIServer:
 def temporal_runtime(host: str, port: int) -> Runtime:
     """A Temporal SDK runtime exporting the SDK's metrics (task latencies, slots, polls) in Prometheus format."""
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"{host}:{port}")))
+
+
+def temporal_interceptors(tracing: bool, tracer: Any = None) -> list[Interceptor]:
+    """Temporal's OpenTelemetry interceptor when tracing is on, else none.
+
+    The interceptor's spans name workflow/activity types and ids only (never payloads), and it carries the
+    trace context in Temporal headers, so an API request, the workflow it starts and the activities' CRM calls
+    form one trace. `tracer` is a test's; otherwise the global tracer provider is used, and when nobody set one
+    (no `opentelemetry-instrument`), an OTLP/HTTP exporter configured by the standard OTEL_* variables.
+    """
+    if not tracing:
+        return []
+    try:
+        from temporalio.contrib.opentelemetry import TracingInterceptor
+    except ImportError as exc:  # a clear start-up error rather than tracing silently off
+        raise RuntimeError("CRM_TEMPORAL__TRACING needs the tracing extra: pip install 'crm-sor[tracing]'") from exc
+    if tracer is None:
+        _install_otlp_provider()
+    return [TracingInterceptor(tracer)]
+
+
+def _install_otlp_provider() -> None:
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return  # the process already exports (auto-instrumentation, or an earlier connect)
+    provider = TracerProvider(resource=Resource.create({"service.name": "crm-sor"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)

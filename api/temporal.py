@@ -8,11 +8,13 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from settings import TemporalSettings
+from telemetry import temporal_interceptors
 
 
 async def connect_temporal(config: TemporalSettings) -> Client:
-    return await Client.connect(config.address, namespace=config.namespace,
-                                data_converter=pydantic_data_converter)
+    # A client's interceptors also apply to workers built on it: one switch traces the API and the worker.
+    return await Client.connect(config.address, namespace=config.namespace, data_converter=pydantic_data_converter,
+                                interceptors=temporal_interceptors(config.tracing))
 
 
 class TemporalGateway:
