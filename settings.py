@@ -31,6 +31,7 @@ class TemporalSettings(BaseModel):
     namespace: str = "default"
     task_queue: str = "crm-sor"
     ui_port: int = 8233
+    ui_url: str | None = None  # the Temporal UI operators open (console links); default http://localhost:{ui_port}
 
 
 class RetentionSettings(BaseModel):

@@ -1,0 +1,271 @@
+"""The operator console in a real browser (Playwright driving Debian's headless Chromium) against the served app,
+the real worker, relay and vault, and HubSpot and Tekmetric sandboxes on loopback.
+
+One operator's kickoff, end to end: sign in, connect a HubSpot tenant (a wrong private-app token fails with the
+provider's reason, then the OAuth flow connects it), test the connection (fail while HubSpot is down, then pass),
+redrive an incident and watch it resolve, connect a Tekmetric tenant with its generated form, run an erasure and
+resolve its divergent record, sign out. Then the refusals: a form without its CSRF token, a pinned operator
+reaching for another tenant, and a signed-out cookie. Each page is saved as a screenshot (tests/support/console.py).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, Page, async_playwright, expect
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from settings import Settings
+from store import incidents
+from store.models import Appointment, Customer
+from tests.support.console import SHOTS, Console, chromium_path, served_console
+from tests.support.lifecycle import eventually, row_of
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
+PHONE = "+14155550177"
+WAIT = 30_000  # ms: how long a page may take to show what the server did (a poll, not a timing assertion)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        yield launched
+        await launched.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def console(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
+                  temporal_client: Client, task_queue: str) -> AsyncIterator[Console]:
+    async with served_console(settings, engine, sessions, temporal_client, task_queue) as served:
+        yield served
+
+
+async def shot(page: Page, name: str) -> None:
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page: Page, console: Console, token: str) -> None:
+    await page.goto(f"{console.base_url}/console/")
+    await expect(page).to_have_url(re.compile(r"/console/login"))
+    await page.get_by_label("Operator credential").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Console,
+                                                  sessions: async_sessionmaker[AsyncSession]) -> None:
+    page = await (await browser.new_context()).new_page()
+    await sign_in(page, console, "not-a-token")
+    await expect(page.get_by_role("alert")).to_contain_text("Sign-in refused")
+    await shot(page, "01-sign-in")
+    await page.get_by_label("Operator credential").fill(console.operator_token())
+    await page.get_by_role("button", name="Sign in").click()
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    session_cookie = cookies["__Host-crm_console"]
+    assert session_cookie["secure"] and session_cookie["httpOnly"] and session_cookie["sameSite"] == "Lax"
+
+    # Tenants: the picker lists them with status, provider, backlog and incidents.
+    hubspot_row = page.get_by_role("row").filter(has_text="Acme Realty")
+    await expect(hubspot_row).to_contain_text("pending")
+    await expect(hubspot_row).to_contain_text("hubspot")
+    await expect(hubspot_row.get_by_role("link", name="Temporal UI ↗")).to_have_attribute(
+        "href", re.compile(f"CrmTenant%3D%22{console.hubspot_tenant}%22"))
+    await shot(page, "02-tenants")
+
+    # Connect: a wrong private-app token fails with HubSpot's reason and the tenant stays pending…
+    await hubspot_row.get_by_role("link", name=re.compile("Acme Realty")).click()
+    await page.get_by_role("link", name="Connect", exact=True).click()
+    await page.get_by_label("Access token").fill("pat-na1-00000000-wrong")
+    await page.get_by_role("button", name="Save and test").click()
+    await expect(page.get_by_role("alert")).to_contain_text("The connection test failed")
+    await expect(page.locator("#connection-status")).to_have_text("pending")
+    await shot(page, "03-connect-failed")
+    # …then the OAuth button runs HubSpot's authorize flow and lands back here, tested and active.
+    await page.get_by_role("button", name="Connect with hubspot").click()
+    await expect(page).to_have_url(f"{console.base_url}/console/t/{console.hubspot_tenant}/connect")
+    await expect(page.get_by_role("status")).to_contain_text("Connected through the provider's sign-in")
+    await expect(page.locator("#connection-status")).to_have_text("active")
+    assert console.hubspot.calls["GET /oauth/authorize"] == 1
+    await shot(page, "04-connect-oauth")
+
+    # Test connection: fails with the provider's reason while HubSpot answers 503, passes once it recovers.
+    console.hubspot.knobs.fail_next = 10**6
+    await page.get_by_role("button", name="Test connection").click()
+    await expect(page.get_by_role("alert")).to_contain_text("The connection test failed")
+    await expect(page.locator("#connection-status")).to_have_text("pending")
+    await shot(page, "05-test-failed")
+    console.hubspot.knobs.fail_next = 0
+    await page.get_by_role("button", name="Test connection").click()
+    await expect(page.get_by_role("status")).to_contain_text("the test passed")
+    await expect(page.locator("#connection-status")).to_have_text("active")
+
+    # An incident: a customer whose CRM write failed (the 24 h escalation is opened here rather than waited for).
+    row_id = await _failed_write(console, sessions)
+    # Sync: the record by id, its attempts and last error code (and no content).
+    await page.get_by_role("link", name="Sync").click()
+    await page.get_by_label("Find a record by id").fill(str(row_id))
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.locator("#record-error")).to_have_text("unavailable:503")
+    await expect(page.locator("#record-attempts")).to_have_text("1")
+    await expect(page.locator("main")).not_to_contain_text("Marie")
+    await shot(page, "09-sync")
+    await page.get_by_role("link", name="Incidents").click()
+    incident_row = page.locator("tr", has_text=str(row_id))
+    await expect(incident_row).to_contain_text("unavailable:503")
+    await shot(page, "06-incidents-open")
+    await incident_row.get_by_role("link", name="Redrive…").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Redrive this incident?")
+    await shot(page, "07-redrive-confirm")
+    await page.get_by_role("button", name="Yes, redrive now").click()
+    await expect(page.get_by_role("status")).to_contain_text("Redrive queued")
+    await expect(page.locator("tr", has_text=str(row_id))).to_have_count(0, timeout=WAIT)  # resolved: left "open"
+    await page.get_by_role("link", name="Resolved").click()
+    await expect(page.locator("tr", has_text=str(row_id))).to_contain_text("resolved")
+    await shot(page, "08-incidents-resolved")
+
+    # Sync, after the redrive: the record is in the CRM; its attempts are kept.
+    await page.get_by_role("link", name="Sync").click()
+    await page.get_by_label("Find a record by id").fill(str(row_id))
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.locator("#record-state")).to_have_text("synced")
+    await expect(page.locator("main")).not_to_contain_text("Marie")  # the customer's name is content
+    await page.get_by_role("link", name="Webhooks & triggers").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Webhooks & triggers")
+    await shot(page, "10-webhooks")
+    await page.get_by_role("link", name="Field mapping").click()
+    await shot(page, "11-mapping")
+
+    # Erasure on Tekmetric: connect with the form generated from its driver, then erase a customer it cannot delete.
+    customer_crm_id, appointment_crm_id = await _tekmetric_subject(console, sessions)
+    await page.goto(f"{console.base_url}/console/t/{console.tekmetric_tenant}/connect")
+    await page.get_by_label("Client id").fill(console.tekmetric.tokens.client_id)
+    await page.get_by_label("Client secret").fill(console.tekmetric.tokens.client_secret)
+    await page.get_by_label("Shop id").fill("0")  # the driver's form declares shop_id > 0
+    await page.get_by_role("button", name="Save and test").click()
+    await expect(page.get_by_role("alert")).to_contain_text("shop_id: Input should be greater than 0")
+    await expect(page.get_by_label("Client id")).to_have_value(console.tekmetric.tokens.client_id)  # kept
+    await expect(page.get_by_label("Client secret")).to_have_value("")  # a secret is never echoed
+    await page.get_by_label("Client secret").fill(console.tekmetric.tokens.client_secret)
+    await page.get_by_label("Shop id").fill(str(console.tekmetric.shop_id))
+    await page.get_by_label("Environment").select_option("sandbox")
+    await page.get_by_role("button", name="Save and test").click()
+    await expect(page.locator("#connection-status")).to_have_text("active")
+    await shot(page, "12-connect-form")
+
+    await page.get_by_role("link", name="Erasure").click()
+    await page.get_by_label("Email").fill("not-an-email")
+    await page.get_by_role("button", name="Start erasure").click()
+    await expect(page.get_by_role("alert")).to_contain_text("not an email address")
+    await expect(page.get_by_label("Email")).to_have_value("not-an-email")  # what the operator typed stays
+    await page.get_by_label("Email").fill("")
+    await page.get_by_label("Phone").fill(PHONE)
+    await page.get_by_role("button", name="Start erasure").click()
+    await expect(page.locator("#erasure-status")).to_have_text("needs_attention", timeout=WAIT)
+    customer_outcome = page.locator("tr", has_text=customer_crm_id).filter(has_text="customer")
+    await expect(customer_outcome).to_contain_text("divergent")
+    await expect(page.locator("tr", has_text=appointment_crm_id).filter(has_text="appointment")).to_contain_text(
+        "deleted")
+    await shot(page, "13-erasure-outcomes")
+    await customer_outcome.get_by_role("link", name="Record manual deletion…").click()
+    await page.get_by_role("button", name="Record the deletion").click()  # the box is required: nothing happens
+    await expect(page.get_by_role("heading", level=1)).to_have_text("Record a manual deletion")
+    await page.get_by_label("I deleted this record at tekmetric").check()
+    await shot(page, "14-manual-deletion")
+    await page.get_by_role("button", name="Record the deletion").click()
+    await expect(page.locator("#erasure-status")).to_have_text("completed")
+    await expect(page.locator("tr", has_text=customer_crm_id)).to_contain_text("deleted")
+    await shot(page, "15-erasure-completed")
+
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    await page.goto(f"{console.base_url}/console/t/{console.hubspot_tenant}/incidents")
+    await expect(page).to_have_url(re.compile(r"/console/login\?next="))
+
+
+async def test_csrf_cross_tenant_and_signed_out_requests_are_refused(browser: Browser, console: Console) -> None:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, console, console.operator_token(console.hubspot_tenant, subject="pinned.manager"))
+    await expect(page).to_have_url(f"{console.base_url}/console/t/{console.hubspot_tenant}/")
+    await page.goto(f"{console.base_url}/console/")
+    await expect(page.get_by_role("row").filter(has_text="Acme Realty")).to_have_count(1)
+    await expect(page.locator("main")).not_to_contain_text("Other Clinic")  # the picker shows only its tenant
+
+    # Cross-tenant: another tenant's pages and forms are a 404, even with a valid CSRF token.
+    other = f"{console.base_url}/console/t/{console.other_tenant}"
+    answer = await page.goto(f"{other}/incidents")
+    assert answer is not None and answer.status == 404
+    await expect(page.get_by_role("alert")).to_have_text("No such tenant.")
+    await page.goto(f"{console.base_url}/console/t/{console.hubspot_tenant}/connect")
+    csrf = await page.locator("input[name=csrf_token]").first.get_attribute("value")
+    assert csrf
+    refused = await context.request.post(f"{other}/connect/test", form={"csrf_token": csrf}, max_redirects=0)
+    assert refused.status == 404
+
+    # CSRF: the same form without its token, or with another, changes nothing.
+    before = (await context.request.get(f"{console.base_url}/console/t/{console.hubspot_tenant}/connect")).status
+    assert before == 200
+    for form in ({}, {"csrf_token": "forged"}):
+        answer_ = await context.request.post(f"{console.base_url}/console/t/{console.hubspot_tenant}/incidents/redrive",
+                                             form=form, max_redirects=0)
+        assert answer_.status == 403 and "did not come from the console" in await answer_.text()
+    await shot(page, "16-cross-tenant")
+
+    # The sign-in form needs its own token too (login CSRF), and a signed-out session cookie opens nothing.
+    fresh = await browser.new_context()
+    forged_login = await fresh.request.post(f"{console.base_url}/console/login",
+                                            form={"credential": console.operator_token(), "login_token": "x"},
+                                            max_redirects=0)
+    assert forged_login.status == 403
+    session_cookie = next(c for c in await context.cookies() if c["name"] == "__Host-crm_console")
+    await page.get_by_role("button", name="Sign out").click()
+    async with httpx.AsyncClient(base_url=console.base_url) as raw:
+        replayed = await raw.get(f"/console/t/{console.hubspot_tenant}/incidents",
+                                 headers={"cookie": f"__Host-crm_console={session_cookie['value']}"})
+    assert replayed.status_code == 303 and replayed.headers["location"].startswith("/console/login")
+
+
+async def _failed_write(console: Console, sessions: async_sessionmaker[AsyncSession]) -> uuid.UUID:
+    """A customer whose first CRM write failed (HubSpot 503), with the incident the sweep opens after 24 hours."""
+    console.hubspot.knobs.fail_next = 10**6
+    async with httpx.AsyncClient(base_url=console.base_url, headers=console.agent_headers(console.hubspot_tenant)
+                                 ) as agent:
+        created = await agent.post("/api/agent/customers", json={"name": "Marie Curie", "phone": "+14155550188"})
+    assert created.status_code in (200, 201, 202), created.text
+    row_id = uuid.UUID(created.json()["id"])
+
+    async def failed_once() -> object:
+        row = await row_of(sessions, "customers", console.hubspot_tenant, row_id)
+        return row if row is not None and row.sync_attempts >= 1 else None
+
+    row = await eventually(failed_once, within=60)
+    async with sessions() as session, session.begin():
+        await incidents.open_sync_failure(session, console.hubspot_tenant, "customers", row_id,
+                                          last_error=row.last_sync_error, attempts=row.sync_attempts)
+    console.hubspot.knobs.fail_next = 0  # HubSpot recovers; the lifecycle's next try is an hour away
+    return row_id
+
+
+async def _tekmetric_subject(console: Console, sessions: async_sessionmaker[AsyncSession]) -> tuple[str, str]:
+    """A customer and appointment in the Tekmetric shop, and our synced copy of the customer."""
+    customer = console.tekmetric.add_customer({"firstName": "Dana", "lastName": "Erase", "email": ["dana@example.com"],
+                                               "phones": [{"number": PHONE, "primary": True}]})
+    booking = console.tekmetric.add_appointment({"customerId": customer["id"], "title": "Brake check",
+                                                 "startTime": "2026-12-01T15:00:00Z",
+                                                 "endTime": "2026-12-01T16:00:00Z"})
+    async with sessions() as session, session.begin():
+        local = Customer(tenant_id=console.tekmetric_tenant, name="Dana Erase", phone=PHONE,
+                         crm_external_id=str(customer["id"]), sync_state="synced", synced_at=datetime.now(UTC))
+        session.add(local)
+        await session.flush()
+        session.add(Appointment(tenant_id=console.tekmetric_tenant, customer_id=local.id,
+                                starts_at=datetime(2026, 12, 1, 15, tzinfo=UTC), crm_external_id=str(booking["id"]),
+                                sync_state="synced", synced_at=datetime.now(UTC)))
+    return str(customer["id"]), str(booking["id"])
