@@ -1,7 +1,14 @@
-"""The operator console's routes, mounted by api/app.py (ROUTE_MODULES) under /console."""
+"""The operator console's routes, mounted by api/app.py (ROUTE_MODULES) under /console.
+
+HTML pages, not the API: kept out of /openapi.json (`include_in_schema=False`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -10,32 +17,39 @@ from api.console.web import HERE
 
 T = "/console/t/{tenant_id:uuid}"
 
+
+def get(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    return Route(path, endpoint, methods=["GET"], include_in_schema=False)
+
+
+def post(path: str, endpoint: Callable[[Request], Awaitable[Response]]) -> Route:
+    return Route(path, endpoint, methods=["POST"], include_in_schema=False)
+
+
 routes: list[BaseRoute] = [
-    Route("/console/login", signin.login_form, methods=["GET"]),
-    Route("/console/login", signin.login, methods=["POST"]),
-    Route("/console/logout", signin.logout, methods=["POST"]),
-    Route("/console/", overview.tenants, methods=["GET"]),
-    Route(f"{T}/", overview.overview, methods=["GET"]),
-    Route(f"{T}/connect", connect.connect_page, methods=["GET"]),
-    Route(f"{T}/connect/oauth", connect.oauth_start, methods=["POST"]),
-    Route(f"{T}/connect/credentials", connect.credentials, methods=["POST"]),
-    Route(f"{T}/connect/test", connect.test_connection, methods=["POST"]),
+    get("/console/login", signin.login_form),
+    post("/console/login", signin.login),
+    post("/console/logout", signin.logout),
+    get("/console/", overview.tenants),
+    get(f"{T}/", overview.overview),
+    get(f"{T}/connect", connect.connect_page),
+    post(f"{T}/connect/oauth", connect.oauth_start),
+    post(f"{T}/connect/credentials", connect.credentials),
+    post(f"{T}/connect/test", connect.test_connection),
     # The field-mapping studio (issue 15) replaces this placeholder page.
-    Route(f"{T}/mapping", webhooks.mapping_page, methods=["GET"]),
-    Route(f"{T}/sync", sync.sync_page, methods=["GET"]),
-    Route(f"{T}/incidents", incidents.incidents_page, methods=["GET"]),
-    Route(f"{T}/incidents/redrive", incidents.confirm_redrive, methods=["GET"]),
-    Route(f"{T}/incidents/redrive", incidents.redrive, methods=["POST"]),
-    Route(f"{T}/incidents/{{incident_id:uuid}}/redrive", incidents.confirm_redrive, methods=["GET"]),
-    Route(f"{T}/incidents/{{incident_id:uuid}}/redrive", incidents.redrive, methods=["POST"]),
-    Route(f"{T}/erasure", erasure.erasure_page, methods=["GET"]),
-    Route(f"{T}/erasure", erasure.start, methods=["POST"]),
-    Route(f"{T}/erasure/{{request_id:uuid}}", erasure.request_page, methods=["GET"]),
-    Route(f"{T}/erasure/{{request_id:uuid}}/retry", erasure.retry, methods=["POST"]),
-    Route(f"{T}/erasure/{{request_id:uuid}}/outcomes/{{outcome_id:uuid}}/resolve", erasure.confirm_manual_deletion,
-          methods=["GET"]),
-    Route(f"{T}/erasure/{{request_id:uuid}}/outcomes/{{outcome_id:uuid}}/resolve", erasure.record_manual_deletion,
-          methods=["POST"]),
-    Route(f"{T}/webhooks", webhooks.webhooks_page, methods=["GET"]),
+    get(f"{T}/mapping", webhooks.mapping_page),
+    get(f"{T}/sync", sync.sync_page),
+    get(f"{T}/incidents", incidents.incidents_page),
+    get(f"{T}/incidents/redrive", incidents.confirm_redrive),
+    post(f"{T}/incidents/redrive", incidents.redrive),
+    get(f"{T}/incidents/{{incident_id:uuid}}/redrive", incidents.confirm_redrive),
+    post(f"{T}/incidents/{{incident_id:uuid}}/redrive", incidents.redrive),
+    get(f"{T}/erasure", erasure.erasure_page),
+    post(f"{T}/erasure", erasure.start),
+    get(f"{T}/erasure/{{request_id:uuid}}", erasure.request_page),
+    post(f"{T}/erasure/{{request_id:uuid}}/retry", erasure.retry),
+    get(f"{T}/erasure/{{request_id:uuid}}/outcomes/{{outcome_id:uuid}}/resolve", erasure.confirm_manual_deletion),
+    post(f"{T}/erasure/{{request_id:uuid}}/outcomes/{{outcome_id:uuid}}/resolve", erasure.record_manual_deletion),
+    get(f"{T}/webhooks", webhooks.webhooks_page),
     Mount("/console/static", app=StaticFiles(directory=HERE / "static"), name="console-static"),
 ]
