@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 
-from api.console.web import Operator, page, render, temporal_ui_url
+from api.console.web import Operator, page, render, temporal_ui_url, temporal_workflow_url
 from api.context import context_of
 from api.lifecycle import workflow_id
 from store.content import TABLES
@@ -116,4 +116,5 @@ async def sync_page(request: Request, operator: Operator) -> Response:
     states = sorted({s for per_table in counts.values() for s in per_table})
     return render(request, "sync.html", tenant=tenant, counts=counts, states=states, rows=rows, table=table,
                   state=state, record=record, history=history, error=error, active="Sync",
-                  temporal_url=temporal_ui_url(ctx, tenant.id))
+                  temporal_url=temporal_ui_url(ctx, tenant.id),
+                  workflow_url=temporal_workflow_url(ctx, history.workflow_id) if history else None)

@@ -172,9 +172,18 @@ def form_of(request: Request) -> dict[str, str]:
     return form
 
 
-def temporal_ui_url(ctx: AppContext, tenant_id: uuid.UUID) -> str:
-    """The tenant's runs in the Temporal UI (filtered on the CrmTenant search attribute)."""
+def _temporal_ui(ctx: AppContext) -> str:
     temporal = ctx.settings.temporal
     base = temporal.ui_url or f"http://localhost:{temporal.ui_port}"
-    query = quote(f'CrmTenant="{tenant_id}"')
-    return f"{base.rstrip('/')}/namespaces/{quote(temporal.namespace)}/workflows?query={query}"
+    return f"{base.rstrip('/')}/namespaces/{quote(temporal.namespace, safe='')}/workflows"
+
+
+def temporal_ui_url(ctx: AppContext, tenant_id: uuid.UUID) -> str:
+    """The tenant's runs in the Temporal UI (filtered on the CrmTenant search attribute)."""
+    query = quote(f'CrmTenant="{tenant_id}"', safe="")
+    return f"{_temporal_ui(ctx)}?query={query}"
+
+
+def temporal_workflow_url(ctx: AppContext, workflow_id: str) -> str:
+    """One workflow's runs in the Temporal UI."""
+    return f"{_temporal_ui(ctx)}/{quote(workflow_id, safe='')}"

@@ -25,6 +25,7 @@ from temporalio.client import Client
 from settings import Settings
 from store import incidents
 from store.models import Appointment, Customer
+from store.outbound_models import CallRequest, InboundCrmEvent
 from tests.support.console import SHOTS, Console, chromium_path, served_console
 from tests.support.lifecycle import eventually, row_of
 
@@ -49,6 +50,10 @@ async def console(settings: Settings, engine: AsyncEngine, sessions: async_sessi
 
 
 async def shot(page: Page, name: str) -> None:
+    """Save the page, after checking that every control on it has a label (what a screen reader announces)."""
+    unlabelled = await page.evaluate("""() => [...document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea')].filter(e => e.labels.length === 0).map(e => e.name)""")
+    assert unlabelled == [], f"{name}: controls without a label: {unlabelled}"
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
@@ -63,6 +68,8 @@ async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Con
                                                   sessions: async_sessionmaker[AsyncSession]) -> None:
     page = await (await browser.new_context()).new_page()
     await sign_in(page, console, "not-a-token")
+    await page.keyboard.press("Tab")  # keyboard users first reach the skip link
+    await expect(page.locator(":focus")).to_have_text("Skip to content")
     await expect(page.get_by_role("alert")).to_contain_text("Sign-in refused")
     await shot(page, "01-sign-in")
     await page.get_by_label("Operator credential").fill(console.operator_token())
@@ -71,8 +78,11 @@ async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Con
     session_cookie = cookies["__Host-crm_console"]
     assert session_cookie["secure"] and session_cookie["httpOnly"] and session_cookie["sameSite"] == "Lax"
 
-    # Tenants: the picker lists them with status, provider, backlog and incidents.
-    hubspot_row = page.get_by_role("row").filter(has_text="Acme Realty")
+    # Tenants: the picker lists them with status, provider, backlog and incidents; it finds one by name.
+    await page.get_by_label("Find a tenant").fill(console.run)
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.get_by_role("row").filter(has_text=console.run)).to_have_count(3)
+    hubspot_row = page.get_by_role("row").filter(has_text=f"Acme Realty {console.run}")
     await expect(hubspot_row).to_contain_text("pending")
     await expect(hubspot_row).to_contain_text("hubspot")
     await expect(hubspot_row.get_by_role("link", name="Temporal UI ↗")).to_have_attribute(
@@ -136,8 +146,12 @@ async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Con
     await page.get_by_role("button", name="Find").click()
     await expect(page.locator("#record-state")).to_have_text("synced")
     await expect(page.locator("main")).not_to_contain_text("Marie")  # the customer's name is content
+    event_id = await _webhook_activity(console, sessions)
     await page.get_by_role("link", name="Webhooks & triggers").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Webhooks & triggers")
+    await expect(page.locator("tr", has_text=event_id)).to_contain_text("created")
+    await expect(page.locator("tr", has_text="New web lead")).to_contain_text("new_web_lead_callback")
+    await expect(page.locator("tr", has_text="quiet_hours")).to_contain_text("deferred")
     await shot(page, "10-webhooks")
     await page.get_by_role("link", name="Field mapping").click()
     await shot(page, "11-mapping")
@@ -197,6 +211,9 @@ async def test_csrf_cross_tenant_and_signed_out_requests_are_refused(browser: Br
     await page.goto(f"{console.base_url}/console/")
     await expect(page.get_by_role("row").filter(has_text="Acme Realty")).to_have_count(1)
     await expect(page.locator("main")).not_to_contain_text("Other Clinic")  # the picker shows only its tenant
+    await page.get_by_label("Find a tenant").fill("Other Clinic")
+    await page.get_by_role("button", name="Find").click()
+    await expect(page.get_by_role("row").filter(has_text="Other Clinic")).to_have_count(0)
 
     # Cross-tenant: another tenant's pages and forms are a 404, even with a valid CSRF token.
     other = f"{console.base_url}/console/t/{console.other_tenant}"
@@ -251,6 +268,28 @@ async def _failed_write(console: Console, sessions: async_sessionmaker[AsyncSess
                                           last_error=row.last_sync_error, attempts=row.sync_attempts)
     console.hubspot.knobs.fail_next = 0  # HubSpot recovers; the lifecycle's next try is an hour away
     return row_id
+
+
+async def _webhook_activity(console: Console, sessions: async_sessionmaker[AsyncSession]) -> str:
+    """A trigger rule (through the operator API), an inbound event and a deferred call request as the webhook
+    pipeline stores them (ids, kinds and reason codes only); the event's id."""
+    headers = {"Authorization": f"Bearer {console.operator_token(console.hubspot_tenant)}"}
+    async with httpx.AsyncClient(base_url=console.base_url, headers=headers) as operator:
+        created = await operator.post(f"/api/operator/tenants/{console.hubspot_tenant}/triggers", json={
+            "name": "New web lead", "object": "lead", "kinds": ["created"], "purpose": "new_web_lead_callback"})
+    assert created.status_code == 201, created.text
+    event_id = f"evt-{uuid.uuid4().hex[:12]}"
+    async with sessions() as session, session.begin():
+        event = InboundCrmEvent(tenant_id=console.hubspot_tenant, provider="hubspot", event_id=event_id,
+                                event_type="contact.creation", object="lead", external_id="901", kind="created",
+                                status="processed", changed_fields=[])
+        session.add(event)
+        await session.flush()
+        session.add(CallRequest(tenant_id=console.hubspot_tenant, event_row_id=event.id,
+                                trigger_id=uuid.UUID(created.json()["id"]), provider="hubspot", object="lead",
+                                external_id="901", purpose="new_web_lead_callback", channel="voice",
+                                status="deferred", reason="quiet_hours", time_zones=["America/New_York"]))
+    return event_id
 
 
 async def _tekmetric_subject(console: Console, sessions: async_sessionmaker[AsyncSession]) -> tuple[str, str]:

@@ -63,6 +63,7 @@ class Console:
     hubspot_tenant: uuid.UUID
     tekmetric_tenant: uuid.UUID
     other_tenant: uuid.UUID  # another tenant, for cross-tenant refusals
+    run: str  # the suffix of this run's tenant names (the database is shared by the whole test session)
 
     def operator_token(self, tenant: uuid.UUID | None = None, subject: str = "ama.manager") -> str:
         return mint_token(self.settings, subject=subject, role="operator", tenant_id=tenant)
@@ -122,4 +123,4 @@ async def served_console(settings: Settings, engine: AsyncEngine, sessions: asyn
         await stack.enter_async_context(running(relay))
         await stack.enter_async_context(_serve(create_app(context=ctx), port))
         SHOTS.mkdir(parents=True, exist_ok=True)
-        yield Console(base_url, settings, ctx, hubspot, tekmetric, hubspot_tenant, tekmetric_tenant, other_tenant)
+        yield Console(base_url, settings, ctx, hubspot, tekmetric, hubspot_tenant, tekmetric_tenant, other_tenant, run)
