@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,19 +38,16 @@ class TenantRow:
 async def tenant_rows(session: AsyncSession, tenants: list[Tenant], temporal_url: dict[uuid.UUID, str]
                       ) -> list[TenantRow]:
     ids = [tenant.id for tenant in tenants]
+    # One round trip over every class-(c) table: per tenant, the newest CRM write and the rows not yet written.
+    per_table = [select(model.tenant_id.label("tenant_id"), func.max(model.synced_at).label("last"),
+                        func.sum(case((model.sync_state != SyncState.SYNCED.value, 1), else_=0)).label("waiting"))
+                 .where(model.tenant_id.in_(ids)).group_by(model.tenant_id) for model in CONTENT_TABLES]
     last: dict[uuid.UUID, datetime] = {}
     backlog: dict[uuid.UUID, int] = {}
-    for model in CONTENT_TABLES:
-        synced = await session.execute(select(model.tenant_id, func.max(model.synced_at))
-                                       .where(model.tenant_id.in_(ids)).group_by(model.tenant_id))
-        for tenant_id, at in synced.all():
-            if at is not None and (tenant_id not in last or at > last[tenant_id]):
-                last[tenant_id] = at
-        waiting = await session.execute(select(model.tenant_id, func.count())
-                                        .where(model.tenant_id.in_(ids), model.sync_state != SyncState.SYNCED.value)
-                                        .group_by(model.tenant_id))
-        for tenant_id, count in waiting.all():
-            backlog[tenant_id] = backlog.get(tenant_id, 0) + int(count)
+    for tenant_id, at, waiting in (await session.execute(union_all(*per_table))).all():
+        if at is not None and (tenant_id not in last or at > last[tenant_id]):
+            last[tenant_id] = at
+        backlog[tenant_id] = backlog.get(tenant_id, 0) + int(waiting or 0)
     open_incidents = await session.execute(
         select(Incident.tenant_id, func.count()).where(Incident.tenant_id.in_(ids), Incident.status == "open")
         .group_by(Incident.tenant_id))

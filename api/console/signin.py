@@ -72,6 +72,9 @@ async def login(request: Request) -> Response:
     if isinstance(claims.get("exp"), int | float):
         expires = min(expires, datetime.fromtimestamp(claims["exp"], UTC))
     async with ctx.sessions() as session, session.begin():
+        previous = request.cookies.get(SESSION_COOKIE)
+        if previous:  # signing in again ends the browser's earlier session
+            await console_sessions.close_session(session, previous)
         token, _ = await console_sessions.open_session(session, operator=principal.subject,
                                                        tenant_id=principal.tenant_id, expires_at=expires)
     target = _next(form.get("next"))

@@ -140,21 +140,21 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 return render(request, "error.html", 401, message="Your session has ended; sign in again.")
             return redirect(f"/console/login?next={quote(request.url.path)}")
         request.state.operator = operator
-        if request.method == "POST":
-            request.state.form = await read_form(request)
-            if not same_token(request.state.form.get("csrf_token"), operator.csrf_token):
-                return render(request, "error.html", 403,
-                              message="This form has expired or did not come from the console. Reload the page "
-                                      "and try again.")
-        tenant_id = request.path_params.get("tenant_id")
-        if tenant_id is not None:
-            tenant = await tenant_for(context_of(request), operator, tenant_id)
-            if tenant is None:
-                return render(request, "error.html", 404, message="No such tenant.")
-            request.state.tenant = tenant
         try:
+            if request.method == "POST":
+                request.state.form = await read_form(request)
+                if not same_token(request.state.form.get("csrf_token"), operator.csrf_token):
+                    return render(request, "error.html", 403,
+                                  message="This form has expired or did not come from the console. Reload the "
+                                          "page and try again.")
+            tenant_id = request.path_params.get("tenant_id")
+            if tenant_id is not None:
+                tenant = await tenant_for(context_of(request), operator, tenant_id)
+                if tenant is None:
+                    return render(request, "error.html", 404, message="No such tenant.")
+                request.state.tenant = tenant
             return await handler(request, operator)
-        except Problem as exc:  # a service refusal that the page did not handle itself
+        except Problem as exc:  # a refusal the page did not handle itself (a service's, or an unreadable form)
             return render(request, "error.html", exc.status, message=message_of(exc))
 
     return endpoint
