@@ -32,6 +32,7 @@ from tests.support.lifecycle import eventually, row_of
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="session")]
 PHONE = "+14155550177"
 WAIT = 30_000  # ms: how long a page may take to show what the server did (a poll, not a timing assertion)
+expect.set_options(timeout=15_000)  # a loaded CI machine: every expectation polls up to 15 s before failing
 
 
 @pytest_asyncio.fixture(loop_scope="session")
