@@ -47,12 +47,10 @@ async def _show(request: Request, *, status: int = 200, notice: str | None = Non
     driver = get_driver_class(tenant.provider)
     form_cls = driver.credential_form
     extra_origins: list[str] = []
-    if driver.oauth is not None:
-        try:
-            parts = urlsplit(driver.oauth_authorize_url(tenant.settings or {}))
-            extra_origins.append(f"{parts.scheme}://{parts.netloc}")
-        except Exception:  # a misconfigured override: the button's start answers the problem
-            pass
+    if driver.oauth is not None:  # the OAuth start redirects to one of these consent pages (sandbox or not)
+        pages = {driver.oauth_authorize_url(tenant.settings or {}), driver.oauth.authorize_url,
+                 driver.oauth.sandbox_authorize_url or driver.oauth.authorize_url}
+        extra_origins = sorted({f"{p.scheme}://{p.netloc}" for p in map(urlsplit, pages)})
     flash = take_flash(request)
     if flash:
         kind, _, text = flash.partition(":")

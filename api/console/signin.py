@@ -27,6 +27,7 @@ from api.context import context_of
 from api.errors import Problem
 from store import console_sessions
 from store.base import utcnow
+from store.models import AuditLog
 
 SESSION_HOURS = 8  # a working day; never longer than the credential itself
 
@@ -77,6 +78,9 @@ async def login(request: Request) -> Response:
             await console_sessions.close_session(session, previous)
         token, _ = await console_sessions.open_session(session, operator=principal.subject,
                                                        tenant_id=principal.tenant_id, expires_at=expires)
+        session.add(AuditLog(tenant_id=principal.tenant_id, actor_type="platform_operator",
+                             actor_id=principal.subject[:200], action="console.sign_in", purpose="operator console",
+                             details={"expires_at": expires.isoformat()}))
     target = _next(form.get("next"))
     if target == "/console/" and principal.tenant_id is not None:
         target = f"/console/t/{principal.tenant_id}/"
@@ -91,6 +95,9 @@ async def logout(request: Request, operator: Operator) -> Response:
     token = request.cookies.get(SESSION_COOKIE, "")
     async with context_of(request).sessions() as session, session.begin():
         await console_sessions.close_session(session, token)
+        session.add(AuditLog(tenant_id=operator.pinned, actor_type="platform_operator",
+                             actor_id=operator.principal.subject, action="console.sign_out",
+                             purpose="operator console"))
     response = redirect("/console/login?signed_out=1")
     response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
     return response

@@ -17,6 +17,7 @@ from api.app import create_app
 from api.auth import mint_token
 from api.context import AppContext
 from store.console_sessions import ConsoleSession, token_hash
+from store.models import AuditLog
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -93,6 +94,10 @@ async def test_a_session_never_outlives_its_credential(browser: httpx.AsyncClien
             ConsoleSession.token_hash == token_hash(cookie)))).scalar_one()
     assert row.expires_at <= datetime.now(UTC) + timedelta(minutes=10)
     assert row.operator == "short" and row.tenant_id is None
+    async with sessions() as session:
+        audited = (await session.execute(select(AuditLog).where(
+            AuditLog.action == "console.sign_in", AuditLog.actor_id == "short"))).scalars().all()
+    assert len(audited) == 1 and audited[0].actor_type == "platform_operator"
 
 
 async def test_a_signed_out_visitor_is_sent_to_sign_in_and_a_post_is_refused(browser: httpx.AsyncClient) -> None:
