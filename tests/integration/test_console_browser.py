@@ -309,3 +309,17 @@ async def _tekmetric_subject(console: Console, sessions: async_sessionmaker[Asyn
                                 starts_at=datetime(2026, 12, 1, 15, tzinfo=UTC), crm_external_id=str(booking["id"]),
                                 sync_state="synced", synced_at=datetime.now(UTC)))
     return str(customer["id"]), str(booking["id"])
+
+
+async def test_pages_work_without_javascript_and_from_the_keyboard(browser: Browser, console: Console) -> None:
+    page = await (await browser.new_context(java_script_enabled=False)).new_page()
+    await page.goto(f"{console.base_url}/console/")
+    await page.get_by_label("Operator credential").focus()
+    await page.keyboard.type(console.operator_token(console.tekmetric_tenant, subject="keyboard.only"))
+    await page.keyboard.press("Tab")  # to the Sign in button
+    await page.keyboard.press("Enter")
+    await expect(page).to_have_url(f"{console.base_url}/console/t/{console.tekmetric_tenant}/")
+    await page.goto(f"{console.base_url}/console/t/{console.tekmetric_tenant}/incidents/redrive")
+    await page.get_by_role("button", name="Yes, redrive now").focus()
+    await page.keyboard.press("Enter")  # a confirmation is a page and a form, not a script dialog
+    await expect(page.get_by_role("status")).to_contain_text("Redrive queued for every open incident")
