@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from playwright.async_api import Page, expect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from temporalio.client import Client
@@ -40,6 +42,8 @@ from workflows.types import LifecyclePolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("CRM_CONSOLE_SCREENSHOTS", ROOT / "artifacts" / "console"))
+WAIT = 30_000  # ms: how long a page may take to show what the server did (a poll, not a timing assertion)
+expect.set_options(timeout=15_000)  # a loaded CI machine: every expectation polls up to 15 s before failing
 # A failed CRM write waits an hour before its next attempt: only an operator's redrive retries it sooner.
 PATIENT = LifecyclePolicy(first_backoff=timedelta(hours=1), max_backoff=timedelta(hours=1),
                           crm_timeout=timedelta(seconds=20), dependency_poll=timedelta(seconds=1))
@@ -124,3 +128,18 @@ async def served_console(settings: Settings, engine: AsyncEngine, sessions: asyn
         await stack.enter_async_context(_serve(create_app(context=ctx), port))
         SHOTS.mkdir(parents=True, exist_ok=True)
         yield Console(base_url, settings, ctx, hubspot, tekmetric, hubspot_tenant, tekmetric_tenant, other_tenant, run)
+
+
+async def shot(page: Page, name: str) -> None:
+    """Save the page, after checking that every control on it has a label (what a screen reader announces)."""
+    unlabelled = await page.evaluate("""() => [...document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea')].filter(e => e.labels.length === 0).map(e => e.name)""")
+    assert unlabelled == [], f"{name}: controls without a label: {unlabelled}"
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def sign_in(page: Page, console: Console, token: str) -> None:
+    await page.goto(f"{console.base_url}/console/")
+    await expect(page).to_have_url(re.compile(r"/console/login"))
+    await page.get_by_label("Operator credential").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
