@@ -59,6 +59,7 @@ async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Con
     await page.get_by_label("Access token").fill("pat-na1-00000000-wrong")
     await page.get_by_role("button", name="Save and test").click()
     await expect(page.get_by_role("alert")).to_contain_text("The connection test failed")
+    await expect(page.get_by_role("alert")).to_contain_text("provider_code=INVALID_AUTHENTICATION")  # HubSpot's
     await expect(page.locator("#connection-status")).to_have_text("pending")
     await shot(page, "03-connect-failed")
     # …then the OAuth button runs HubSpot's authorize flow and lands back here, tested and active.
@@ -73,6 +74,7 @@ async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Con
     console.hubspot.knobs.fail_next = 10**6
     await page.get_by_role("button", name="Test connection").click()
     await expect(page.get_by_role("alert")).to_contain_text("The connection test failed")
+    await expect(page.get_by_role("alert")).to_contain_text("HTTP 503")
     await expect(page.locator("#connection-status")).to_have_text("pending")
     await shot(page, "05-test-failed")
     console.hubspot.knobs.fail_next = 0
