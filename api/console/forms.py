@@ -42,7 +42,7 @@ def _args(annotation: Any) -> tuple[Any, ...]:
 
 def _kind(name: str, annotation: Any, public: frozenset[str]) -> tuple[str, tuple[str, ...]]:
     [first, *rest] = _args(annotation) or (str,)
-    if rest:  # a union of models (e.g. generic REST auth): JSON
+    if rest:  # a union of models (one of several auth shapes): JSON
         return "json", ()
     if typing.get_origin(first) is typing.Annotated:
         first = typing.get_args(first)[0]
