@@ -113,7 +113,10 @@ async def oauth_start(request: Request) -> JSONResponse:
 @document(responses={200: ConnectResult},
           errors={400: "Bad, expired or replayed state; refused code", 502: "Token endpoint unavailable"})
 async def oauth_callback(request: Request) -> Response:
-    """The provider's redirect back: exchange the code, store tokens encrypted, test, activate."""
+    """The provider's redirect back: exchange the code, store tokens encrypted, test, activate.
+
+    When the operator console started the flow (its cookie is on the browser), the answer is a 303 back to the
+    tenant's connect page in the console, which shows the outcome."""
     params = request.query_params
     extra = {k: v[:512] for k, v in params.items() if k not in ("state", "code", "error")}
     from_console = console_flow(request)  # the console started it: land back on its connect page
