@@ -127,7 +127,13 @@ async def served_console(settings: Settings, engine: AsyncEngine, sessions: asyn
         await stack.enter_async_context(running(relay))
         await stack.enter_async_context(_serve(create_app(context=ctx), port))
         SHOTS.mkdir(parents=True, exist_ok=True)
-        yield Console(base_url, settings, ctx, hubspot, tekmetric, hubspot_tenant, tekmetric_tenant, other_tenant, run)
+        try:
+            yield Console(base_url, settings, ctx, hubspot, tekmetric, hubspot_tenant, tekmetric_tenant, other_tenant,
+                          run)
+        finally:  # what the app's lifespan closes: pools and clients its routes built on first use
+            for name, extra in list(ctx.extras.items()):
+                if name != "relay" and hasattr(extra, "aclose"):
+                    await extra.aclose()
 
 
 async def shot(page: Page, name: str) -> None:
