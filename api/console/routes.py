@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api.console import connect, erasure, incidents, overview, signin, sync, webhooks
+from api.console import connect, erasure, incidents, mapping, overview, signin, sync, webhooks
 from api.console.web import HERE
 
 T = "/console/t/{tenant_id:uuid}"
@@ -36,8 +36,8 @@ routes: list[BaseRoute] = [
     post(f"{T}/connect/oauth", connect.oauth_start),
     post(f"{T}/connect/credentials", connect.credentials),
     post(f"{T}/connect/test", connect.test_connection),
-    # The field-mapping studio (issue 15) replaces this placeholder page.
-    get(f"{T}/mapping", webhooks.mapping_page),
+    # The field-mapping studio (issue 15) replaces this placeholder page (api/console/mapping.py).
+    get(f"{T}/mapping", mapping.mapping_page),
     get(f"{T}/sync", sync.sync_page),
     get(f"{T}/incidents", incidents.incidents_page),
     get(f"{T}/incidents/redrive", incidents.confirm_redrive),

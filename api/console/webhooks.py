@@ -48,11 +48,3 @@ async def webhooks_page(request: Request, operator: Operator) -> Response:
                   decisions=decisions, cursors=cursors, policy=policy, active="Webhooks & triggers",
                   temporal_url=temporal_ui_url(ctx, tenant.id))
 
-
-@page
-async def mapping_page(request: Request, operator: Operator) -> Response:
-    """The field-mapping studio arrives with the mapping engine (issue 15); this is its place in the console."""
-    ctx = context_of(request)
-    tenant = request.state.tenant
-    return render(request, "mapping.html", tenant=tenant, active="Field mapping",
-                  temporal_url=temporal_ui_url(ctx, tenant.id))
