@@ -31,6 +31,7 @@ class TemporalSettings(BaseModel):
     namespace: str = "default"
     task_queue: str = "crm-sor"
     ui_port: int = 8233
+    ui_url: str | None = None  # the Temporal UI operators open (console links); default http://localhost:{ui_port}
     # OpenTelemetry spans for workflows and activities through Temporal's interceptor (needs the `tracing`
     # extra). Spans go where the standard OTEL_* variables say (OTEL_EXPORTER_OTLP_ENDPOINT…); see docs/metrics.md.
     tracing: bool = False

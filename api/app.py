@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 
 from api import ingest_docs, metrics, openapi, relay
 from api.body_limit import BodyLimit
+from api.console import routes as console_routes
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, tools, webhooks
@@ -21,6 +22,7 @@ from store.session import create_engine, session_factory
 # One line per route module; each exposes `routes`.
 ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, metrics, webhooks, outbound,
                  consent]
+ROUTE_MODULES.append(console_routes)  # the operator console in the browser (/console)
 
 
 ingest_docs.attach(ingest.routes)  # until the ingest handlers carry their own @document

@@ -70,6 +70,8 @@ def _walk(routes: list[BaseRoute], prefix: str = "",
     """(full path, route, path convertors including those of enclosing mounts) for every Route."""
     for route in routes:
         if isinstance(route, Route):
+            if not route.include_in_schema:  # e.g. the console's HTML pages
+                continue
             yield prefix + route.path_format, route, (convertors or {}) | route.param_convertors
         elif isinstance(route, Mount):
             mounted = {k: v for k, v in route.param_convertors.items() if k != "path"}

@@ -82,4 +82,5 @@ def demo_lines(settings: Settings, sandbox_url: str, agent_token: str, sandbox_t
         f"              {crm} '{sandbox_url}/crm/v3/objects/notes?properties=hs_note_body'",
         f"              (that token lasts 30 min; a new one: curl -s -X POST {sandbox_url}/__sandbox__/credentials)",
         f"its status    curl -s -H 'Authorization: Bearer {agent_token}' {api}/api/agent/records/conversations/<id>",
+        f"the console   {api}/console/ (sign in with the token of: crm-sor token --role operator)",
     ]

@@ -169,3 +169,31 @@ async def reopen(session: AsyncSession, request_id: uuid.UUID, tenant_id: uuid.U
     if not getattr(result, "rowcount", 0):
         return None
     return await load_request(session, request_id)
+
+
+async def record_manual_deletion(session: AsyncSession, request_id: uuid.UUID, outcome_id: uuid.UUID, *,
+                                 operator: str) -> bool | None:
+    """An operator deleted a `divergent` record by hand at the provider: it becomes `deleted`, with an audit row
+    naming the operator; a finished request is closed again (completed once nothing else needs attention).
+    None: no such outcome on this request; False: the outcome is not divergent."""
+    request = await load_request(session, request_id, for_update=True)
+    outcome = (await session.execute(select(ErasureOutcome).where(
+        ErasureOutcome.id == outcome_id, ErasureOutcome.request_id == request_id).with_for_update())).scalar()
+    if outcome is None:
+        return None
+    if outcome.outcome != DIVERGENT:
+        return False
+    outcome.outcome, outcome.needs_operator, outcome.error = DELETED, False, None
+    audit(session, request, "erasure.manual_delete", actor_type="platform_operator", actor_id=operator,
+          details={"outcome_id": str(outcome.id), "provider": outcome.provider, "object": outcome.object,
+                   "outcome": DELETED, "by_hand": True})
+    await session.flush()
+    if request.status == NEEDS_ATTENTION:  # a running request is closed by its workflow
+        await finish(session, request)
+    return True
+
+
+async def list_for_tenant(session: AsyncSession, tenant_id: uuid.UUID, limit: int = 50) -> list[ErasureRequest]:
+    rows = await session.execute(select(ErasureRequest).where(ErasureRequest.tenant_id == tenant_id)
+                                 .order_by(ErasureRequest.created_at.desc()).limit(limit))
+    return list(rows.scalars())

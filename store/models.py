@@ -13,6 +13,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String,
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, BigIntPK, ContentRow, created_at, utcnow, uuid_pk
+from store.console_sessions import ConsoleSession  # noqa: F401  (registered on Base.metadata)
 from store.outbound_models import (  # noqa: F401  (registered on Base.metadata; re-exported)
     CallRequest,
     DoNotCall,

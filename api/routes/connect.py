@@ -16,10 +16,11 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, RootModel
 from sqlalchemy import select
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from api.auth import Principal, require_operator
+from api.console.landing import console_flow, land
 from api.context import context_of
 from api.errors import Problem, read_json
 from api.openapi import document
@@ -111,15 +112,23 @@ async def oauth_start(request: Request) -> JSONResponse:
 
 @document(responses={200: ConnectResult},
           errors={400: "Bad, expired or replayed state; refused code", 502: "Token endpoint unavailable"})
-async def oauth_callback(request: Request) -> JSONResponse:
-    """The provider's redirect back: exchange the code, store tokens encrypted, test, activate."""
+async def oauth_callback(request: Request) -> Response:
+    """The provider's redirect back: exchange the code, store tokens encrypted, test, activate.
+
+    When the operator console started the flow (its cookie is on the browser), the answer is a 303 back to the
+    tenant's connect page in the console, which shows the outcome."""
     params = request.query_params
     extra = {k: v[:512] for k, v in params.items() if k not in ("state", "code", "error")}
+    from_console = console_flow(request)  # the console started it: land back on its connect page
     try:
         outcome = await connector(request).finish_oauth(state=params.get("state"), code=params.get("code"),
                                                         error=params.get("error"), extra=extra)
     except ConnectError as exc:
+        if from_console is not None:
+            return land(from_console, f"error:{exc.title} {exc.detail or ''}".strip())
         raise _problem(exc) from None
+    if from_console is not None:
+        return land(outcome.tenant_id, f"{outcome.status}:{outcome.reason or ''}")
     return _outcome(outcome)
 
 

@@ -136,6 +136,13 @@ async def create_forget(request: Request) -> JSONResponse:
     tenant_id = principal.require_tenant()
     ctx = context_of(request)
     body = ForgetBody.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
+    accepted = await start_erasure(ctx, principal, tenant_id, body)
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+
+
+async def start_erasure(ctx: AppContext, principal: Principal, tenant_id: uuid.UUID, body: ForgetBody
+                        ) -> ForgetAccepted:
+    """Record the erasure request (or attach to the subject's running one) and start its workflow."""
     key = ctx.settings.subject_hash_key.get_secret_value()
     async with ctx.sessions() as session, session.begin():
         tenant = (await session.execute(select(Tenant).where(Tenant.id == tenant_id))).scalar()
@@ -157,9 +164,8 @@ async def create_forget(request: Request) -> JSONResponse:
         if owner != str(erasure.id):  # a concurrent identical request won the start: use its request
             await _drop(ctx, erasure.id)
             erasure, attached = await _load(ctx, tenant_id, uuid.UUID(str(owner))), True
-    accepted = ForgetAccepted(request_id=erasure.id, status=erasure.status, attached=attached,
-                              subject_hash=erasure.subject_hash)
-    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+    return ForgetAccepted(request_id=erasure.id, status=erasure.status, attached=attached,
+                          subject_hash=erasure.subject_hash)
 
 
 def _new_request(principal: Principal, tenant_id: uuid.UUID, hashed: str, subject: Subject,
@@ -189,19 +195,22 @@ async def _load(ctx: AppContext, tenant_id: uuid.UUID, request_id: uuid.UUID) ->
 async def get_forget(request: Request) -> JSONResponse:
     """An erasure request's state and its outcome per CRM record (divergent ones need an operator)."""
     tenant_id = require_operator(request).require_tenant()
-    ctx = context_of(request)
-    erasure = await _load(ctx, tenant_id, request.path_params["request_id"])
+    view = await erasure_status(context_of(request), tenant_id, request.path_params["request_id"])
+    return JSONResponse(view.model_dump(mode="json"))
+
+
+async def erasure_status(ctx: AppContext, tenant_id: uuid.UUID, request_id: uuid.UUID) -> ErasureStatus:
+    erasure = await _load(ctx, tenant_id, request_id)
     async with ctx.sessions() as session:
         outcomes = (await session.execute(select(ErasureOutcome).where(ErasureOutcome.request_id == erasure.id)
                                           .order_by(ErasureOutcome.object, ErasureOutcome.external_id))).scalars()
         listed = [OutcomeView.model_validate(outcome, from_attributes=True) for outcome in outcomes]
-    view = ErasureStatus(
+    return ErasureStatus(
         request_id=erasure.id, status=erasure.status, subject_hash=erasure.subject_hash,
         requested_by=erasure.requested_by, created_at=erasure.created_at, completed_at=erasure.completed_at,
         local_rows_scrubbed=erasure.local_rows_scrubbed, error=erasure.error,
         identifiers_retained=erasure.sealed_identifiers is not None,
         needs_operator=sum(1 for item in listed if item.needs_operator), outcomes=listed)
-    return JSONResponse(view.model_dump(mode="json"))
 
 
 @document(responses={202: ForgetAccepted}, auth="operator",
@@ -211,8 +220,13 @@ async def retry_forget(request: Request) -> JSONResponse:
     """Retry an erasure's failed CRM steps (a new run of the same request acts only on what failed)."""
     principal = require_operator(request)
     tenant_id = principal.require_tenant()
-    ctx = context_of(request)
-    erasure = await _load(ctx, tenant_id, request.path_params["request_id"])
+    accepted = await retry_erasure(context_of(request), principal, tenant_id, request.path_params["request_id"])
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+
+
+async def retry_erasure(ctx: AppContext, principal: Principal, tenant_id: uuid.UUID, request_id: uuid.UUID
+                        ) -> ForgetAccepted:
+    erasure = await _load(ctx, tenant_id, request_id)
     async with ctx.sessions() as session, session.begin():
         reopened = await requests.reopen(session, erasure.id, tenant_id)
         if reopened is None:
@@ -229,12 +243,39 @@ async def retry_forget(request: Request) -> JSONResponse:
             raise
         raise Problem(409, "erasure-running",
                       "Another erasure of this subject is running; retry after it ends.") from None
-    accepted = ForgetAccepted(request_id=reopened.id, status=requests.RUNNING, subject_hash=reopened.subject_hash)
-    return JSONResponse(accepted.model_dump(mode="json"), status_code=202)
+    return ForgetAccepted(request_id=reopened.id, status=requests.RUNNING, subject_hash=reopened.subject_hash)
+
+
+@document(responses={200: ErasureStatus}, auth="operator",
+          errors={404: "No such erasure request or outcome", 409: "The outcome is not divergent"})
+async def record_manual_deletion(request: Request) -> JSONResponse:
+    """Record that an operator deleted a `divergent` CRM record by hand at the provider; the request completes
+    when nothing else needs attention."""
+    principal = require_operator(request)
+    tenant_id = principal.require_tenant()
+    ctx = context_of(request)
+    await resolve_divergent(ctx, principal, tenant_id, request.path_params["request_id"],
+                            request.path_params["outcome_id"])
+    view = await erasure_status(ctx, tenant_id, request.path_params["request_id"])
+    return JSONResponse(view.model_dump(mode="json"))
+
+
+async def resolve_divergent(ctx: AppContext, principal: Principal, tenant_id: uuid.UUID, request_id: uuid.UUID,
+                            outcome_id: uuid.UUID) -> None:
+    erasure = await _load(ctx, tenant_id, request_id)
+    async with ctx.sessions() as session, session.begin():
+        resolved = await requests.record_manual_deletion(session, erasure.id, outcome_id,
+                                                         operator=principal.subject)
+    if resolved is None:
+        raise Problem(404, "not-found", "No such outcome.")
+    if not resolved:
+        raise Problem(409, "not-divergent", "Only a divergent record is deleted by hand; this one is not.")
 
 
 routes = [
     Route("/api/tenant/forget", create_forget, methods=["POST"]),
     Route("/api/tenant/forget/{request_id:uuid}", get_forget, methods=["GET"]),
     Route("/api/tenant/forget/{request_id:uuid}/retry", retry_forget, methods=["POST"]),
+    Route("/api/tenant/forget/{request_id:uuid}/outcomes/{outcome_id:uuid}/manual-deletion", record_manual_deletion,
+          methods=["POST"]),
 ]

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api.auth import require_operator
-from api.context import context_of
+from api.context import AppContext, context_of
 from api.errors import Problem
 from api.lifecycle import workflow_id
 from api.openapi import document
@@ -88,7 +88,12 @@ async def list_incidents(request: Request) -> JSONResponse:
 
 
 async def _queue_redrives(request: Request, tenant_id: uuid.UUID, chosen: list[Incident]) -> JSONResponse:
-    ctx = context_of(request)
+    targets = await queue_redrives(context_of(request), tenant_id, chosen)
+    return JSONResponse({"tenant_id": str(tenant_id), "redriven": [_view(i) for i in targets]}, status_code=202)
+
+
+async def queue_redrives(ctx: AppContext, tenant_id: uuid.UUID, chosen: list[Incident]) -> list[Incident]:
+    """Queue a `redrive` intent for each incident's row (the relay signals its lifecycle); the incidents queued."""
     targets = [i for i in chosen if i.table_name and i.row_id]
     async with ctx.sessions() as session, session.begin():
         await outbox.add(session, [outbox.intent_values(tenant_id, str(i.table_name), i.row_id, "redrive")
@@ -96,7 +101,7 @@ async def _queue_redrives(request: Request, tenant_id: uuid.UUID, chosen: list[I
     relay = ctx.extras.get("relay")
     if relay is not None:
         relay.nudge()
-    return JSONResponse({"tenant_id": str(tenant_id), "redriven": [_view(i) for i in targets]}, status_code=202)
+    return targets
 
 
 @document(responses={202: Redriven}, auth="operator",

@@ -1,0 +1,120 @@
+"""The sync page: a tenant's rows by sync state, search by record id, and one record's sync history.
+
+Shows ids, states, counts, times and error codes only — never a row's content columns.
+
+Kept small and apart on purpose: the mirror rewrite (issue 10a) owns the sync-state vocabulary and an operator
+route listing rows by state; when it lands, `state_counts`, `rows_in` and `record_history` are the three
+functions to re-point at it. Until then they read each class-(c) table's sync columns directly, and the states
+shown are whatever the rows hold.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, literal, select, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+
+from api.console.web import Operator, page, render, temporal_ui_url, temporal_workflow_url
+from api.context import context_of
+from api.lifecycle import workflow_id
+from store.content import TABLES
+from store.models import Incident, MirrorOutbox, Tenant
+
+PAGE = 100
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    """A row's sync columns (no content)."""
+
+    table: str
+    id: uuid.UUID
+    sync_state: str
+    sync_attempts: int
+    last_sync_error: str | None
+    crm_external_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    synced_at: datetime | None
+    purge_after: datetime | None
+
+
+def _sync_columns(model: Any) -> list[Any]:
+    return [model.id, model.sync_state, model.sync_attempts, model.last_sync_error, model.crm_external_id,
+            model.created_at, model.updated_at, model.synced_at, model.purge_after]
+
+
+async def state_counts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, dict[str, int]]:
+    """{table: {state: rows}} for the tenant's class-(c) rows (one round trip over every table)."""
+    counts: dict[str, dict[str, int]] = {table: {} for table in TABLES}
+    per_table = [select(literal(table).label("table_name"), model.sync_state, func.count())
+                 .where(model.tenant_id == tenant_id).group_by(model.sync_state) for table, model in TABLES.items()]
+    for table, state, n in (await session.execute(union_all(*per_table))).all():
+        counts[str(table)][str(state)] = int(n)
+    return counts
+
+
+async def rows_in(session: AsyncSession, tenant_id: uuid.UUID, table: str, state: str | None) -> list[SyncRow]:
+    model = TABLES[table]
+    query = select(*_sync_columns(model)).where(model.tenant_id == tenant_id)
+    if state:
+        query = query.where(model.sync_state == state)
+    result = await session.execute(query.order_by(model.updated_at.desc()).limit(PAGE))
+    return [SyncRow(table, *row) for row in result.all()]
+
+
+@dataclass(frozen=True)
+class History:
+    row: SyncRow
+    intents: list[MirrorOutbox]
+    incidents: list[Incident]
+    workflow_id: str
+
+
+async def record_history(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID) -> History | None:
+    """The record's sync columns, its mirror intents (each a write asked for) and incidents, in any table."""
+    for table, model in TABLES.items():
+        found = (await session.execute(select(*_sync_columns(model)).where(
+            model.tenant_id == tenant_id, model.id == record_id))).first()
+        if found is None:
+            continue
+        intents = (await session.execute(select(MirrorOutbox).where(
+            MirrorOutbox.tenant_id == tenant_id, MirrorOutbox.table_name == table, MirrorOutbox.row_id == record_id)
+            .order_by(MirrorOutbox.id.desc()).limit(50))).scalars()
+        incidents = (await session.execute(select(Incident).where(
+            Incident.tenant_id == tenant_id, Incident.row_id == record_id).order_by(Incident.opened_at.desc())
+            .limit(20))).scalars()
+        return History(SyncRow(table, *found), list(intents), list(incidents), workflow_id(tenant_id, table, record_id))
+    return None
+
+
+@page
+async def sync_page(request: Request, operator: Operator) -> Response:
+    ctx = context_of(request)
+    tenant: Tenant = request.state.tenant
+    params = request.query_params
+    table = params.get("table") if params.get("table") in TABLES else None
+    state = (params.get("state") or "")[:16] or None
+    record, history, error = params.get("record", "").strip(), None, None
+    async with ctx.sessions() as session:
+        counts = await state_counts(session, tenant.id)
+        rows = await rows_in(session, tenant.id, table, state) if table else []
+        if record:
+            try:
+                history = await record_history(session, tenant.id, uuid.UUID(record))
+            except ValueError:
+                error = "A record id looks like 3f2b…-…: a UUID."
+            else:
+                if history is None:
+                    error = "No record with that id in this tenant (it may have been purged after its window)."
+    states = sorted({s for per_table in counts.values() for s in per_table})
+    return render(request, "sync.html", tenant=tenant, counts=counts, states=states, rows=rows, table=table,
+                  state=state, record=record, history=history, error=error, active="Sync",
+                  temporal_url=temporal_ui_url(ctx, tenant.id),
+                  workflow_url=temporal_workflow_url(ctx, history.workflow_id) if history else None)
