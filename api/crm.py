@@ -142,4 +142,6 @@ class FieldMap:
 async def load_field_map(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID,
                          driver: BaseDriver) -> FieldMap:
     async with sessions() as session:
-        return FieldMap(await load_mapping(session, tenant_id, driver))
+        mapping = await load_mapping(session, tenant_id, driver)
+    driver.read_also(mapping.custom_fields())  # lookups and lists return the tenant's mapped custom fields
+    return FieldMap(mapping)

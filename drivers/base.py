@@ -113,6 +113,9 @@ class BaseDriver(abc.ABC):
     # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").
     idempotency_field: ClassVar[str] = "crm_sor_idempotency_key"
     fingerprint_field: ClassVar[str] = "crm_sor_fingerprint"
+    # The config key listing extra provider fields reads return (`{object: [names]}`); the field mapping adds the
+    # tenant's mapped custom fields to it (read_also). None: the provider's reads return every field anyway.
+    extra_fields_key: ClassVar[str | None] = None
 
     @classmethod
     def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
@@ -236,6 +239,15 @@ class BaseDriver(abc.ABC):
         self.client = client
         self.config: dict[str, Any] = dict(config or {})
         self.default_region: str = str(self.config.get("default_region", "US"))
+
+    def read_also(self, fields: Mapping[str, Collection[str]]) -> None:
+        """Have reads of each object also return these provider fields (a tenant's mapped custom fields)."""
+        if self.extra_fields_key is None:
+            return
+        current = dict(self.config.get(self.extra_fields_key) or {})
+        for obj, names in fields.items():
+            current[obj] = list(dict.fromkeys([*current.get(obj, []), *names]))
+        self.config[self.extra_fields_key] = current
 
     @property
     def _key_field(self) -> str:

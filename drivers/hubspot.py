@@ -88,6 +88,7 @@ class HubSpotDriver(BaseDriver):
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
     leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
     hard_delete_supported = True
+    extra_fields_key: ClassVar[str | None] = "properties"
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "firstname",
         "customer.last_name": "lastname",

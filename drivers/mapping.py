@@ -123,6 +123,14 @@ class TenantMapping:
         """Every provider field name known for the object: mapped ones and introspected ones."""
         return set(self.keys_of(object).values()) | set(self.schema.get(str(object), {}))
 
+    def custom_fields(self) -> dict[str, list[str]]:
+        """Provider fields the tenant's read/write overrides name, per object: reads must ask for them."""
+        out: dict[str, list[str]] = {}
+        for kind, key, provider_field in self.overrides:
+            if kind in ("read", "write") and "." in key:
+                out.setdefault(key.partition(".")[0], []).append(provider_field)
+        return {obj: list(dict.fromkeys(names)) for obj, names in out.items()}
+
     def info(self, object: CrmObject | str, provider_field: str) -> FieldInfo | None:
         return self.schema.get(str(object), {}).get(provider_field)
 

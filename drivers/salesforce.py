@@ -79,6 +79,7 @@ class SalesforceDriver(BaseDriver):
     hard_delete_supported = False
     idempotency_field = "CrmSorKey__c"
     fingerprint_field = "CrmSorFingerprint__c"
+    extra_fields_key: ClassVar[str | None] = "fields"
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "FirstName",
         "customer.last_name": "LastName",

@@ -56,6 +56,7 @@ class ZohoDriver(ZohoAccount):
     hard_delete_supported = True
     idempotency_field = "Crm_Sor_Key"
     fingerprint_field = "Crm_Sor_Fingerprint"
+    extra_fields_key: ClassVar[str | None] = "fields"
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "First_Name", "customer.last_name": "Last_Name", "customer.email": "Email",
         "customer.phone": "Phone", "customer.mobile_phone": "Mobile", "customer.title": "Title",
