@@ -151,15 +151,19 @@ def full_key(object: CrmObject | str, key: str) -> str:
     return key if "." in key else f"{object}.{key}"
 
 
-def suggest(word: str, candidates: Iterable[str], n: int = 3) -> tuple[str, ...]:
-    """The closest real names to a refused one (prefixes ignored, so `budget` finds `lead.budget_max`)."""
-    pool = list(dict.fromkeys(candidates))
-    bare = {c: c.rpartition(".")[2].lower() for c in pool}
+def suggest(word: str, candidates: Iterable[str], n: int = 3, labels: Mapping[str, str] | None = None
+            ) -> tuple[str, ...]:
+    """The closest real names to a refused one (prefixes ignored, so `budget` finds `lead.budget_max`); a
+    candidate's label (`Budget (AED)`) counts as much as its name."""
     wanted = word.rpartition(".")[2].lower()
-    scored = sorted(pool, key=lambda c: (-difflib.SequenceMatcher(None, wanted, bare[c]).ratio(), c))
-    close = [c for c in scored if difflib.SequenceMatcher(None, wanted, bare[c]).ratio() >= 0.5
-             or wanted in bare[c] or bare[c] in wanted]
-    return tuple(close[:n])
+
+    def score(candidate: str) -> float:
+        spellings = [candidate.rpartition(".")[2].lower(), (labels or {}).get(candidate, "").lower()]
+        return max((1.0 if s and (wanted in s or s in wanted) and len(s) > 2 else
+                    difflib.SequenceMatcher(None, wanted, s).ratio()) for s in spellings if s)
+
+    scored = sorted(((score(c), c) for c in dict.fromkeys(candidates)), key=lambda sc: (-sc[0], sc[1]))
+    return tuple(c for s, c in scored if s >= 0.6)[:n]
 
 
 def to_provider(mapping: TenantMapping, object: CrmObject | str, record: Mapping[str, Any], *,
