@@ -246,7 +246,10 @@ def _coerce(mapping: TenantMapping, obj: str, target: str, key: str, value: Any,
         if kind in _DATETIME:
             return _datetime(value).isoformat()
         if info is not None and (kind in _MULTI or (kind in _PICKLIST and isinstance(value, (list, tuple)))):
-            return ";".join(_choice(info, v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+            values = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(";") if v.strip()]
+            return ";".join(_choice(info, v) for v in values)
+        if isinstance(value, (list, tuple)):  # a multi-select the schema does not know: the common spelling
+            return ";".join(_text(v) for v in value)
         if info is not None and kind in _PICKLIST:
             return _choice(info, value)
     except _Refused as refused:
