@@ -51,6 +51,8 @@ class HubSpotState(SandboxState):
     custom_properties: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # False: a fresh portal without the crm_sor_* properties our installer creates (schema.INSTALLER_PROPERTIES).
     installed: bool = True
+    # False: the app's token lacks the crm.schemas.*.write scopes, so property creation is refused (403).
+    schema_write: bool = True
 
     def property_definitions(self, object_type: str) -> list[dict[str, Any]]:
         builtin = [p for p in schema.property_definitions(object_type)
@@ -219,6 +221,10 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
 
     @typed
     async def create_property(request: Request, object_type: str) -> Response:
+        if not st.schema_write:
+            return error(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.",
+                         errors=[{"message": "One or more of the following scopes are required.",
+                                  "context": {"requiredGranularScopes": [f"crm.schemas.{object_type}.write"]}}])
         body = await request.json()
         problem = schema.property_problem(body, st.property_names(object_type))
         if problem is not None:
