@@ -127,12 +127,17 @@ class FieldMap:
 
     mapping: TenantMapping
 
-    def to_provider(self, object: CrmObject, fields: dict[str, Any]) -> dict[str, Any]:
-        """Canonical keys (short `budget_max` or full `lead.budget_max`) or provider names → the CRM payload."""
+    def to_provider(self, object: CrmObject, fields: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:
+        """Canonical keys (short `budget_max` or full `lead.budget_max`) or provider names → the CRM payload;
+        `creating`: also refuse a create that leaves a field the CRM requires empty (naming it)."""
         try:
-            return engine.to_provider(self.mapping, object, fields)
+            payload = engine.to_provider(self.mapping, object, fields)
+            missing = engine.missing_required(self.mapping, object, payload) if creating else []
+            if missing:
+                raise FieldValueError(missing)
         except UnmappedFieldsError as exc:
             raise mapping_problem(exc) from None
+        return payload
 
     def to_canonical(self, object: CrmObject, fields: dict[str, Any]) -> dict[str, Any]:
         """Provider fields renamed to the tenant's canonical keys where mapped; others keep their names."""

@@ -206,6 +206,18 @@ def to_provider(mapping: TenantMapping, object: CrmObject | str, record: Mapping
     return out
 
 
+def missing_required(mapping: TenantMapping, object: CrmObject | str, payload: Mapping[str, Any]
+                     ) -> list[FieldProblem]:
+    """Fields the CRM requires on create (its introspected schema) that a payload leaves empty, each named by
+    its canonical key where one maps to it; empty when the object was never introspected."""
+    obj = str(object)
+    keys = {provider: key for key, provider in sorted(mapping.keys_of(obj).items(), reverse=True)}
+    return [FieldProblem(keys.get(f.name, f.name), "required", f"{keys.get(f.name, f.name)} ({f.name}) is required "
+                         "by the CRM on create")
+            for f in sorted(mapping.schema.get(obj, {}).values(), key=lambda f: f.name)
+            if f.required and not f.read_only and payload.get(f.name) in (None, "")]
+
+
 def to_canonical(mapping: TenantMapping, object: CrmObject | str, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Provider fields → the tenant's canonical keys (read mappings); unmapped fields keep their names."""
     prefix = f"{object}."

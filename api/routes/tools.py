@@ -136,7 +136,7 @@ async def create_record(body: schemas.CreateRecordToolRequest, driver: BaseDrive
     """Create a record; retried with the same idempotency key (or the same fields in the same conversation),
     it returns the record the first call made."""
     require_supported(driver, body.object)
-    mapped = fields.to_provider(body.object, dict(body.fields))
+    mapped = fields.to_provider(body.object, dict(body.fields), creating=True)
     if body.idempotency_key is not None:
         key = f"tool:{body.idempotency_key}"
     elif body.conversation_id is not None:

@@ -129,3 +129,17 @@ async def test_preview_renders_the_payload_without_a_crm_call(
     refused = await api.post(_url(tenant, "/preview"), headers=headers,
                              json={"object": "case", "fields": {"subjcet": "x"}})
     assert refused.status_code == 422 and refused.json()["fields"][0]["suggestions"][0] == "case.subject"
+
+
+async def test_a_create_missing_a_field_the_crm_requires_names_it(
+        api: httpx.AsyncClient, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+        drivers: SandboxDriverProvider) -> None:
+    """Issue 19: the answer says which field the CRM wants (Salesforce Opportunity: Name, StageName, CloseDate)."""
+    tenant = await create_tenant(sessions, provider="salesforce")
+    assert (await api.post(_url(tenant, "/validate"), headers=_operator(settings, tenant))).status_code == 200
+    refused = await api.post("/api/tools/crm_create_record", headers=agent_headers(settings, tenant),
+                             json={"object": "deal", "fields": {"name": "Villa 7"}})
+    assert refused.status_code == 422, refused.text
+    named = {p["field"]: p["code"] for p in refused.json()["fields"]}
+    assert named == {"deal.stage": "required", "deal.close_date": "required"}
+    assert "Villa" not in refused.text
