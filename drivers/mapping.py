@@ -225,9 +225,10 @@ def to_canonical(mapping: TenantMapping, object: CrmObject | str, fields: Mappin
     return {names.get(name, name): value for name, value in fields.items()}
 
 
-def trigger_field(mapping: TenantMapping, name: str) -> str:
-    """A trigger condition's field: the provider field mapped for a canonical key (kind trigger), else as given."""
-    return mapping.triggers.get(name, name)
+def trigger_names(mapping: TenantMapping) -> dict[str, str]:
+    """What a trigger condition's field may name: a canonical key mapped with kind `trigger`, else one the
+    tenant's write mapping knows (its defaults included); anything else is taken as a provider field name."""
+    return mapping.write | mapping.triggers
 
 
 def _unmapped(mapping: TenantMapping, obj: str, key: str) -> FieldProblem:

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from activities.outbound_record import conditions_hold
 from drivers import mapping
 from drivers.mapping import FieldValueError, UnmappedFieldsError, build, to_canonical, to_provider
 from drivers.models import FieldInfo
@@ -104,3 +105,14 @@ def test_version_changes_with_an_override_or_the_schema() -> None:
 def test_suggestions_rank_the_closest_names() -> None:
     assert mapping.suggest("lead.budget", ["lead.budget_max", "lead.email", "lead.city"])[0] == "lead.budget_max"
     assert mapping.suggest("Budgt_AED", ["budget_aed", "firstname"]) == ("budget_aed",)
+
+
+def test_trigger_conditions_name_canonical_keys_through_the_same_mapping() -> None:
+    tenant = build("hubspot", get_driver_class("hubspot").default_field_catalog,
+                   [("trigger", "lead.hot", "hs_lead_score_hot")])
+    names = mapping.trigger_names(tenant)
+    assert names["lead.status"] == "hs_lead_status" and names["lead.hot"] == "hs_lead_score_hot"
+    fields = {"hs_lead_status": "NEW", "hs_lead_score_hot": "true"}
+    assert conditions_hold([{"field": "lead.status", "op": "eq", "value": "NEW"},
+                            {"field": "lead.hot", "op": "eq", "value": "true"}], fields, [], names)
+    assert not conditions_hold([{"field": "lead.status", "op": "eq", "value": "OPEN"}], fields, [], names)
