@@ -77,7 +77,8 @@ class UpdateRecordRequest(ToolRequest):
 
     object: CrmObject
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    fields: Fields = Field(min_length=1)
+    fields: Fields = Field(min_length=1, description="Canonical keys (lead.budget_max or budget_max) or the "
+                                                    "provider's own field names; GET /api/tools/schema lists them.")
 
 
 class ListRecentRequest(ToolRequest):

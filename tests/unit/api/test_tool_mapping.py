@@ -8,14 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.mirror import MirrorActivities
 from activities.types import MirrorRecordInput
+from drivers.models import FieldInfo
 from settings import Settings
-from store.field_mapping import put_override
+from store.field_mapping import put_override, save_schema
 from store.models import Lead
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
@@ -128,3 +131,22 @@ async def test_tool_route_and_mirror_write_the_same_payload(
                               if r.id != tool["external_id"] and r.properties.get("lastname") == "Pinned").properties)
     assert by_tool == by_mirror
     assert by_tool["budget_aed"] == "750000" and by_tool["message"] == "bedrooms: 3\ntimeline: soon"
+
+
+async def test_the_mirror_refuses_a_picklist_violation_as_the_tool_route_does(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
+    """Same engine, same rule: the row stops with `invalid_field_values` (names only) instead of a CRM rejection."""
+    tenant = await create_tenant(sessions)
+    async with sessions.begin() as session:
+        await save_schema(session, tenant, "lead", [FieldInfo(name="hs_lead_status", label="Lead Status",
+                                                              type="enumeration", picklist_values=["NEW", "OPEN"])])
+    lead = Lead(id=uuid.uuid4(), tenant_id=tenant, status="scorching", fields={"last_name": "Hot"}, sync_attempts=0)
+    async with sessions.begin() as session:
+        session.add(lead)
+    with pytest.raises(ApplicationError) as raised:
+        await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
+            tenant_id=tenant, table="leads", row_id=lead.id, retention=WINDOW))
+    assert raised.value.non_retryable and raised.value.message == "invalid values for: lead.status"
+    async with sessions() as session:
+        row = await session.get(Lead, lead.id)
+    assert row is not None and row.last_sync_error == "invalid_field_values"
