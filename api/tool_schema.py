@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers import mapping as engine
+from drivers import mapping_values as values
 from drivers.base import BaseDriver, CrmObject
 from drivers.mapping import TenantMapping
 from drivers.models import FieldInfo
@@ -24,9 +25,9 @@ from store.models import Tenant
 
 SCHEMA_FORMAT = "1"  # bump when this module's output shape changes (part of every version)
 
-_JSON_TYPES = {"number": "number", "double": "number", "currency": "number", "percent": "number", "int": "integer",
-               "integer": "integer", "bool": "boolean", "boolean": "boolean", "booleancheckbox": "boolean"}
-_MULTI = {"multipicklist", "multiselectpicklist", "multi_select", "multiselect"}
+# The introspected types (drivers/mapping_values.py) as JSON Schema types.
+_JSON_TYPES = {**dict.fromkeys(values.NUMBER, "number"), "int": "integer", "integer": "integer",
+               **dict.fromkeys(values.BOOLEAN, "boolean")}
 
 DESCRIPTIONS = {
     "crm_lookup_customer": "Find the caller in the business's CRM by phone (preferred), email or external id.",
@@ -54,15 +55,15 @@ def field_schema(key: str, provider_field: str, info: FieldInfo | None) -> dict[
     label = info.label if info is not None else key.partition(".")[2].replace("_", " ")
     out: dict[str, Any] = {"description": f"{label} (CRM field {provider_field})"}
     kind = info.type.lower() if info is not None else ""
-    if info is not None and info.picklist_values and kind in _MULTI:
+    if info is not None and info.picklist_values and kind in values.MULTI:
         out |= {"type": "array", "items": {"type": "string", "enum": list(info.picklist_values)}}
     elif info is not None and info.picklist_values:
         out |= {"type": "string", "enum": list(info.picklist_values)}
     elif kind in _JSON_TYPES:
         out["type"] = _JSON_TYPES[kind]
-    elif kind == "date":
+    elif kind in values.DATE:
         out |= {"type": "string", "format": "date"}
-    elif kind in ("datetime", "date_time"):
+    elif kind in values.DATETIME:
         out |= {"type": "string", "format": "date-time"}
     return out
 

@@ -16,7 +16,8 @@ search and lists), `object` and `trigger` (kept here so every path reads one map
   name (the raw custom fields the tenant chose to expose stay visible, under their own names).
 
 Values are coerced by the field's introspected type when the tenant's schema snapshot knows it (numbers,
-booleans, dates, picklists, multi-select); a value the CRM would refuse raises `FieldValueError` first.
+booleans, dates, picklists, multi-select: drivers/mapping_values.py); a value the CRM would refuse raises
+`FieldValueError` first.
 Field names are schema, not customer content, so errors name them; values are never in a message.
 """
 
@@ -27,21 +28,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from typing import Any
 
+from drivers import mapping_values as values
 from drivers.models import CrmObject, FieldInfo
 
 KINDS = ("write", "read", "object", "trigger")
 # Objects whose unmapped content is kept in a free-text field rather than refused.
 OVERFLOW: dict[str, str] = {CrmObject.LEAD.value: "lead.message"}
-
-_NUMBER = {"number", "double", "currency", "percent", "int", "integer", "decimal", "bigint", "long"}
-_BOOLEAN = {"bool", "boolean", "booleancheckbox"}
-_DATE = {"date"}
-_DATETIME = {"datetime", "date_time"}
-_PICKLIST = {"picklist", "enumeration", "enum", "select"}
-_MULTI = {"multipicklist", "multiselectpicklist", "multi_select", "multiselect", "checkbox_enumeration"}
 
 
 @dataclass(frozen=True)
@@ -194,7 +188,7 @@ def to_provider(mapping: TenantMapping, object: CrmObject | str, record: Mapping
             out[target] = _coerce(mapping, obj, target, canonical, value, problems)
     if problems:
         raise FieldValueError(problems)
-    lines = [*preamble, *(f"{k.partition('.')[2] or k}: {_text(v)}" for k, v in sorted(unmapped.items()))]
+    lines = [*preamble, *(f"{k.partition('.')[2] or k}: {values.text(v)}" for k, v in sorted(unmapped.items()))]
     overflow = mapping.write.get(OVERFLOW.get(obj, ""))
     if unmapped and overflow is None:
         raise UnmappedFieldsError(unmapped, [_unmapped(mapping, obj, k) for k in sorted(unmapped)])
@@ -236,98 +230,11 @@ def _unmapped(mapping: TenantMapping, obj: str, key: str) -> FieldProblem:
     return FieldProblem(key, "unmapped", f"{key} is not a mapped {obj} field", suggest(key, candidates))
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_text(v) for v in value)
-    return value.isoformat() if isinstance(value, (date, datetime)) else str(value)
-
-
 def _coerce(mapping: TenantMapping, obj: str, target: str, key: str, value: Any, problems: list[FieldProblem]
             ) -> Any:
     """The value as the provider field holds it; a problem (and the value unchanged) when it cannot."""
-    info = mapping.info(obj, target)
-    kind = (info.type.lower() if info else "")
     try:
-        if value is None:
-            return None
-        if kind in _NUMBER:
-            return _number(value)
-        if kind in _BOOLEAN:
-            return _boolean(value)
-        if kind in _DATE:
-            return _date(value).isoformat()
-        if kind in _DATETIME:
-            return _datetime(value).isoformat()
-        if info is not None and (kind in _MULTI or (kind in _PICKLIST and isinstance(value, (list, tuple)))):
-            values = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(";") if v.strip()]
-            return ";".join(_choice(info, v) for v in values)
-        if isinstance(value, (list, tuple)):  # a multi-select the schema does not know: the common spelling
-            return ";".join(_text(v) for v in value)
-        if info is not None and kind in _PICKLIST:
-            return _choice(info, value)
-    except _Refused as refused:
+        return values.coerce(mapping.info(obj, target), value)
+    except values.Refused as refused:
         problems.append(FieldProblem(key, refused.code, f"{key} ({target}): {refused}", allowed=refused.allowed))
         return value
-    return value.isoformat() if isinstance(value, (date, datetime)) else value
-
-
-class _Refused(ValueError):
-    def __init__(self, code: str, message: str, allowed: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.code, self.allowed = code, allowed
-
-
-def _number(value: Any) -> int | float:
-    if isinstance(value, bool):
-        raise _Refused("type", "expects a number")
-    if isinstance(value, (int, float)):
-        return value
-    text = str(value).strip().replace(",", "")
-    try:
-        number = float(text)
-    except ValueError:
-        raise _Refused("type", "expects a number") from None
-    return int(number) if number.is_integer() and "." not in text else number
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "yes", "1", "y", "on"):
-        return True
-    if word in ("false", "no", "0", "n", "off"):
-        return False
-    raise _Refused("type", "expects true or false")
-
-
-def _date(value: Any) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).date()
-    except ValueError:
-        raise _Refused("type", "expects a date (YYYY-MM-DD)") from None
-
-
-def _datetime(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        raise _Refused("type", "expects a date-time (ISO 8601)") from None
-
-
-def _choice(info: FieldInfo, value: Any) -> str:
-    """The picklist's own spelling of a value (matched case-insensitively); refused when not in the list."""
-    allowed = info.picklist_values
-    if not allowed:
-        return str(value)
-    by_lower = {a.lower(): a for a in allowed}
-    found = by_lower.get(str(value).strip().lower())
-    if found is None:
-        raise _Refused("picklist", "not one of the field's allowed values", tuple(allowed))
-    return found
