@@ -213,10 +213,11 @@ def missing_required(mapping: TenantMapping, object: CrmObject | str, payload: M
 
 
 def to_canonical(mapping: TenantMapping, object: CrmObject | str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """Provider fields → the tenant's canonical keys (read mappings); unmapped fields keep their names."""
+    """Provider fields → the tenant's canonical keys (read mappings), values as their introspected type
+    (numbers, booleans, multi-select lists); unmapped fields keep their names."""
     prefix = f"{object}."
     names = {provider: key for key, provider in mapping.read.items() if key.startswith(prefix)}
-    return {names.get(name, name): value for name, value in fields.items()}
+    return {names.get(name, name): values.uncoerce(mapping.info(object, name), value) for name, value in fields.items()}
 
 
 def trigger_names(mapping: TenantMapping) -> dict[str, str]:

@@ -112,3 +112,21 @@ def _choice(info: FieldInfo, value: Any) -> str:
     if found is None:
         raise Refused("picklist", "not one of the field's allowed values", tuple(allowed))
     return found
+
+
+def uncoerce(info: FieldInfo | None, value: Any) -> Any:
+    """The read direction: a provider's value (often text, as HubSpot's) as its canonical type; unchanged when
+    the type is unknown or the value does not parse (reads never fail on the CRM's own data)."""
+    kind = info.type.lower() if info is not None else ""
+    if value is None or value == "" or info is None:
+        return value
+    try:
+        if kind in NUMBER and isinstance(value, str):
+            return _number(value)
+        if kind in BOOLEAN and isinstance(value, str):
+            return _boolean(value)
+    except Refused:
+        return value
+    if kind in MULTI and isinstance(value, str):
+        return [v for v in value.split(";") if v]
+    return value

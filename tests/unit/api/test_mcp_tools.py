@@ -103,7 +103,7 @@ async def test_two_tenants_on_different_crms_see_their_own_tools_and_call_them(
         assert drivers.state("hubspot").records["contacts"][external_id].properties["budget_aed"] == "1200000"
         found = await client.call_tool("crm_lookup_customer", {"email": "lina@example.com"})
         assert found.structured_content["customer"]["external_id"] == external_id
-        assert found.structured_content["customer"]["fields"]["customer.budget_max"] == "1200000"
+        assert found.structured_content["customer"]["fields"]["customer.budget_max"] == 1200000  # typed
         refused = await client.call_tool("crm_create_record", {
             "object": "lead", "fields": {"last_name": "Saab", "status": "scorching"}})
         assert refused.is_error is True

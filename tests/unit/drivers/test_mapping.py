@@ -116,3 +116,14 @@ def test_trigger_conditions_name_canonical_keys_through_the_same_mapping() -> No
     assert conditions_hold([{"field": "lead.status", "op": "eq", "value": "NEW"},
                             {"field": "lead.hot", "op": "eq", "value": "true"}], fields, [], names)
     assert not conditions_hold([{"field": "lead.status", "op": "eq", "value": "OPEN"}], fields, [], names)
+
+
+def test_reads_come_back_as_their_introspected_types() -> None:
+    tenant = build("hubspot", {}, [("read", "lead.budget_max", "budget_aed"), ("read", "lead.pre_approved",
+                                                                               "pre_approved"),
+                                   ("read", "lead.amenities", "amenities")], _schema())
+    assert to_canonical(tenant, "lead", {"budget_aed": "1250000", "pre_approved": "true", "amenities": "Gym;Pool",
+                                         "move_in": "2026-03-01", "other": "x"}) == {
+        "lead.budget_max": 1250000, "lead.pre_approved": True, "lead.amenities": ["Gym", "Pool"],
+        "move_in": "2026-03-01", "other": "x"}
+    assert to_canonical(tenant, "lead", {"budget_aed": "not a number"}) == {"lead.budget_max": "not a number"}
