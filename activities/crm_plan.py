@@ -1,7 +1,7 @@
 """What one class-(c) row becomes in the tenant's CRM: object, provider fields, and create-or-update.
 
-Canonical keys (`customer.phone`, `lead.budget_max`) are translated with the driver's default catalog,
-overridden by the tenant's `write` mappings. Two kinds of keys:
+The row's canonical record goes through the one mapping engine (drivers/mapping.py, the same the agent's
+tool routes use), so one input is one CRM payload on every path. Two kinds of keys:
 - *derived* ones we compose from columns that the CRM record also carries elsewhere (a lead's name from its
   customer): skipped when the CRM has no field for them;
 - *content* the agent gave us: never dropped. Unmapped lead/qualification details land in the lead's free
@@ -14,17 +14,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from drivers.base import CrmObject
+from drivers import mapping as engine
+from drivers.base import BaseDriver, CrmObject
+from drivers.mapping import FieldValueError, TenantMapping, UnmappedFieldsError
 from drivers.registry import get_driver_class
-from store.field_mapping import field_mappings
+from store.field_mapping import load_mapping
 from store.models import Appointment, Case, Customer, Lead, QualificationState
 
-OVERFLOW = "lead.message"
+__all__ = ["FieldValueError", "TenantMapping", "UnmappedFieldsError"]
+
+OVERFLOW = engine.OVERFLOW[CrmObject.LEAD.value]
 
 
 class DependencyPendingError(Exception):
@@ -33,14 +36,6 @@ class DependencyPendingError(Exception):
     def __init__(self, table: str) -> None:
         super().__init__(f"waiting for a {table} row to be mirrored first")
         self.table = table
-
-
-class UnmappedFieldsError(Exception):
-    """Content keys with no CRM field for this tenant (names only, never values)."""
-
-    def __init__(self, keys: list[str]) -> None:
-        super().__init__("no CRM field mapped for: " + ", ".join(sorted(keys)))
-        self.keys = sorted(keys)
 
 
 @dataclass(frozen=True)
@@ -64,30 +59,15 @@ class Related:
     qualification: QualificationState | None = None
 
 
-async def write_map(session: AsyncSession, tenant_id: uuid.UUID, catalog: Mapping[str, str]) -> dict[str, str]:
-    return (await field_mappings(session, tenant_id, catalog))["write"]
+async def write_map(session: AsyncSession, tenant_id: uuid.UUID, driver: BaseDriver | type[BaseDriver]
+                    ) -> TenantMapping:
+    """The tenant's mapping (drivers/mapping.py) as the mirror writes with it."""
+    return await load_mapping(session, tenant_id, driver)
 
 
 def canonical(prefix: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Short keys (`budget_max`) get the object's prefix; full keys pass as given."""
-    return {key if "." in key else f"{prefix}.{key}": value for key, value in fields.items()}
-
-
-def _value(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-def translate(mapping: Mapping[str, str], derived: Mapping[str, Any], content: Mapping[str, Any]
-              ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(provider fields, unmapped content); derived keys without a field are dropped."""
-    out = {mapping[k]: _value(v) for k, v in derived.items() if k in mapping and v is not None}
-    unmapped: dict[str, Any] = {}
-    for key, value in content.items():
-        if key in mapping:
-            out[mapping[key]] = _value(value)
-        else:
-            unmapped[key] = value
-    return out, unmapped
+    return {engine.full_key(prefix, key): value for key, value in fields.items()}
 
 
 def split_name(name: str | None) -> tuple[str | None, str | None]:
@@ -97,28 +77,24 @@ def split_name(name: str | None) -> tuple[str | None, str | None]:
     return (first or None, last) if first else (None, last)
 
 
-def lead_details(lead: Lead | None, qualification: QualificationState | None, unmapped: Mapping[str, Any]) -> str:
-    """The lead's free-text details: one deterministic text from both rows, whichever of them is written."""
-    lines = []
-    if qualification is not None:
-        score = f", score {qualification.score}" if qualification.score is not None else ""
-        lines.append(f"Qualification: {qualification.stage}{score}")
-    lines += [f"{key.partition('.')[2] or key}: {value}" for key, value in sorted(unmapped.items())]
-    return "\n".join(lines)
+def qualification_line(qualification: QualificationState | None) -> list[str]:
+    """The first line of a lead's free-text details when a qualification state is written with it."""
+    if qualification is None:
+        return []
+    score = f", score {qualification.score}" if qualification.score is not None else ""
+    return [f"Qualification: {qualification.stage}{score}"]
 
 
-def plan_customer(row: Customer, mapping: Mapping[str, str]) -> WritePlan:
+def plan_customer(row: Customer, mapping: TenantMapping) -> WritePlan:
     first, last = split_name(row.name)
     derived = {"customer.first_name": first, "customer.last_name": last, "customer.email": row.email,
                "customer.phone": row.phone}
-    fields, unmapped = translate(mapping, derived, canonical("customer", row.fields or {}))
-    if unmapped:
-        raise UnmappedFieldsError(list(unmapped))
+    fields = engine.to_provider(mapping, CrmObject.CUSTOMER, row.fields or {}, derived=derived)
     lookup = {k: v for k, v in (("phone", row.phone), ("email", row.email)) if v}
     return WritePlan(CrmObject.CUSTOMER, fields, existing_id=row.crm_external_id, lookup=lookup)
 
 
-def _lead_fields(lead: Lead, related: Related, mapping: Mapping[str, str], slug: str) -> dict[str, Any]:
+def _lead_fields(lead: Lead, related: Related, mapping: TenantMapping, slug: str) -> dict[str, Any]:
     customer, qualification = related.customer, related.qualification
     first, last = split_name(customer.name if customer else None)
     derived: dict[str, Any] = {"lead.first_name": first, "lead.last_name": last, "lead.source": lead.source,
@@ -131,16 +107,11 @@ def _lead_fields(lead: Lead, related: Related, mapping: Mapping[str, str], slug:
     content = canonical("lead", lead.fields or {})
     if qualification is not None:
         content |= canonical("lead", qualification.answers or {})
-    fields, unmapped = translate(mapping, derived, content)
-    details = lead_details(lead, qualification, unmapped)
-    if details and OVERFLOW not in mapping:
-        raise UnmappedFieldsError([*unmapped, OVERFLOW] if unmapped else [OVERFLOW])
-    if details:
-        fields[mapping[OVERFLOW]] = details
-    return fields
+    return engine.to_provider(mapping, CrmObject.LEAD, content, derived=derived,
+                              preamble=qualification_line(qualification))
 
 
-def plan_lead(row: Lead, related: Related, mapping: Mapping[str, str], slug: str) -> WritePlan:
+def plan_lead(row: Lead, related: Related, mapping: TenantMapping, slug: str) -> WritePlan:
     customer = related.customer
     if customer is not None and customer.crm_external_id is None:
         raise DependencyPendingError("customers")
@@ -151,7 +122,7 @@ def plan_lead(row: Lead, related: Related, mapping: Mapping[str, str], slug: str
     return WritePlan(CrmObject.LEAD, fields, existing_id=existing)
 
 
-def plan_qualification(row: QualificationState, related: Related, mapping: Mapping[str, str], slug: str
+def plan_qualification(row: QualificationState, related: Related, mapping: TenantMapping, slug: str
                        ) -> WritePlan:
     lead = related.lead
     if lead is None or lead.crm_external_id is None:
@@ -160,12 +131,10 @@ def plan_qualification(row: QualificationState, related: Related, mapping: Mappi
     return WritePlan(CrmObject.LEAD, fields, existing_id=lead.crm_external_id)
 
 
-def plan_case(row: Case, mapping: Mapping[str, str]) -> WritePlan:
+def plan_case(row: Case, mapping: TenantMapping) -> WritePlan:
     content = {"case.subject": row.subject, "case.description": row.description, "case.status": row.status,
                "case.priority": row.priority}
-    fields, unmapped = translate(mapping, {}, {k: v for k, v in content.items() if v is not None})
-    if unmapped:
-        raise UnmappedFieldsError(list(unmapped))
+    fields = engine.to_provider(mapping, CrmObject.CASE, {k: v for k, v in content.items() if v is not None})
     return WritePlan(CrmObject.CASE, fields, existing_id=row.crm_external_id)
 
 
@@ -179,15 +148,14 @@ def appointment_text(row: Appointment) -> str:
     return "\n".join(lines)
 
 
-def plan_appointment(row: Appointment, related: Related, mapping: Mapping[str, str],
+def plan_appointment(row: Appointment, related: Related, mapping: TenantMapping,
                      supported: frozenset[CrmObject]) -> WritePlan:
     if CrmObject.APPOINTMENT in supported:
         minutes = int((row.ends_at - row.starts_at).total_seconds() // 60) if row.ends_at else None
         content = {"appointment.subject": row.service or "Appointment", "appointment.start": row.starts_at,
                    "appointment.duration_minutes": minutes, "appointment.description": row.notes}
-        fields, unmapped = translate(mapping, {}, {k: v for k, v in content.items() if v is not None})
-        if unmapped:
-            raise UnmappedFieldsError(list(unmapped))
+        fields = engine.to_provider(mapping, CrmObject.APPOINTMENT,
+                                    {k: v for k, v in content.items() if v is not None})
         return WritePlan(CrmObject.APPOINTMENT, fields, existing_id=row.crm_external_id)
     # No appointment object (HubSpot): the booking becomes a note on the customer, updates appended to it.
     customer = related.customer

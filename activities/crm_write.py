@@ -40,7 +40,7 @@ def error_label(exc: BaseException) -> str:
     if isinstance(exc, DependencyPendingError):
         return f"dependency_pending:{exc.table}"
     if isinstance(exc, UnmappedFieldsError):
-        return "unmapped_fields"
+        return exc.label  # unmapped_fields | invalid_field_values (drivers/mapping.py)
     if isinstance(exc, LookupError):
         return "tenant_unavailable"
     return type(exc).__name__

@@ -119,7 +119,7 @@ class MirrorActivities(LifecycleActivityBase):
         try:
             async with heartbeating(), self._drivers.open(input.tenant_id, system_actor("mirror")) as driver:
                 async with self._sessions() as session:
-                    mapping = await crm_plan.write_map(session, input.tenant_id, driver.default_field_catalog)
+                    mapping = await crm_plan.write_map(session, input.tenant_id, driver)
                 plan = _plan(input.table, row, related, mapping, driver)
                 if await self._erased(input.tenant_id, input.table, input.row_id):
                     return MirrorRecordResult(outcome="erased")
@@ -202,7 +202,7 @@ async def _related(session: AsyncSession, tenant_id: uuid.UUID, row: Any) -> Rel
     return related
 
 
-def _plan(table: str, row: Any, related: Related, mapping: dict[str, str], driver: BaseDriver) -> WritePlan:
+def _plan(table: str, row: Any, related: Related, mapping: crm_plan.TenantMapping, driver: BaseDriver) -> WritePlan:
     if table == "customers":
         return crm_plan.plan_customer(row, mapping)
     if table == "leads":

@@ -25,9 +25,12 @@ from activities.crm_write import as_application_error
 from activities.outbound_record import conditions_hold, read_record
 from activities.outbound_types import GateInput, GateResult, MatchTriggerInput, MatchTriggerResult
 from drivers.errors import DriverError, NotFoundError
+from drivers.mapping import trigger_names
+from drivers.registry import get_driver_class
 from drivers.webhooks import sign_standard
 from store import outbound
-from store.models import AuditLog, TenantCrmFieldMapping
+from store.field_mapping import load_mapping
+from store.models import AuditLog
 from store.outbound_models import CallRequest, InboundCrmEvent, OutboundTrigger
 from vault.connections import Actor, DriverProvider
 
@@ -60,9 +63,7 @@ class OutboundActivities:
                 OutboundTrigger.tenant_id == input.tenant_id, OutboundTrigger.enabled.is_(True),
                 OutboundTrigger.object == event.object).order_by(OutboundTrigger.created_at))).scalars()
                 if event.kind in t.kinds]
-            mapping = {key: field for key, field in (await session.execute(select(
-                TenantCrmFieldMapping.canonical_key, TenantCrmFieldMapping.provider_field).where(
-                TenantCrmFieldMapping.tenant_id == input.tenant_id, TenantCrmFieldMapping.kind == "trigger"))).all()}
+            mapping = trigger_names(await load_mapping(session, input.tenant_id, get_driver_class(event.provider)))
         if not triggers:
             await self._finish_event(event.id, input.now)
             return MatchTriggerResult(reason="no_trigger")

@@ -10,19 +10,22 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from api import ingest_docs, metrics, openapi, relay
+from api import mcp_server as mcp_routes
 from api.body_limit import BodyLimit
 from api.console import routes as console_routes
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
 from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, tools, webhooks
+from api.routes import install as install_routes
+from api.routes import mapping as mapping_routes
+from api.routes import tool_catalog as tool_schema_routes
 from api.temporal import TemporalGateway
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
 ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, metrics, webhooks, outbound,
-                 consent]
-ROUTE_MODULES.append(console_routes)  # the operator console in the browser (/console)
+                 consent, mapping_routes, install_routes, tool_schema_routes, mcp_routes, console_routes]
 
 
 ingest_docs.attach(ingest.routes)  # until the ingest handlers carry their own @document

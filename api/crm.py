@@ -16,6 +16,7 @@ from starlette.requests import Request
 from api.context import context_of
 from api.errors import Problem
 from api.schemas import FailureReason, Fallback
+from drivers import mapping as engine
 from drivers.base import BaseDriver, CrmObject
 from drivers.errors import (
     AuthError,
@@ -26,7 +27,8 @@ from drivers.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from store.field_mapping import field_mappings
+from drivers.mapping import FieldValueError, TenantMapping, UnmappedFieldsError
+from store.field_mapping import load_mapping
 from vault.connections import DriverProvider
 from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
@@ -108,44 +110,43 @@ def require_supported(driver: BaseDriver, object: CrmObject) -> None:
                       f"Supported objects: {supported}.", supported_objects=sorted(driver.supported_objects))
 
 
+def mapping_problem(exc: UnmappedFieldsError) -> Problem:
+    """A refused write as a structured 422 the agent can repair: each field, why, and what would do instead."""
+    invalid = isinstance(exc, FieldValueError)
+    slug, title = (("invalid-field-values", "Some values do not fit the CRM's fields.") if invalid else
+                   ("unmapped-fields", "Some fields are not mapped to this CRM."))
+    detail = "; ".join(p.message + (f" (did you mean {', '.join(p.suggestions)}?)" if p.suggestions else "")
+                       for p in exc.problems)
+    return Problem(422, slug, title, detail, reason="invalid_fields", suggested_fallback="confirm_details",
+                   fields=[p.as_dict() for p in exc.problems])
+
+
 @dataclass(frozen=True)
 class FieldMap:
-    """Canonical keys (`lead.budget_max`) ↔ provider fields for one tenant.
+    """The tenant's mapping (drivers/mapping.py) as the API routes use it: refusals become 422 problems."""
 
-    The driver's `default_field_catalog`, overridden per tenant by `tenant_crm_field_mapping` rows of kind
-    `write` (outgoing) and `read` (incoming).
-    """
+    mapping: TenantMapping
 
-    write: dict[str, str]
-    read: dict[str, str]
-
-    def to_provider(self, object: CrmObject, fields: dict[str, Any]) -> dict[str, Any]:
-        """Translate canonical keys, short (`budget_max`) or full; provider field names pass through.
-
-        A dotted key that is not in the mapping is refused (422) rather than sent to the CRM under a made-up name.
-        """
-        out: dict[str, Any] = {}
-        for key, value in fields.items():
-            full = key if key in self.write else f"{object}.{key}"
-            if full in self.write:
-                out[self.write[full]] = value
-            elif "." in key:
-                known = sorted(k for k in self.write if k.startswith(f"{object}."))
-                raise Problem(422, "unknown-field", f"{key} is not a mapped {object} field.",
-                              f"Mapped {object} fields: {', '.join(known) or 'none'}.", field=key)
-            else:
-                out[key] = value
-        return out
+    def to_provider(self, object: CrmObject, fields: dict[str, Any], *, creating: bool = False) -> dict[str, Any]:
+        """Canonical keys (short `budget_max` or full `lead.budget_max`) or provider names → the CRM payload;
+        `creating`: also refuse a create that leaves a field the CRM requires empty (naming it)."""
+        try:
+            payload = engine.to_provider(self.mapping, object, fields)
+            missing = engine.missing_required(self.mapping, object, payload) if creating else []
+            if missing:
+                raise FieldValueError(missing)
+        except UnmappedFieldsError as exc:
+            raise mapping_problem(exc) from None
+        return payload
 
     def to_canonical(self, object: CrmObject, fields: dict[str, Any]) -> dict[str, Any]:
         """Provider fields renamed to the tenant's canonical keys where mapped; others keep their names."""
-        prefix = f"{object}."
-        names = {provider: canonical for canonical, provider in self.read.items() if canonical.startswith(prefix)}
-        return {names.get(name, name): value for name, value in fields.items()}
+        return engine.to_canonical(self.mapping, object, fields)
 
 
 async def load_field_map(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID,
                          driver: BaseDriver) -> FieldMap:
     async with sessions() as session:
-        maps = await field_mappings(session, tenant_id, driver.default_field_catalog)
-    return FieldMap(write=maps["write"], read=maps["read"])
+        mapping = await load_mapping(session, tenant_id, driver)
+    driver.read_also(mapping.custom_fields())  # lookups and lists return the tenant's mapped custom fields
+    return FieldMap(mapping)

@@ -17,8 +17,9 @@ from drivers.base import CrmObject
 
 # A CRM field value: scalars only. Every CRM we speak takes strings, numbers and booleans per field;
 # nested structures have no portable meaning there.
+# A list is a multi-select value (the picklist's values): written as the provider spells it (drivers/mapping.py).
 FieldValue = Annotated[str, StringConstraints(max_length=10_000)] | int | Annotated[float, Field(allow_inf_nan=False)] \
-    | bool | None
+    | bool | None | Annotated[list[Annotated[str, StringConstraints(max_length=1_000)]], Field(max_length=100)]
 Fields = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=128)], FieldValue],
                    Field(max_length=100)]
 Key = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
@@ -76,7 +77,8 @@ class UpdateRecordRequest(ToolRequest):
 
     object: CrmObject
     external_id: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    fields: Fields = Field(min_length=1)
+    fields: Fields = Field(min_length=1, description="Canonical keys (lead.budget_max or budget_max) or the "
+                                                    "provider's own field names; GET /api/tools/schema lists them.")
 
 
 class ListRecentRequest(ToolRequest):

@@ -113,6 +113,12 @@ class BaseDriver(abc.ABC):
     # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").
     idempotency_field: ClassVar[str] = "crm_sor_idempotency_key"
     fingerprint_field: ClassVar[str] = "crm_sor_fingerprint"
+    # The config key listing extra provider fields reads return (`{object: [names]}`); the field mapping adds the
+    # tenant's mapped custom fields to it (read_also). None: the provider's reads return every field anyway.
+    extra_fields_key: ClassVar[str | None] = None
+    # Objects whose exactly-once create keeps our key and fingerprint in those custom fields (drivers/installer.py
+    # makes sure they exist); empty: the provider's own mechanism needs no field of ours.
+    keyed_objects: ClassVar[frozenset[CrmObject]] = frozenset()
 
     @classmethod
     def api_base_url(cls, config: Mapping[str, Any] | None = None) -> str:
@@ -237,6 +243,15 @@ class BaseDriver(abc.ABC):
         self.config: dict[str, Any] = dict(config or {})
         self.default_region: str = str(self.config.get("default_region", "US"))
 
+    def read_also(self, fields: Mapping[str, Collection[str]]) -> None:
+        """Have reads of each object also return these provider fields (a tenant's mapped custom fields)."""
+        if self.extra_fields_key is None:
+            return
+        current = dict(self.config.get(self.extra_fields_key) or {})
+        for obj, names in fields.items():
+            current[obj] = list(dict.fromkeys([*current.get(obj, []), *names]))
+        self.config[self.extra_fields_key] = current
+
     @property
     def _key_field(self) -> str:
         return str(self.config.get("idempotency_field", self.idempotency_field))
@@ -319,6 +334,14 @@ class BaseDriver(abc.ABC):
         `batch_marker(batch_key)` (`appended()` does it), so a retried batch is found wherever it stands in
         the note — even after later batches or a summary — and is not written twice.
         """
+
+    async def create_field(self, object: CrmObject, name: str, label: str, *, unique: bool) -> bool:
+        """Create a text field (255) on the object through the provider's metadata API; True once it exists.
+
+        False: the provider offers no such API (an admin creates it by hand). A refusal (missing scope or
+        permission) raises its DriverError.
+        """
+        return False
 
     async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[UpsertOutcome]:
         """Write a batch: create each item under its idempotency key, or update it when its id is known.

@@ -88,6 +88,8 @@ class HubSpotDriver(BaseDriver):
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
     leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
     hard_delete_supported = True
+    extra_fields_key: ClassVar[str | None] = "properties"
+    keyed_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "firstname",
         "customer.last_name": "lastname",
@@ -185,6 +187,14 @@ class HubSpotDriver(BaseDriver):
             )
             for p in body.get("results", [])
         ]
+
+    async def create_field(self, object: CrmObject, name: str, label: str, *, unique: bool) -> bool:
+        """The properties API (`crm.schemas.*.write` scope); in the object's default `<type>information` group."""
+        object_type = _TYPES[self._require(object)]
+        body = {"name": name, "label": label, "type": "string", "fieldType": "text", "hasUniqueValue": unique,
+                "groupName": f"{object_type[:-1]}information", "formField": False}
+        await self._request("POST", f"/crm/v3/properties/{object_type}", json=body, accept=(409,))  # 409: exists
+        return True
 
     async def append_note(
         self, customer_external_id: str, note_external_id: str | None, text: str, *, batch_key: str

@@ -99,6 +99,7 @@ class MindbodyDriver(MindbodyReads):
         "appointment.location_id": "LocationId",
         "appointment.session_type_id": "SessionTypeId",
         "appointment.status": "Status",
+        "appointment.execute": "Execute",  # an update verb the booking API takes as a field ("cancel", …)
         "note.body": "Text",
     }
 

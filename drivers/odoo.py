@@ -62,6 +62,7 @@ class OdooDriver(OdooCalls):
     hard_delete_supported = True
     batch_size = 200
     credential_form = OdooCredentials
+    extra_fields_key: ClassVar[str | None] = "fields"
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.name": "name", "customer.email": "email", "customer.phone": "phone",
         "customer.mobile_phone": "mobile", "customer.city": "city", "customer.job_title": "function",

@@ -79,6 +79,8 @@ class SalesforceDriver(BaseDriver):
     hard_delete_supported = False
     idempotency_field = "CrmSorKey__c"
     fingerprint_field = "CrmSorFingerprint__c"
+    extra_fields_key: ClassVar[str | None] = "fields"
+    keyed_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "FirstName",
         "customer.last_name": "LastName",
@@ -175,6 +177,19 @@ class SalesforceDriver(BaseDriver):
         obj = self._require(object)
         await self._request("DELETE", self._row_path(obj, external_id))
         return DeleteResult(deleted=True, hard_deleted=False)  # Recycle Bin, whatever `hard` asked
+
+    async def create_field(self, object: CrmObject, name: str, label: str, *, unique: bool) -> bool:
+        """Tooling API CustomField create ("Customize Application" permission). Task and Event share Activity's
+        custom fields, so theirs are made on Activity."""
+        sobject = _SOBJECTS[self._require(object)]
+        sobject = "Activity" if sobject in ("Task", "Event") else sobject
+        metadata = {"label": label, "type": "Text", "length": 255, "externalId": unique, "unique": unique,
+                    "caseSensitive": False}
+        response = await self._request("POST", f"{self._data}/tooling/sobjects/CustomField", accept=(400,),
+                                       json={"FullName": f"{sobject}.{name}", "Metadata": metadata})
+        if response.status_code == 400 and _codes(response) != {"DUPLICATE_DEVELOPER_NAME"}:
+            raise self._error_for("POST", response)
+        return True
 
     async def describe_schema(self, object: CrmObject) -> list[FieldInfo]:
         obj = self._require(object)
@@ -324,3 +339,11 @@ def _parse_time(value: str) -> datetime:
     if len(value) > 5 and value[-5] in "+-" and value[-3] != ":":
         value = f"{value[:-2]}:{value[-2:]}"
     return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _codes(response: httpx.Response) -> set[str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return set()
+    return {str(e.get("errorCode")) for e in body if isinstance(e, dict)} if isinstance(body, list) else set()

@@ -56,6 +56,8 @@ class ZohoDriver(ZohoAccount):
     hard_delete_supported = True
     idempotency_field = "Crm_Sor_Key"
     fingerprint_field = "Crm_Sor_Fingerprint"
+    extra_fields_key: ClassVar[str | None] = "fields"
+    keyed_objects: ClassVar[frozenset[CrmObject]] = frozenset(MODULES) - {CrmObject.NOTE}  # notes: no keys
     default_field_catalog: ClassVar[dict[str, str]] = {
         "customer.first_name": "First_Name", "customer.last_name": "Last_Name", "customer.email": "Email",
         "customer.phone": "Phone", "customer.mobile_phone": "Mobile", "customer.title": "Title",
@@ -165,6 +167,17 @@ class ZohoDriver(ZohoAccount):
         if hard:  # the Recycle Bin keeps it otherwise; purging it there is permanent
             await self._one("DELETE", f"/crm/v8/settings/recycle_bin/{record_id}")
         return DeleteResult(deleted=True, hard_deleted=hard)
+
+    async def create_field(self, object: CrmObject, name: str, label: str, *, unique: bool) -> bool:
+        """The fields API (`ZohoCRM.settings.fields.CREATE` scope); the label spelled so Zoho derives `name`."""
+        module = MODULES[self._require(object)]
+        item: dict[str, Any] = {"field_label": name.replace("_", " "), "api_name": name, "data_type": "text",
+                                "length": 255}
+        if unique:
+            item["unique"] = {"casesensitive": False}
+        # A refusal (also a field another run made meanwhile: INVALID_DATA) raises; the installer re-checks.
+        await self._request("POST", "/crm/v8/settings/fields", params={"module": module}, json={"fields": [item]})
+        return True
 
     async def describe_schema(self, object: CrmObject) -> list[FieldInfo]:
         obj = self._require(object)

@@ -47,6 +47,20 @@ class HubSpotState(SandboxState):
     # to answer /oauth/v1/token as HubSpot will after that date, while /oauth/v3/token keeps working.
     v1_oauth_retired: bool = False
     webhooks: HubSpotWebhooks = field(default_factory=HubSpotWebhooks)  # app subscriptions + signed deliveries
+    # Properties the portal's admin (or our installer, through the properties API) created: type → definitions.
+    custom_properties: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # False: a fresh portal without the crm_sor_* properties our installer creates (schema.INSTALLER_PROPERTIES).
+    installed: bool = True
+    # False: the app's token lacks the crm.schemas.*.write scopes, so property creation is refused (403).
+    schema_write: bool = True
+
+    def property_definitions(self, object_type: str) -> list[dict[str, Any]]:
+        builtin = [p for p in schema.property_definitions(object_type)
+                   if self.installed or p["name"] not in schema.INSTALLER_PROPERTIES]
+        return [*builtin, *self.custom_properties.get(object_type, [])]
+
+    def property_names(self, object_type: str) -> set[str]:
+        return {p["name"] for p in self.property_definitions(object_type)}
 
     def add(self, object_type: str, properties: dict[str, Any]) -> HsRecord:
         """Create a record as the API would (also used by tests to seed data without API calls)."""
@@ -125,7 +139,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
     async def create(request: Request, object_type: str) -> Response:
         body = await request.json()
         props = body.get("properties") or {}
-        problem = validate(object_type, props, creating=True) or conflict(st, object_type, props, None)
+        problem = validate(object_type, props, creating=True, state=st) or conflict(st, object_type, props, None)
         if problem:
             return problem
         record = st.add(object_type, props)
@@ -154,7 +168,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         if record is None:
             return not_found()
         props = (await request.json()).get("properties") or {}
-        problem = validate(object_type, props, creating=False) or conflict(st, object_type, props, record.id)
+        problem = validate(object_type, props, creating=False, state=st) or conflict(st, object_type, props, record.id)
         if problem:
             return problem
         st.update(record, props)
@@ -203,7 +217,21 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
 
     @typed
     async def properties(request: Request, object_type: str) -> Response:
-        return JSONResponse({"results": schema.property_definitions(object_type)})
+        return JSONResponse({"results": st.property_definitions(object_type)})
+
+    @typed
+    async def create_property(request: Request, object_type: str) -> Response:
+        if not st.schema_write:
+            return error(403, "MISSING_SCOPES", "This app hasn't been granted all required scopes to make this call.",
+                         errors=[{"message": "One or more of the following scopes are required.",
+                                  "context": {"requiredGranularScopes": [f"crm.schemas.{object_type}.write"]}}])
+        body = await request.json()
+        problem = schema.property_problem(body, st.property_names(object_type))
+        if problem is not None:
+            return error(*problem)
+        created = schema.custom_property(object_type, body)
+        st.custom_properties.setdefault(object_type, []).append(created)
+        return JSONResponse(created, status_code=201)
 
     api = [
         ("POST", "/crm/v3/objects/contacts/gdpr-delete", gdpr_delete),
@@ -214,6 +242,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         ("PATCH", OBJ + "/{record_id}", patch),
         ("DELETE", OBJ + "/{record_id}", archive),
         ("GET", "/crm/v3/properties/{object_type}", properties),
+        ("POST", "/crm/v3/properties/{object_type}", create_property),
     ]
     v1_token, v3_token, authorize = oauth_routes(st, wire, token_paths=["/oauth/v1/token", "/oauth/v3/token"],
                                                  authorize_path="/oauth/authorize")

@@ -87,6 +87,17 @@ QUERY_PROPERTIES = {
 }
 REQUIRED_ON_CREATE = {"tickets": ["hs_pipeline_stage"], "notes": ["hs_timestamp"]}
 UNIQUE_PROPERTIES = {IDEMPOTENCY_PROPERTY}
+INSTALLER_PROPERTIES = {IDEMPOTENCY_PROPERTY, FINGERPRINT_PROPERTY}
+# The properties API's type/fieldType pairs (a create with another pair is a VALIDATION_ERROR).
+FIELD_TYPES = {
+    "string": {"text", "textarea", "phonenumber", "html", "file"},
+    "number": {"number", "calculation_equation"},
+    "bool": {"booleancheckbox", "calculation_equation"},
+    "date": {"date"},
+    "datetime": {"date"},
+    "enumeration": {"booleancheckbox", "checkbox", "radio", "select", "calculation_equation"},
+    "phone_number": {"phonenumber"},
+}
 
 
 def property_names(object_type: str) -> set[str]:
@@ -154,3 +165,32 @@ def searchable_phone(raw: str | None, region: str = "US") -> str | None:
         digits = "".join(ch for ch in raw if ch.isdigit()).lstrip("0")
         return digits or None
     return str(number.national_number)
+
+
+def property_problem(body: dict[str, Any], existing: set[str]) -> tuple[int, str, str] | None:
+    """What POST /crm/v3/properties/{objectType} refuses (`PropertyCreate`: name, label, type, fieldType and
+    groupName are required); None when the property can be created."""
+    missing = [k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)]
+    if missing:
+        return 400, "VALIDATION_ERROR", f"Missing required fields: {', '.join(missing)}"
+    if body["type"] not in FIELD_TYPES or body["fieldType"] not in FIELD_TYPES[body["type"]]:
+        return 400, "VALIDATION_ERROR", f"Invalid type/fieldType combination: {body['type']}/{body['fieldType']}"
+    if body["type"] == "enumeration" and not body.get("options"):
+        return 400, "VALIDATION_ERROR", "Enumeration properties need options"
+    if body["name"] in existing:
+        return 409, "OBJECT_ALREADY_EXISTS", f"A property named '{body['name']}' already exists."
+    return None
+
+
+def custom_property(object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The `Property` a create answers with (and the properties list shows from then on)."""
+    options = [{"label": o.get("label", o["value"]), "value": o["value"], "displayOrder": o.get("displayOrder", n),
+                "hidden": bool(o.get("hidden", False)), "description": o.get("description", "")}
+               for n, o in enumerate(body.get("options") or [])]
+    return {"name": body["name"], "label": body["label"], "type": body["type"], "fieldType": body["fieldType"],
+            "description": body.get("description", ""), "groupName": body["groupName"], "options": options,
+            "hubspotDefined": False, "displayOrder": body.get("displayOrder", -1), "calculated": False,
+            "externalOptions": False, "hasUniqueValue": bool(body.get("hasUniqueValue", False)),
+            "hidden": bool(body.get("hidden", False)), "formField": bool(body.get("formField", False)),
+            "modificationMetadata": {"archivable": True, "readOnlyDefinition": False, "readOnlyValue": False},
+            "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"}

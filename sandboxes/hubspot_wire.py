@@ -121,8 +121,11 @@ def wanted(request: Request) -> list[str] | None:
     return [p for p in raw.split(",") if p] if raw else None
 
 
-def validate(object_type: str, props: dict[str, Any], *, creating: bool) -> Response | None:
-    known, ro = schema.property_names(object_type), schema.read_only(object_type)
+def validate(object_type: str, props: dict[str, Any], *, creating: bool, state: HubSpotState | None = None
+             ) -> Response | None:
+    """The CRM v3 checks on written properties; with `state`, the portal's own (custom, installed) properties."""
+    known = state.property_names(object_type) if state is not None else schema.property_names(object_type)
+    ro = schema.read_only(object_type)
     problems = [
         {"isValid": False, "message": f'Property "{n}" does not exist', "error": "PROPERTY_DOESNT_EXIST", "name": n}
         for n in props

@@ -43,6 +43,19 @@ class SalesforceState(SandboxState):
     view_setup: bool = True  # the connected user's "View Setup and Configuration" permission
     records: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     cursors: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # False: a fresh org without the two custom fields our installer creates (Tooling API CustomField create).
+    installed: bool = True
+    missing_fields: set[tuple[str, str]] = field(default_factory=set)  # (sObject, field) not created yet
+    custom_fields: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # created via Tooling
+
+    def __post_init__(self) -> None:
+        if not self.installed:
+            self.missing_fields |= {(s, f) for s in schema.ID_PREFIX for f in schema.INSTALLER_FIELDS}
+
+    def known_fields(self, sobject: str) -> dict[str, tuple[str, str]]:
+        """The sObject's fields in this org: the modelled schema less uncreated fields, plus Tooling creations."""
+        fields = {n: f for n, f in schema.fields_of(sobject).items() if (sobject, n) not in self.missing_fields}
+        return fields | self.custom_fields.get(sobject, {})
     _ids: count[int] = field(default_factory=lambda: count(1))
 
     def add(self, sobject: str, values: dict[str, Any]) -> dict[str, Any]:
@@ -109,7 +122,7 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         return endpoint
 
     def check_fields(sobject: str, values: dict[str, Any], creating: bool) -> Response | None:
-        known, ro = schema.fields_of(sobject), schema.read_only(sobject)
+        known, ro = st.known_fields(sobject), schema.read_only(sobject)
         for name, value in list(values.items()):
             if name in known and known[name][0] == "reference" and isinstance(value, str) and schema.full_id(value):
                 values[name] = schema.full_id(value)  # a 15-character id is stored in its 18-character form
@@ -158,7 +171,7 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
     @on_sobject
     async def by_external_id(request: Request, sobject: str) -> Response:
         name, value = request.path_params["field"], request.path_params["value"]
-        if name != "Id" and "x" not in schema.fields_of(sobject).get(name, ("", ""))[1]:
+        if name != "Id" and "x" not in st.known_fields(sobject).get(name, ("", ""))[1]:
             return errors(404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {name}")
         if name == "Id":
             value = schema.full_id(value) or value
@@ -242,7 +255,22 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
 
     @on_sobject
     async def describe(request: Request, sobject: str) -> Response:
-        return JSONResponse(schema.describe(sobject, request.path_params["version"]))
+        return JSONResponse(schema.describe(sobject, request.path_params["version"], st.known_fields(sobject)))
+
+    async def create_custom_field(request: Request) -> Response:
+        """Tooling API `POST …/tooling/sobjects/CustomField` {FullName: "Contact.X__c", Metadata: {…}}."""
+        body = await request.json()
+        created = schema.tooling_field(body, st.known_fields)
+        if isinstance(created, Response):
+            return created
+        sobject, name, spec = created
+        # Activity fields (Task/Event share them) are created on Activity and appear on both.
+        for target in ("Task", "Event") if sobject == "Activity" else (sobject,):
+            st.missing_fields.discard((target, name))
+            if name not in schema.fields_of(target):
+                st.custom_fields.setdefault(target, {})[name] = spec
+        return JSONResponse({"id": f"00N{next(st._ids):012d}", "success": True, "errors": [], "warnings": [],
+                             "infos": []}, status_code=201)
 
     async def limits(request: Request) -> Response:
         if not st.view_setup:
@@ -267,6 +295,7 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
         ("GET", DATA + "/query/{locator}", query_more),
         ("GET", DATA + "/search", search),
         ("GET", SOBJ + "/describe", describe),
+        ("POST", DATA + "/tooling/sobjects/CustomField", create_custom_field),
         ("POST", SOBJ, create),
         ("GET", SOBJ + "/{record_id}", read),
         ("PATCH", SOBJ + "/{record_id}", update),

@@ -8,10 +8,18 @@ installer adds to each object we upsert into.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+from starlette.responses import JSONResponse
 
 EXTERNAL_ID_FIELD = "CrmSorKey__c"
 FINGERPRINT_FIELD = "CrmSorFingerprint__c"
+INSTALLER_FIELDS = (EXTERNAL_ID_FIELD, FINGERPRINT_FIELD)
+# Tooling API CustomField Metadata.type -> the describe type the field then has.
+TOOLING_TYPES = {"Text": "string", "Number": "double", "Checkbox": "boolean", "Date": "date",
+                 "DateTime": "datetime", "Email": "email", "Phone": "phone", "Currency": "currency",
+                 "LongTextArea": "textarea", "Picklist": "picklist"}
 
 ID_PREFIX = {"Contact": "003", "Lead": "00Q", "Opportunity": "006", "Case": "500", "Task": "00T", "Event": "00U"}
 
@@ -128,10 +136,10 @@ def fields_of(sobject: str) -> dict[str, tuple[str, str]]:
     return {**_FIELDS[sobject], **_SYSTEM}
 
 
-def describe(sobject: str, api_version: str) -> dict[str, Any]:
-    """The body of GET /sobjects/{sobject}/describe (the parts clients read)."""
+def describe(sobject: str, api_version: str, fields: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+    """The body of GET /sobjects/{sobject}/describe (the parts clients read); `fields`: the org's own."""
     out = []
-    for name, (type_, flags) in fields_of(sobject).items():
+    for name, (type_, flags) in (fields if fields is not None else fields_of(sobject)).items():
         ro = "o" in flags
         out.append(
             {
@@ -207,3 +215,27 @@ def required(sobject: str) -> list[str]:
 
 def read_only(sobject: str) -> set[str]:
     return {name for name, (_, flags) in fields_of(sobject).items() if "o" in flags}
+
+
+def tooling_field(body: Any, known: Callable[[str], dict[str, tuple[str, str]]]
+                  ) -> tuple[str, str, tuple[str, str]] | JSONResponse:
+    """(sObject, field, (type, flags)) a Tooling CustomField create makes, or its error answer."""
+    def refuse(code: str, message: str) -> JSONResponse:
+        return JSONResponse([{"message": message, "errorCode": code, "fields": []}], status_code=400)
+
+    full = str((body or {}).get("FullName") or "") if isinstance(body, dict) else ""
+    metadata = body.get("Metadata") if isinstance(body, dict) else None
+    sobject, _, name = full.partition(".")
+    if not isinstance(metadata, dict) or not name.endswith("__c") or not metadata.get("label"):
+        return refuse("INVALID_INPUT", "FullName (Object.Field__c) and Metadata with a label are required")
+    if sobject != "Activity" and sobject not in ID_PREFIX:
+        return refuse("INVALID_INPUT", f"Cannot find entity: {sobject}")
+    kind = TOOLING_TYPES.get(str(metadata.get("type")))
+    if kind is None:
+        return refuse("FIELD_INTEGRITY_EXCEPTION", f"Invalid field type: {metadata.get('type')}")
+    if kind == "string" and not 0 < int(metadata.get("length") or 0) <= 255:
+        return refuse("FIELD_INTEGRITY_EXCEPTION", "Length must be between 1 and 255")
+    target = "Task" if sobject == "Activity" else sobject
+    if name in known(target):
+        return refuse("DUPLICATE_DEVELOPER_NAME", "Duplicate Developer Name")
+    return sobject, name, (kind, "x" if metadata.get("externalId") else "")

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, BigIntPK, ContentRow, created_at, utcnow, uuid_pk
@@ -80,6 +80,36 @@ class TenantCrmFieldMapping(Base):
     provider_field: Mapped[str] = mapped_column(String(255))
     kind: Mapped[str] = mapped_column(String(16), default="write")  # read | write | object | trigger
     created_at: Mapped[datetime] = created_at()
+
+
+class TenantCrmSchema(Base):
+    """What the tenant's CRM said about one object's fields (describe_schema), kept for tool schemas and value
+    coercion without a CRM round trip per call; refreshed by the operator's validate and by the installer."""
+
+    __tablename__ = "tenant_crm_schema"
+    __table_args__ = classified("a", UniqueConstraint("tenant_id", "object"))
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    object: Mapped[str] = mapped_column(String(32))  # canonical object
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # FieldInfo dicts (names, labels, types)
+    fetched_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TenantCrmInstall(Base):
+    """The installer's last report for a tenant: whether exactly-once create is possible in its CRM.
+
+    `state`: complete | manual_steps (an admin must create fields; the tenant stays pending) | degraded (an
+    operator accepted running without them; visible on the connection).
+    """
+
+    __tablename__ = "tenant_crm_installs"
+    __table_args__ = classified("a")
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)  # per object: created / present / manual steps
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ApiKey(Base):

@@ -20,8 +20,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers.errors import DriverError, InvalidRequestError
+from drivers.installer import install
 from drivers.registry import get_driver_class
 from settings import OAuthClientSettings
+from store import installs
 from store.base import utcnow
 from store.models import OAuthState, Tenant
 from vault.connections import Actor
@@ -184,19 +186,22 @@ class Connector:
 
     async def _test_and_set_status(self, tenant: TenantConfig, credential: Credential, actor: Actor
                                    ) -> ConnectOutcome:
+        report = None
         try:
             async with self._drivers.open_with(tenant, credential, actor) as driver:
                 check = await driver.test_connection()
+                report = await install(driver) if check.ok else None  # our fields for exactly-once create
             ok, reason = check.ok, check.reason
         except DriverError as exc:  # e.g. needs reconnect, or no usable secret in the blob
             ok, reason = False, str(exc)
-        status = "active" if ok else "pending"
         async with self._sessions() as session, session.begin():
+            state = await installs.record(session, tenant.tenant_id, report.as_dict()) if report else None
+            status, reason = installs.gated_status(ok, reason, state)
             await session.execute(update(Tenant).where(Tenant.id == tenant.tenant_id)
-                                  .values(status=status, status_reason=None if ok else reason))
+                                  .values(status=status, status_reason=reason))
         await self._drivers.vault.audit.record(actor, tenant.tenant_id, "connect.tested",
                                                {"provider": tenant.provider, "status": status})
-        return ConnectOutcome(tenant.tenant_id, tenant.provider, status, None if ok else reason)
+        return ConnectOutcome(tenant.tenant_id, tenant.provider, status, reason)  # degraded: active with a reason
 
     async def _connectable(self, tenant_id: uuid.UUID) -> TenantConfig:
         try:

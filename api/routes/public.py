@@ -71,8 +71,8 @@ async def create_record(request: Request) -> Response:
                 require_supported(driver, body.object)
                 fields = await load_field_map(ctx.sessions, principal.tenant_id, driver)
                 # Namespaced so a client's key never collides with the keys the lifecycle uses for its writes.
-                result = await driver.create_record(body.object, fields.to_provider(body.object, dict(body.fields)),
-                                                    f"v1:{body.idempotency_key}")
+                payload = fields.to_provider(body.object, dict(body.fields), creating=True)
+                result = await driver.create_record(body.object, payload, f"v1:{body.idempotency_key}")
         except (DriverError, LookupError) as exc:
             failure = classify(exc)
             log.warning("v1 create-record for tenant %s: CRM failure %s (%s)", principal.tenant_id, failure.reason,

@@ -55,19 +55,26 @@ class Tool(Generic[In]):
     async def __call__(self, request: Request) -> Response:
         """Authenticate, limit, validate, open the tenant's driver and make the call."""
         principal: Principal = require_agent(request)
+        payload = await read_json(request, context_of(request).settings.api.max_body_bytes)
+        rid = request_id(request)
+        answer = await self.invoke(request, principal, payload, rid)
+        return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+
+    async def invoke(self, request: Request, principal: Principal, payload: Any, rid: str) -> BaseModel:
+        """Limit, validate and call for an authenticated agent (the HTTP route and the MCP server both come here).
+
+        Bad input raises Problem (or pydantic's ValidationError); a CRM failure is the `ok: false` answer.
+        """
         tenant_id = principal.require_tenant()
-        ctx = context_of(request)
         await enforce(request, "per_tenant_tool", str(tenant_id), self.name, ok=False, reason="tool_rate_limited",
                       suggested_fallback="retry_later")
-        body = self.body.model_validate(await read_json(request, ctx.settings.api.max_body_bytes))
-        rid = request_id(request)
+        body = self.body.model_validate(payload)
         actor = Actor(type="tool", id=principal.subject, purpose=self.name, request_id=rid,
                       conversation_id=body.conversation_id)
         try:
-            answer = await self.run(request, body, tenant_id, actor)
+            return await self.run(request, body, tenant_id, actor)
         except (DriverError, LookupError) as exc:
-            answer = _failure(exc, tenant_id, self.name)
-        return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+            return _failure(exc, tenant_id, self.name)
 
     async def run(self, request: Request, body: In, tenant_id: uuid.UUID, actor: Actor) -> BaseModel:
         """Open the tenant's driver and make the call within the deadline (shared with the /v1 routes).
@@ -129,7 +136,7 @@ async def create_record(body: schemas.CreateRecordToolRequest, driver: BaseDrive
     """Create a record; retried with the same idempotency key (or the same fields in the same conversation),
     it returns the record the first call made."""
     require_supported(driver, body.object)
-    mapped = fields.to_provider(body.object, dict(body.fields))
+    mapped = fields.to_provider(body.object, dict(body.fields), creating=True)
     if body.idempotency_key is not None:
         key = f"tool:{body.idempotency_key}"
     elif body.conversation_id is not None:

@@ -21,6 +21,7 @@ from sandboxes.zoho import search
 from sandboxes.zoho.state import ACCOUNTS_OF, DEFAULTS, KEY_FIELD, MODULES, OWNER, ZohoState
 from sandboxes.zoho.wire import (
     ZohoWire,
+    created_field,
     duplicate,
     error,
     field_definitions,
@@ -66,7 +67,7 @@ def create_app(state: ZohoState | None = None) -> Starlette:
                     existing = st.find(module, str(values[name]), name)
                     if existing is not None:
                         break
-            problem = validate(module, values, index, creating=existing is None) or duplicate(
+            problem = validate(module, values, index, creating=existing is None, state=st) or duplicate(
                 st, module, values, existing["id"] if existing else None, index)
             if problem is not None:
                 items.append(problem)
@@ -124,7 +125,7 @@ def create_app(state: ZohoState | None = None) -> Starlette:
         row = located(request, module)
         if row is None:
             return outcome([invalid_id(request.path_params["record_id"])], 200)
-        problem = validate(module, rows[0], 0, creating=False) or duplicate(st, module, rows[0], row["id"], 0)
+        problem = validate(module, rows[0], 0, creating=False, state=st) or duplicate(st, module, rows[0], row["id"], 0)
         if problem:
             return outcome([problem], 200)
         row.update({k: v for k, v in rows[0].items() if k != "id"})
@@ -140,7 +141,8 @@ def create_app(state: ZohoState | None = None) -> Starlette:
         for index, values in enumerate(rows):
             row = st.find(module, str(values.get("id")))
             problem = invalid_id(str(values.get("id"))) if row is None else (
-                validate(module, values, index, creating=False) or duplicate(st, module, values, row["id"], index))
+                validate(module, values, index, creating=False, state=st)
+                or duplicate(st, module, values, row["id"], index))
             if problem is not None or row is None:
                 items.append(problem or invalid_id(str(values.get("id"))))
                 continue
@@ -202,7 +204,17 @@ def create_app(state: ZohoState | None = None) -> Starlette:
                          {"param_name": "module"})
         if module not in MODULES:
             return error(400, "INVALID_MODULE", "The module name given seems to be invalid", {"param_name": "module"})
-        return JSONResponse({"fields": field_definitions(module)})
+        if request.method == "POST":
+            made = created_field(module, await request.json(), st)
+            if isinstance(made, Response):
+                return made
+            api_name, label, data_type, _unique = made
+            st.missing_fields.discard((module, api_name))
+            if all(f[0] != api_name for f in st.fields(module)):
+                st.custom_fields.setdefault(module, []).append((api_name, label, data_type, False, False))
+            return JSONResponse({"fields": [{"code": "SUCCESS", "details": {"id": f"57257670{next(st._ids):011d}"},
+                                             "message": "field created", "status": "success"}]}, status_code=201)
+        return JSONResponse({"fields": field_definitions(module, st.fields(module))})
 
     async def coql(request: Request) -> Response:
         body = await request.json()
@@ -216,6 +228,7 @@ def create_app(state: ZohoState | None = None) -> Starlette:
         ("GET", f"{V8}/users", users),
         ("POST", f"{V8}/coql", coql),
         ("GET", f"{V8}/settings/fields", fields),
+        ("POST", f"{V8}/settings/fields", fields),
         ("DELETE", f"{V8}/settings/recycle_bin/{{record_id}}", purge),
         ("GET", f"{V8}/{{module}}/search", search_records),
         ("POST", f"{V8}/{{module}}/upsert", upsert),

@@ -83,6 +83,19 @@ class ZohoState(SandboxState):
     index_delay_seconds: float = 0.0  # search misses records younger than this (Zoho's indexing delay)
     token_window_seconds: float = 600.0
     _ids: count[int] = field(default_factory=lambda: count(524157))
+    # False: a fresh org without the two custom fields our installer creates (POST /settings/fields).
+    installed: bool = True
+    missing_fields: set[tuple[str, str]] = field(default_factory=set)  # (module, api_name) not created yet
+    custom_fields: dict[str, list[tuple[str, str, str, bool, bool]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.installed:
+            self.missing_fields |= {(m, n) for m in MODULES if m != "Notes" for n, *_ in _KEYS}
+
+    def fields(self, module: str) -> list[tuple[str, str, str, bool, bool]]:
+        """The module's fields in this org: the modelled ones less uncreated fields, plus created ones."""
+        return [f for f in fields_of(module) if (module, f[0]) not in self.missing_fields
+                ] + self.custom_fields.get(module, [])
 
     def dc_of(self, host: str | None) -> str:
         return HOSTS.get((host or "").split(":")[0].lower(), self.default_dc)

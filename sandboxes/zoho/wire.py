@@ -51,9 +51,11 @@ def wanted(request: Request) -> list[str] | None:
     return [f for f in raw.split(",") if f] if raw else None
 
 
-def validate(module: str, row: dict[str, Any], index: int, *, creating: bool) -> dict[str, Any] | None:
+def validate(module: str, row: dict[str, Any], index: int, *, creating: bool, state: ZohoState | None = None
+             ) -> dict[str, Any] | None:
     """The first problem with one record of a write, as Zoho reports it per record; None when it is fine."""
-    known = {name: (mandatory, ro) for name, _, _, mandatory, ro in fields_of(module)}
+    fields = state.fields(module) if state is not None else fields_of(module)
+    known = {name: (mandatory, ro) for name, _, _, mandatory, ro in fields}
     for name in row:
         if name == "id":
             continue
@@ -81,15 +83,16 @@ def duplicate(state: ZohoState, module: str, row: dict[str, Any], own_id: str | 
         "duplicate_record": {"id": clash["id"], "Owner": clash["Owner"], "module": {"api_name": module}}})
 
 
-def field_definitions(module: str) -> list[dict[str, Any]]:
-    """GET /crm/v8/settings/fields `fields[]`, with the keys fields.json documents."""
+def field_definitions(module: str, fields: list[tuple[str, str, str, bool, bool]] | None = None
+                      ) -> list[dict[str, Any]]:
+    """GET /crm/v8/settings/fields `fields[]`, with the keys fields.json documents; `fields`: the org's own."""
     return [
         {"api_name": name, "display_label": label, "field_label": label, "data_type": data_type,
          "json_type": "string", "system_mandatory": mandatory, "read_only": ro, "field_read_only": ro,
          "custom_field": name in (KEY_FIELD, FINGERPRINT_FIELD), "visible": True, "id": f"57257670000{n:08d}",
          "unique": {"casesensitive": "false"} if name == KEY_FIELD else {},
          "length": 255, "searchable": not ro}
-        for n, (name, label, data_type, mandatory, ro) in enumerate(fields_of(module))
+        for n, (name, label, data_type, mandatory, ro) in enumerate(fields if fields is not None else fields_of(module))
     ]
 
 
@@ -127,3 +130,28 @@ class ZohoWire:
     def token_throttled(self) -> Response:
         return JSONResponse({"error": "Access Denied", "error_description": "You have made too many requests "
                              "continuously. Please try again after some time.", "status": "failure"}, status_code=400)
+
+
+def created_field(module: str, body: Any, state: ZohoState) -> tuple[str, str, str, bool] | JSONResponse:
+    """(api_name, label, data_type, unique) a `POST /settings/fields?module=` makes, or Zoho's error answer."""
+    items = body.get("fields") if isinstance(body, dict) else None
+    if not isinstance(items, list) or len(items) != 1 or not isinstance(items[0], dict):
+        return error(400, "INVALID_DATA", "invalid data", {"api_name": "fields", "json_path": "$.fields"})
+    item = items[0]
+    label, data_type = str(item.get("field_label") or ""), str(item.get("data_type") or "")
+    for key, value in (("field_label", label), ("data_type", data_type)):
+        if not value:
+            return JSONResponse({"fields": [item_error("MANDATORY_NOT_FOUND", "required field not found",
+                                                       {"api_name": key, "json_path": f"$.fields[0].{key}"})]},
+                                status_code=400)
+    if data_type not in ("text", "textarea", "integer", "double", "currency", "date", "datetime", "boolean",
+                         "email", "phone", "picklist"):
+        return JSONResponse({"fields": [item_error("INVALID_DATA", "invalid data", {
+            "api_name": "data_type", "json_path": "$.fields[0].data_type"})]}, status_code=400)
+    # Zoho derives the API name from the label (spaces to underscores) unless one is given.
+    api_name = str(item.get("api_name") or "_".join(label.split()))
+    if any(f[0] == api_name for f in state.fields(module)):
+        # fields.json documents INVALID_DATA (not a duplicate-specific code) for a value it refuses.
+        return JSONResponse({"fields": [item_error("INVALID_DATA", "invalid data", {
+            "api_name": "api_name", "json_path": "$.fields[0].api_name"})]}, status_code=400)
+    return api_name, label, data_type, bool(item.get("unique"))

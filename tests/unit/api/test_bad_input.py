@@ -46,7 +46,7 @@ async def test_bad_bodies_on_both_surfaces(
 async def test_validation_errors_never_echo_the_submitted_values(
         api: httpx.AsyncClient, settings: Settings, tenant: uuid.UUID) -> None:
     response = await api.post("/api/tools/crm_create_record", headers=agent_headers(settings, tenant),
-                              json={"object": "lead", "fields": {"phone": ["+15557654321"]}})
+                              json={"object": "lead", "fields": {"phone": {"nested": "+15557654321"}}})
     assert response.status_code == 422 and "+15557654321" not in response.text
 
 

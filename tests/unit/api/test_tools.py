@@ -75,9 +75,9 @@ async def test_tenant_field_mapping_overrides_the_driver_catalog(
 
 async def test_unknown_canonical_key_and_unsupported_object_are_4xx(
         api: httpx.AsyncClient, settings: Settings, tenant: uuid.UUID, provider: SandboxProvider) -> None:
-    unknown = await api.post(CREATE, json={"object": "lead", "fields": {"lead.shoe_size": 42}},
+    unknown = await api.post(CREATE, json={"object": "customer", "fields": {"customer.shoe_size": 42}},
                              headers=agent_headers(settings, tenant))
-    assert unknown.status_code == 422 and unknown.json()["type"].endswith("/unknown-field")
+    assert unknown.status_code == 422 and unknown.json()["type"].endswith("/unmapped-fields")
     unsupported = await api.post(CREATE, json={"object": "appointment", "fields": {"x": 1}},
                                  headers=agent_headers(settings, tenant))
     assert unsupported.status_code == 422 and unsupported.json()["type"].endswith("/unsupported-object")
