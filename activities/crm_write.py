@@ -13,6 +13,8 @@ version of the row the CRM holds: its content fingerprint and the row's `updated
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +25,9 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.crm_plan import DependencyPendingError, UnmappedFieldsError, WritePlan
 from drivers.base import BaseDriver, CrmObject
-from drivers.errors import ConflictError, DriverError
+from drivers.errors import AuthError, ConflictError, DriverError, RateLimitedError
 from drivers.idempotency import request_fingerprint
+from drivers.models import UpsertItem
 from store.base import utcnow
 from store.models import IdempotencyRecord
 
@@ -94,15 +97,21 @@ async def _begin(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUI
 async def _written(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str, *,
                    fingerprint: str, external_id: str, record_url: str | None, row_version: datetime | None) -> None:
     """Record that the CRM now holds this version (fingerprint + row version) under `external_id`."""
+    async with sessions() as session, session.begin():
+        await _record(session, tenant_id, scope, key, fingerprint=fingerprint, external_id=external_id,
+                      record_url=record_url, row_version=row_version)
+
+
+async def _record(session: AsyncSession, tenant_id: uuid.UUID, scope: str, key: str, *, fingerprint: str,
+                  external_id: str, record_url: str | None, row_version: datetime | None) -> None:
     values: dict[str, Any] = {"status": "done", "fingerprint": fingerprint, "external_id": external_id,
                               "record_url": record_url, "row_updated_at": row_version, "completed_at": utcnow()}
-    async with sessions() as session, session.begin():
-        updated = await session.execute(update(IdempotencyRecord).where(
-            IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
-            IdempotencyRecord.key == key).values(**values).execution_options(synchronize_session=False))
-        if not getattr(updated, "rowcount", 0):  # an update of a record found by lookup: first entry for the row
-            session.add(IdempotencyRecord(id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, key=key,
-                                          created_at=utcnow(), **values))
+    updated = await session.execute(update(IdempotencyRecord).where(
+        IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
+        IdempotencyRecord.key == key).values(**values).execution_options(synchronize_session=False))
+    if not getattr(updated, "rowcount", 0):  # an update of a record found by lookup: first entry for the row
+        session.add(IdempotencyRecord(id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, key=key,
+                                      created_at=utcnow(), **values))
 
 
 async def note_once(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
@@ -177,3 +186,144 @@ async def _write_note(sessions: async_sessionmaker[AsyncSession], driver: BaseDr
             existing = exc.existing_id
     await driver.append_note(customer, existing, text, batch_key=f"{key}:{fingerprint[:16]}")
     return existing
+
+
+# Failures that hit the whole account, not one record: after one, the rest of a batch is not sent.
+ACCOUNT_WIDE = (RateLimitedError, AuthError)
+
+
+@dataclass(frozen=True)
+class RecordJob:
+    """One row's CRM write in a batch (in-process only: the plan holds customer fields)."""
+
+    key: str
+    plan: WritePlan
+    row_version: datetime
+
+
+@dataclass
+class _Pending:
+    job: RecordJob
+    fingerprint: str
+    existing: str | None
+
+
+async def execute_many(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
+                       jobs: Sequence[RecordJob]) -> dict[str, str | BaseException]:
+    """`execute` for a batch of rows: per key, the CRM id of the record that now holds that version, or the
+    error that failed only that row. Creates and updates go through `driver.upsert_many` (the provider's batch
+    API where it has one), in chunks of `driver.batch_size`; the ledger rules are `execute`'s, row by row."""
+    scope = _scope(driver)
+    results: dict[str, str | BaseException] = {}
+    entries = await _entries(sessions, tenant_id, scope, [job.key for job in jobs])
+    known: list[tuple[RecordJob, str, str, str | None]] = []  # job, fingerprint, external id, url
+    todo: list[_Pending] = []
+    for job in jobs:
+        plan = job.plan
+        fingerprint = request_fingerprint(plan.object, {"fields": plan.fields, "note": plan.note_text})
+        entry = entries.get(job.key)
+        done = entry.external_id if entry is not None and entry.status == "done" else None
+        existing = plan.existing_id or done
+        if existing is not None and existing == done and entry is not None and entry.fingerprint == fingerprint:
+            known.append((job, fingerprint, existing, entry.record_url))  # already there: nothing to send
+        else:
+            todo.append(_Pending(job, fingerprint, existing))
+    stop: BaseException | None = None
+    for pending in [p for p in todo if p.job.plan.note_text is not None]:  # rows mirrored as notes: one by one
+        try:
+            external = stop or await _write_note(sessions, driver, tenant_id, pending.job.plan, pending.job.key,
+                                                 pending.existing, pending.fingerprint)
+        except DriverError as exc:
+            external, stop = exc, exc if isinstance(exc, ACCOUNT_WIDE) else stop
+        if isinstance(external, str):
+            known.append((pending.job, pending.fingerprint, external, None))
+        else:
+            results[pending.job.key] = external
+    records = [p for p in todo if p.job.plan.note_text is None]
+    for pending in records:  # the CRM is the system of record: a caller it already knows is updated, not duplicated
+        if pending.existing is None and pending.job.plan.lookup and stop is None:
+            try:
+                found = await driver.lookup_customer(**pending.job.plan.lookup)
+                pending.existing = found.external_id if found is not None else None
+            except DriverError as exc:
+                results[pending.job.key] = exc
+                stop = exc if isinstance(exc, ACCOUNT_WIDE) else stop
+    records = [p for p in records if p.job.key not in results]
+    if stop is not None:
+        results.update({p.job.key: stop for p in records})
+        records = []
+    await _begin_many(sessions, tenant_id, scope, [(p.job.key, p.fingerprint) for p in records if p.existing is None])
+    for pending in [p for p in records if p.existing is not None and not p.job.plan.fields]:
+        known.append((pending.job, pending.fingerprint, pending.existing or "", None))  # nothing to update
+    records = [p for p in records if p.existing is None or p.job.plan.fields]
+    size = max(1, driver.batch_size)
+    for obj in sorted({p.job.plan.object for p in records}):
+        group = [p for p in records if p.job.plan.object == obj]
+        for start in range(0, len(group), size):
+            chunk = group[start:start + size]
+            outcomes = await _upsert(driver, obj, chunk, stop)
+            for pending, outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, ConflictError) and outcome.existing_id is not None and pending.existing is None:
+                    # An earlier attempt created it with an older version of the row: write this one there.
+                    try:
+                        await driver.update_record(obj, outcome.existing_id, pending.job.plan.fields)
+                        outcome = outcome.existing_id
+                    except DriverError as exc:
+                        outcome = exc
+                if isinstance(outcome, str):
+                    known.append((pending.job, pending.fingerprint, outcome, None))
+                else:
+                    results[pending.job.key] = outcome
+                    stop = outcome if isinstance(outcome, ACCOUNT_WIDE) else stop
+    async with sessions() as session, session.begin():
+        for job, fingerprint, external_id, url in known:
+            await _record(session, tenant_id, scope, job.key, fingerprint=fingerprint, external_id=external_id,
+                          record_url=url, row_version=job.row_version)
+            results[job.key] = external_id
+    return results
+
+
+async def _upsert(driver: BaseDriver, obj: CrmObject, chunk: list[_Pending], stop: BaseException | None
+                  ) -> list[str | DriverError]:
+    """One `upsert_many` call: per item its record id or its error (a failed call fails its whole chunk)."""
+    if stop is not None:
+        return [stop if isinstance(stop, DriverError) else DriverError("stopped", provider=driver.slug)] * len(chunk)
+    items = [UpsertItem(idempotency_key=p.job.key, fields=p.job.plan.fields, external_id=p.existing) for p in chunk]
+    try:
+        outcomes = await driver.upsert_many(obj, items)
+    except DriverError as exc:
+        return [exc] * len(chunk)
+    return [o.external_id if o.error is None and o.external_id else (o.error or DriverError(
+        "no record id", provider=driver.slug)) for o in outcomes]
+
+
+async def _entries(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, keys: list[str]
+                   ) -> dict[str, IdempotencyRecord]:
+    if not keys:
+        return {}
+    async with sessions() as session:
+        rows = await session.execute(select(IdempotencyRecord).where(
+            IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
+            IdempotencyRecord.key.in_(keys)))
+        return {row.key: row for row in rows.scalars()}
+
+
+async def _begin_many(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str,
+                      keys: list[tuple[str, str]]) -> None:
+    """`_begin` for a batch, in one transaction: a `pending` entry for each key that has none yet."""
+    if not keys:
+        return
+    async with sessions() as session, session.begin():
+        have = set((await session.execute(select(IdempotencyRecord.key).where(
+            IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
+            IdempotencyRecord.key.in_([k for k, _ in keys])))).scalars())
+        for key, fingerprint in keys:
+            if key in have:
+                continue
+            try:
+                async with session.begin_nested():
+                    await session.execute(insert(IdempotencyRecord).values(
+                        id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, key=key, fingerprint=fingerprint,
+                        status="pending", created_at=utcnow()))
+            except IntegrityError:  # a concurrent attempt wrote it; the provider's upsert key finds its record
+                pass

@@ -13,7 +13,7 @@ from api import ingest_docs, metrics, openapi, relay
 from api.body_limit import BodyLimit
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
-from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, tools, webhooks
+from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, records, tools, webhooks
 from api.temporal import TemporalGateway
 from settings import Settings, get_settings
 from store.session import create_engine, session_factory
@@ -21,6 +21,7 @@ from store.session import create_engine, session_factory
 # One line per route module; each exposes `routes`.
 ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, metrics, webhooks, outbound,
                  consent]
+ROUTE_MODULES += [records]
 
 
 ingest_docs.attach(ingest.routes)  # until the ingest handlers carry their own @document

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, ScheduleActionStartWorkflow
+from workflows.record_lifecycle import RecordLifecycleWorkflow
 
 import worker
 from api.app import create_app
@@ -30,7 +31,6 @@ from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 from vault.connections import Actor
 from vault.credentials import CredentialVault
-from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
 
 pytestmark = [pytest.mark.integration]
