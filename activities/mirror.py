@@ -93,16 +93,17 @@ class MirrorActivities:
     @contained
     async def mirror_pass(self, input: MirrorPassInput) -> MirrorPassResult:
         """Write the tenant's due rows (up to `batch_size` per table) and report what is left."""
-        now, tally, park = self._clock(), Tally(), None
+        clock = self._pass_clock(input)
+        now, tally, park = clock(), Tally(), None
         try:
             async with heartbeating(), self._drivers.open(input.tenant_id, system_actor("mirror")) as driver:
                 async with self._sessions() as session:
                     mapping = await crm_plan.write_map(session, input.tenant_id, driver.default_field_catalog)
                 for table in RECORD_TABLES:
                     if tally.stop is None:
-                        await self._records(driver, mapping, table, input, now, tally)
+                        await self._records(driver, mapping, table, input, clock, tally)
                 if tally.stop is None:
-                    await transcript.mirror_transcripts(self._sessions, driver, input, now, tally, self._clock)
+                    await transcript.mirror_transcripts(self._sessions, driver, input, now, tally, clock)
         except LookupError:
             park = "tenant_unavailable"
         except AuthError as exc:  # refused while opening the connection (a refresh the provider turned down)
@@ -115,8 +116,8 @@ class MirrorActivities:
             wait = max(tally.stop.retry_after or input.first_backoff, timedelta(seconds=1))
         async with self._sessions() as session, session.begin():
             opened = await incidents.escalate_tenant(session, input.tenant_id, now - input.escalate_after)
-            states, earliest = await content.backlog(session, input.tenant_id, self._clock())
-            more = park is None and await content.any_due(session, input.tenant_id, self._clock())
+            states, earliest = await content.backlog(session, input.tenant_id, clock())
+            more = park is None and await content.any_due(session, input.tenant_id, clock())
         backlog = sum(states.values())
         activity.logger.info("mirror pass", extra={"tenant": str(input.tenant_id), "synced": tally.synced,
                                                    "failed": tally.failed, "backlog": backlog})
@@ -124,9 +125,13 @@ class MirrorActivities:
                                 state=overall_state(states, park=park, more=more), next_attempt_at=earliest,
                                 park=park, wait=wait, incidents_opened=opened)
 
+    def _pass_clock(self, input: MirrorPassInput) -> Clock:
+        """Now, but never earlier than the workflow's `as_of`: retry times and synced_at agree with its timers."""
+        return lambda: max(self._clock(), input.as_of) if input.as_of is not None else self._clock()
+
     async def _records(self, driver: BaseDriver, mapping: dict[str, str], table: str, input: MirrorPassInput,
-                       now: datetime, tally: Tally) -> None:
-        tenant = input.tenant_id
+                       clock: Clock, tally: Tally) -> None:
+        tenant, now = input.tenant_id, clock()
         async with self._sessions() as session:
             rows = await content.due_rows(session, table, tenant, now, input.batch_size)
             related = {row.id: await _related(session, tenant, row) for row in rows}
@@ -157,13 +162,13 @@ class MirrorActivities:
             tally.failures.append((table, row, outcome))
             if isinstance(outcome, ACCOUNT_WIDE) and tally.stop is None:
                 tally.stop = outcome
-        await self._mark_synced(table, written, input, tally)
+        await self._mark_synced(table, written, input, clock(), tally)
 
     async def _mark_synced(self, table: str, written: list[tuple[Any, str]], input: MirrorPassInput,
-                           tally: Tally) -> None:
+                           synced_at: datetime, tally: Tally) -> None:
         if not written:
             return
-        synced_at, window = self._clock(), input.retention.get(table) or content.retention(table)
+        window = input.retention.get(table) or content.retention(table)
         async with self._sessions() as session, session.begin():
             marked = [row.id for row, external_id in written
                       if await content.mark_synced(session, table, row, external_id, synced_at, window)]

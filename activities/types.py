@@ -16,6 +16,8 @@ class MirrorPassInput(_Model):
     """One pass of a tenant's mirror over its due rows (the policy comes from the workflow's input)."""
 
     tenant_id: uuid.UUID
+    # The workflow's clock: no moment of the pass is earlier (time-skipping tests, skewed hosts agree with timers).
+    as_of: datetime | None = None
     retention: dict[str, timedelta] = Field(default_factory=dict)  # per table; missing: the model's window
     batch_size: int = 200  # rows per table per pass
     transcript_chunk: int = 50  # messages per transcript append

@@ -82,7 +82,8 @@ class TenantMirrorWorkflow:
         policy = input.policy
         return await workflow.execute_activity_method(
             MirrorActivities.mirror_pass,
-            MirrorPassInput(tenant_id=input.tenant_id, retention=input.retention, batch_size=policy.batch_size,
+            MirrorPassInput(tenant_id=input.tenant_id, as_of=workflow.now(), retention=input.retention,
+                            batch_size=policy.batch_size,
                             first_backoff=policy.first_backoff, max_backoff=policy.max_backoff,
                             blocked_poll=policy.blocked_poll, escalate_after=policy.escalate_after),
             start_to_close_timeout=policy.pass_timeout, heartbeat_timeout=policy.pass_heartbeat,
