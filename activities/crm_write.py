@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.crm_plan import DependencyPendingError, UnmappedFieldsError, WritePlan
+from activities.tally import each
 from drivers.base import BaseDriver, CrmObject
 from drivers.errors import AuthError, ConflictError, DriverError, RateLimitedError
 from drivers.idempotency import request_fingerprint
@@ -228,53 +229,70 @@ async def execute_many(sessions: async_sessionmaker[AsyncSession], driver: BaseD
             known.append((job, fingerprint, existing, entry.record_url))  # already there: nothing to send
         else:
             todo.append(_Pending(job, fingerprint, existing))
-    stop: BaseException | None = None
-    for pending in [p for p in todo if p.job.plan.note_text is not None]:  # rows mirrored as notes: one by one
+    stop: list[BaseException] = []  # an account-wide failure: the calls not yet made are not made
+
+    async def note(pending: _Pending) -> None:  # rows mirrored as notes: one by one
         try:
-            external = stop or await _write_note(sessions, driver, tenant_id, pending.job.plan, pending.job.key,
-                                                 pending.existing, pending.fingerprint)
-        except DriverError as exc:
-            external, stop = exc, exc if isinstance(exc, ACCOUNT_WIDE) else stop
-        if isinstance(external, str):
+            if stop:
+                raise stop[0]
+            external = await _write_note(sessions, driver, tenant_id, pending.job.plan, pending.job.key,
+                                         pending.existing, pending.fingerprint)
             known.append((pending.job, pending.fingerprint, external, None))
-        else:
-            results[pending.job.key] = external
+        except DriverError as exc:
+            results[pending.job.key] = exc
+            if isinstance(exc, ACCOUNT_WIDE):
+                stop.append(exc)
+
+    await each([p for p in todo if p.job.plan.note_text is not None], note)
     records = [p for p in todo if p.job.plan.note_text is None]
-    for pending in records:  # the CRM is the system of record: a caller it already knows is updated, not duplicated
-        if pending.existing is None and pending.job.plan.lookup and stop is None:
-            try:
-                found = await driver.lookup_customer(**pending.job.plan.lookup)
-                pending.existing = found.external_id if found is not None else None
-            except DriverError as exc:
-                results[pending.job.key] = exc
-                stop = exc if isinstance(exc, ACCOUNT_WIDE) else stop
+
+    async def lookup(pending: _Pending) -> None:  # the CRM is the system of record: a caller it knows is updated
+        if pending.existing is not None or not pending.job.plan.lookup:
+            return
+        try:
+            if stop:
+                raise stop[0]
+            found = await driver.lookup_customer(**pending.job.plan.lookup)
+            pending.existing = found.external_id if found is not None else None
+        except DriverError as exc:
+            results[pending.job.key] = exc
+            if isinstance(exc, ACCOUNT_WIDE):
+                stop.append(exc)
+
+    await each(records, lookup)
     records = [p for p in records if p.job.key not in results]
-    if stop is not None:
-        results.update({p.job.key: stop for p in records})
+    if stop:
+        results.update({p.job.key: stop[0] for p in records})
         records = []
     await _begin_many(sessions, tenant_id, scope, [(p.job.key, p.fingerprint) for p in records if p.existing is None])
     for pending in [p for p in records if p.existing is not None and not p.job.plan.fields]:
         known.append((pending.job, pending.fingerprint, pending.existing or "", None))  # nothing to update
     records = [p for p in records if p.existing is None or p.job.plan.fields]
     size = max(1, driver.batch_size)
-    for obj in sorted({p.job.plan.object for p in records}):
-        group = [p for p in records if p.job.plan.object == obj]
-        for start in range(0, len(group), size):
-            chunk = group[start:start + size]
-            outcomes = await _upsert(driver, obj, chunk, stop)
-            for pending, outcome in zip(chunk, outcomes, strict=True):
-                if isinstance(outcome, ConflictError) and outcome.existing_id is not None and pending.existing is None:
-                    # An earlier attempt created it with an older version of the row: write this one there.
-                    try:
-                        await driver.update_record(obj, outcome.existing_id, pending.job.plan.fields)
-                        outcome = outcome.existing_id
-                    except DriverError as exc:
-                        outcome = exc
-                if isinstance(outcome, str):
-                    known.append((pending.job, pending.fingerprint, outcome, None))
-                else:
-                    results[pending.job.key] = outcome
-                    stop = outcome if isinstance(outcome, ACCOUNT_WIDE) else stop
+    chunks = [(obj, group[start:start + size])
+              for obj in sorted({p.job.plan.object for p in records})
+              for group in [[p for p in records if p.job.plan.object == obj]]
+              for start in range(0, len(group), size)]
+
+    async def upsert(chunk: tuple[CrmObject, list[_Pending]]) -> None:
+        obj, pendings = chunk
+        outcomes = await _upsert(driver, obj, pendings, stop[0] if stop else None)
+        for pending, outcome in zip(pendings, outcomes, strict=True):
+            if isinstance(outcome, ConflictError) and outcome.existing_id is not None and pending.existing is None:
+                # An earlier attempt created it with an older version of the row: write this one there.
+                try:
+                    await driver.update_record(obj, outcome.existing_id, pending.job.plan.fields)
+                    outcome = outcome.existing_id
+                except DriverError as exc:
+                    outcome = exc
+            if isinstance(outcome, str):
+                known.append((pending.job, pending.fingerprint, outcome, None))
+            else:
+                results[pending.job.key] = outcome
+                if isinstance(outcome, ACCOUNT_WIDE):
+                    stop.append(outcome)
+
+    await each(chunks, upsert)
     async with sessions() as session, session.begin():
         for job, fingerprint, external_id, url in known:
             await _record(session, tenant_id, scope, job.key, fingerprint=fingerprint, external_id=external_id,

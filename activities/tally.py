@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.errors import DriverError
+
+T = TypeVar("T")
+R = TypeVar("R")
+# CRM calls of one pass in flight at once: the mirror waits on the network, not on CPU. The provider budget
+# paces them (drivers/budget.py); the database pool must hold this many sessions (default 5 + 10 overflow).
+CONCURRENCY = 8
+
+
+async def each(items: Iterable[T], work: Callable[[T], Awaitable[R]], limit: int = CONCURRENCY) -> list[R]:
+    """`work` on every item, at most `limit` at a time; results in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: T) -> R:
+        async with gate:
+            return await work(item)
+
+    return list(await asyncio.gather(*(one(item) for item in items)))
 
 
 @dataclass

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.crm_plan import DependencyPendingError
 from activities.crm_write import ACCOUNT_WIDE, note_once, row_key
-from activities.tally import Tally
+from activities.tally import Tally, each
 from activities.types import MirrorPassInput
 from drivers.base import BaseDriver
 from drivers.errors import DriverError
@@ -53,10 +53,12 @@ async def mirror_transcripts(sessions: async_sessionmaker[AsyncSession], driver:
                              now: datetime, tally: Tally, clock: Callable[[], datetime]) -> None:
     async with sessions() as session:
         conversations = await content.due_rows(session, "conversations", input.tenant_id, now, input.batch_size)
-    for conversation in conversations:
-        if tally.stop is not None:
-            return
-        await _one(sessions, driver, input, conversation, tally, clock)
+
+    async def one(conversation: Conversation) -> None:
+        if tally.stop is None:  # an account-wide failure stops the conversations not yet started
+            await _one(sessions, driver, input, conversation, tally, clock)
+
+    await each(conversations, one)
 
 
 async def _one(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, input: MirrorPassInput,
