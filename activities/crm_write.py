@@ -13,7 +13,7 @@ version of the row the CRM holds: its content fingerprint and the row's `updated
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,14 +74,6 @@ def _scope(driver: BaseDriver) -> str:
     return f"crm_object:{driver.slug}"
 
 
-async def _entry(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str
-                 ) -> IdempotencyRecord | None:
-    async with sessions() as session:
-        row = await session.execute(select(IdempotencyRecord).where(
-            IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope, IdempotencyRecord.key == key))
-        return row.scalar_one_or_none()
-
-
 async def _begin(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str,
                  fingerprint: str) -> None:
     """A `pending` entry before the first create: the create may land in the CRM even if we never hear back."""
@@ -93,14 +85,6 @@ async def _begin(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUI
                     status="pending", created_at=utcnow()))
         except IntegrityError:  # an earlier attempt wrote it; the provider's upsert key finds its record
             pass
-
-
-async def _written(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str, *,
-                   fingerprint: str, external_id: str, record_url: str | None, row_version: datetime | None) -> None:
-    """Record that the CRM now holds this version (fingerprint + row version) under `external_id`."""
-    async with sessions() as session, session.begin():
-        await _record(session, tenant_id, scope, key, fingerprint=fingerprint, external_id=external_id,
-                      record_url=record_url, row_version=row_version)
 
 
 async def _record(session: AsyncSession, tenant_id: uuid.UUID, scope: str, key: str, *, fingerprint: str,
@@ -115,61 +99,45 @@ async def _record(session: AsyncSession, tenant_id: uuid.UUID, scope: str, key: 
                                       created_at=utcnow(), **values))
 
 
-async def note_once(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
-                    customer_external_id: str, text: str, key: str) -> str:
-    """A new note on the customer, at most once per key (a transcript's note, created with its header)."""
-    scope, fingerprint = _scope(driver), request_fingerprint(CrmObject.NOTE, {"note": text})
-    entry = await _entry(sessions, tenant_id, scope, key)
-    if entry is not None and entry.status == "done" and entry.external_id:
-        return entry.external_id
-    await _begin(sessions, tenant_id, scope, key, fingerprint)
-    result = await driver.append_note(customer_external_id, None, text, batch_key=key)
-    await _written(sessions, tenant_id, scope, key, fingerprint=fingerprint, external_id=result.external_id,
-                   record_url=result.record_url, row_version=None)
-    return result.external_id
-
-
-async def execute(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
-                  plan: WritePlan, key: str, row_version: datetime) -> str:
-    """Make the CRM hold this version of the row; the CRM id of the record that holds it.
-
-    Whatever the ledger says about an earlier create, a version it has not recorded is written (as a partial
-    update of the record the row already has), so a row is never marked synced on an older version's write.
-    """
+async def notes_once(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
+                     notes: Sequence[tuple[str, str, str]],
+                     remember: Callable[[AsyncSession, dict[str, str]], Awaitable[None]]
+                     ) -> dict[str, str | DriverError]:
+    """New notes on customers, each at most once per key (a transcript's note, created with its header): per key
+    (`notes` holds key, customer CRM id, text), the note's CRM id or the error that failed only it. `remember`
+    keeps the ids in the same transaction as the ledger, so a later failure cannot lose which note is whose."""
     scope = _scope(driver)
-    fingerprint = request_fingerprint(plan.object, {"fields": plan.fields, "note": plan.note_text})
-    entry = await _entry(sessions, tenant_id, scope, key)
-    known = entry.external_id if entry is not None and entry.status == "done" else None
-    existing = plan.existing_id or known
-    if existing is not None and existing == known and entry is not None and entry.fingerprint == fingerprint:
-        url = entry.record_url  # this content is already there (a retry after the write): nothing to send
-    elif plan.note_text is not None:
-        existing, url = await _write_note(sessions, driver, tenant_id, plan, key, existing, fingerprint), None
-    else:
-        existing, url = await _write_record(sessions, driver, tenant_id, plan, key, existing, fingerprint)
-    await _written(sessions, tenant_id, scope, key, fingerprint=fingerprint, external_id=existing, record_url=url,
-                   row_version=row_version)
-    return existing
+    results: dict[str, str | DriverError] = {}
+    entries = await _entries(sessions, tenant_id, scope, [key for key, _, _ in notes])
+    fingerprints = {key: request_fingerprint(CrmObject.NOTE, {"note": text}) for key, _, text in notes}
+    created: dict[str, str] = {}
+    for key, _, _ in notes:
+        entry = entries.get(key)
+        if entry is not None and entry.status == "done" and entry.external_id:
+            results[key] = created[key] = entry.external_id
+    todo = [note for note in notes if note[0] not in results]
+    await _begin_many(sessions, tenant_id, scope, [(key, fingerprints[key]) for key, _, _ in todo])
+    stop: list[DriverError] = []
 
-
-async def _write_record(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
-                        plan: WritePlan, key: str, existing: str | None, fingerprint: str) -> tuple[str, str | None]:
-    if existing is None and plan.lookup:
-        # The CRM is the system of record: a caller it already knows is updated, not duplicated.
-        found = await driver.lookup_customer(**plan.lookup)
-        existing = found.external_id if found is not None else None
-    if existing is None:
-        await _begin(sessions, tenant_id, _scope(driver), key, fingerprint)
+    async def create(note: tuple[str, str, str]) -> None:
+        key, customer, text = note
         try:
-            created = await driver.create_record(plan.object, plan.fields, key)
-            return created.external_id, created.record_url
-        except ConflictError as exc:  # an earlier attempt created it with an older version of the row
-            if exc.existing_id is None:
-                raise
-            existing = exc.existing_id
-    if plan.fields:
-        await driver.update_record(plan.object, existing, plan.fields)
-    return existing, None
+            if stop:
+                raise stop[0]
+            results[key] = created[key] = (await driver.append_note(customer, None, text, batch_key=key)).external_id
+        except DriverError as exc:
+            results[key] = exc
+            if isinstance(exc, ACCOUNT_WIDE):
+                stop.append(exc)
+
+    await each(todo, create)
+    async with sessions() as session, session.begin():
+        for key, _, _ in todo:
+            if key in created:
+                await _record(session, tenant_id, scope, key, fingerprint=fingerprints[key],
+                              external_id=created[key], record_url=None, row_version=None)
+        await remember(session, created)
+    return results
 
 
 async def _write_note(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
