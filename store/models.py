@@ -341,3 +341,9 @@ class AuditLog(Base):
 CONTENT_TABLES: tuple[type[ContentRow], ...] = (
     Conversation, Message, Customer, Lead, QualificationState, Appointment, Case,
 )
+
+# The tenant mirror's working set: a tenant's unsynced rows, oldest first. Partial, so it stays as small as the
+# backlog however many synced rows wait out their window (the mirror, the sweep and escalation all ask for it).
+for _model in CONTENT_TABLES:
+    Index(f"ix_{_model.__tablename__}_unsynced", _model.tenant_id, _model.created_at,  # type: ignore[attr-defined]
+          postgresql_where=text("sync_state <> 'synced'"), sqlite_where=text("sync_state <> 'synced'"))

@@ -1,4 +1,5 @@
-"""tenant mirror: per-row retry time, sync states retrying/blocked, one open incident per (tenant, failure kind)
+"""tenant mirror: per-row retry time and an index of unsynced rows, sync states retrying/blocked, one open incident
+per (tenant, failure kind)
 
 Revision ID: 0007
 Revises: 0005
@@ -26,6 +27,9 @@ def upgrade() -> None:
     for table in CONTENT:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column('retry_at', store.base.UTCDateTime(timezone=True), nullable=True))
+            batch_op.create_index(f'ix_{table}_unsynced', ['tenant_id', 'created_at'], unique=False,
+                                  postgresql_where=sa.text("sync_state <> 'synced'"),
+                                  sqlite_where=sa.text("sync_state <> 'synced'"))
         # `failed` said neither whether time or a person fixes it: time (the mirror retries; auth is re-learned).
         op.execute(sa.text(f"UPDATE {table} SET sync_state = 'retrying' WHERE sync_state = 'failed'"))
     # Per-row incidents give way to one per (tenant, failure kind): the mirror reopens them aggregated.
@@ -51,4 +55,6 @@ def downgrade() -> None:
     for table in CONTENT:
         op.execute(sa.text(f"UPDATE {table} SET sync_state = 'failed' WHERE sync_state IN ('retrying', 'blocked')"))
         with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_index(f'ix_{table}_unsynced', postgresql_where=sa.text("sync_state <> 'synced'"),
+                                sqlite_where=sa.text("sync_state <> 'synced'"))
             batch_op.drop_column('retry_at')
