@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
@@ -74,29 +74,28 @@ def _scope(driver: BaseDriver) -> str:
     return f"crm_object:{driver.slug}"
 
 
-async def _begin(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str, key: str,
-                 fingerprint: str) -> None:
-    """A `pending` entry before the first create: the create may land in the CRM even if we never hear back."""
-    async with sessions() as session, session.begin():
-        try:
-            async with session.begin_nested():
-                await session.execute(insert(IdempotencyRecord).values(
-                    id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, key=key, fingerprint=fingerprint,
-                    status="pending", created_at=utcnow()))
-        except IntegrityError:  # an earlier attempt wrote it; the provider's upsert key finds its record
-            pass
+def _ledger_insert(session: AsyncSession) -> Any:
+    """INSERT into the ledger in the database's own dialect (for ON CONFLICT)."""
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(IdempotencyRecord)
 
 
-async def _record(session: AsyncSession, tenant_id: uuid.UUID, scope: str, key: str, *, fingerprint: str,
-                  external_id: str, record_url: str | None, row_version: datetime | None) -> None:
-    values: dict[str, Any] = {"status": "done", "fingerprint": fingerprint, "external_id": external_id,
-                              "record_url": record_url, "row_updated_at": row_version, "completed_at": utcnow()}
-    updated = await session.execute(update(IdempotencyRecord).where(
-        IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
-        IdempotencyRecord.key == key).values(**values).execution_options(synchronize_session=False))
-    if not getattr(updated, "rowcount", 0):  # an update of a record found by lookup: first entry for the row
-        session.add(IdempotencyRecord(id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, key=key,
-                                      created_at=utcnow(), **values))
+async def _record_many(session: AsyncSession, tenant_id: uuid.UUID, scope: str,
+                       written: Sequence[tuple[str, str, str, str | None, datetime | None]]) -> None:
+    """Record that the CRM now holds these versions — (key, fingerprint, external id, url, row version) — in one
+    statement: an entry per key, created (an update of a record found by lookup) or brought up to date."""
+    if not written:
+        return
+    now = utcnow()
+    rows = [{"id": uuid.uuid4(), "tenant_id": tenant_id, "scope": scope, "key": key, "fingerprint": fingerprint,
+             "status": "done", "external_id": external_id, "record_url": url, "row_updated_at": version,
+             "completed_at": now, "created_at": now}
+            for key, fingerprint, external_id, url, version in {w[0]: w for w in written}.values()]
+    insert_ = _ledger_insert(session).values(rows)
+    await session.execute(insert_.on_conflict_do_update(
+        index_elements=["tenant_id", "scope", "key"],
+        set_={name: insert_.excluded[name] for name in ("status", "fingerprint", "external_id", "record_url",
+                                                        "row_updated_at", "completed_at")}))
 
 
 async def notes_once(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant_id: uuid.UUID,
@@ -132,10 +131,8 @@ async def notes_once(sessions: async_sessionmaker[AsyncSession], driver: BaseDri
 
     await each(todo, create)
     async with sessions() as session, session.begin():
-        for key, _, _ in todo:
-            if key in created:
-                await _record(session, tenant_id, scope, key, fingerprint=fingerprints[key],
-                              external_id=created[key], record_url=None, row_version=None)
+        await _record_many(session, tenant_id, scope, [(key, fingerprints[key], created[key], None, None)
+                                                       for key, _, _ in todo if key in created])
         await remember(session, created)
     return results
 
@@ -146,7 +143,7 @@ async def _write_note(sessions: async_sessionmaker[AsyncSession], driver: BaseDr
     key, each later version appended once under a key of its own content."""
     customer, text = plan.customer_external_id or "", plan.note_text or ""
     if existing is None:
-        await _begin(sessions, tenant_id, _scope(driver), key, fingerprint)
+        await _begin_many(sessions, tenant_id, _scope(driver), [(key, fingerprint)])
         try:
             return (await driver.append_note(customer, None, text, batch_key=key)).external_id
         except ConflictError as exc:
@@ -262,10 +259,9 @@ async def execute_many(sessions: async_sessionmaker[AsyncSession], driver: BaseD
 
     await each(chunks, upsert)
     async with sessions() as session, session.begin():
-        for job, fingerprint, external_id, url in known:
-            await _record(session, tenant_id, scope, job.key, fingerprint=fingerprint, external_id=external_id,
-                          record_url=url, row_version=job.row_version)
-            results[job.key] = external_id
+        await _record_many(session, tenant_id, scope, [(job.key, fingerprint, external_id, url, job.row_version)
+                                                       for job, fingerprint, external_id, url in known])
+    results.update({job.key: external_id for job, _, external_id, _ in known})
     return results
 
 
@@ -296,20 +292,13 @@ async def _entries(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.U
 
 async def _begin_many(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, scope: str,
                       keys: list[tuple[str, str]]) -> None:
-    """`_begin` for a batch, in one transaction: a `pending` entry for each key that has none yet."""
+    """`_begin` for a batch, in one statement: a `pending` entry for each key that has none yet (an existing one
+    stays: an earlier attempt wrote it, and the provider's upsert key finds its record)."""
     if not keys:
         return
     async with sessions() as session, session.begin():
-        have = set((await session.execute(select(IdempotencyRecord.key).where(
-            IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.scope == scope,
-            IdempotencyRecord.key.in_([k for k, _ in keys])))).scalars())
-        for key, fingerprint in keys:
-            if key in have:
-                continue
-            try:
-                async with session.begin_nested():
-                    await session.execute(insert(IdempotencyRecord).values(
-                        id=uuid.uuid4(), tenant_id=tenant_id, scope=scope, key=key, fingerprint=fingerprint,
-                        status="pending", created_at=utcnow()))
-            except IntegrityError:  # a concurrent attempt wrote it; the provider's upsert key finds its record
-                pass
+        now = utcnow()
+        rows = [{"id": uuid.uuid4(), "tenant_id": tenant_id, "scope": scope, "key": key, "fingerprint": fingerprint,
+                 "status": "pending", "created_at": now} for key, fingerprint in dict(keys).items()]
+        await session.execute(_ledger_insert(session).values(rows).on_conflict_do_nothing(
+            index_elements=["tenant_id", "scope", "key"]))

@@ -36,7 +36,7 @@ from drivers.base import BaseDriver
 from drivers.errors import AuthError, DriverError, RateLimitedError
 from store import content, incidents
 from store.base import SyncState, utcnow
-from store.erasure import erasure_blocks_mirror
+from store.erasure import held_rows
 from store.models import Customer, Lead, QualificationState
 from vault.connections import Actor, DriverProvider
 
@@ -135,7 +135,7 @@ class MirrorActivities:
         async with self._sessions() as session:
             rows = await content.due_rows(session, table, tenant, now, input.batch_size)
             related = {row.id: await _related(session, tenant, row) for row in rows}
-            held = {row.id for row in rows if await erasure_blocks_mirror(session, tenant, table, row.id)}
+            held = await held_rows(session, tenant, table, [row.id for row in rows])
         jobs: dict[str, Any] = {}
         plans: list[RecordJob] = []
         for row in rows:
@@ -170,8 +170,7 @@ class MirrorActivities:
             return
         window = input.retention.get(table) or content.retention(table)
         async with self._sessions() as session, session.begin():
-            marked = [row.id for row, external_id in written
-                      if await content.mark_synced(session, table, row, external_id, synced_at, window)]
+            marked = await content.mark_synced_many(session, table, written, synced_at, window)
             await content.wake_dependents(session, table, marked)
         tally.synced += len(marked)  # the others changed meanwhile: due again, written again next pass
 

@@ -28,7 +28,7 @@ from drivers.base import BaseDriver
 from drivers.errors import DriverError
 from store import content
 from store.base import SyncState
-from store.erasure import erasure_blocks_mirror
+from store.erasure import held_rows
 from store.models import Conversation, Customer, Message
 
 SYNCED = SyncState.SYNCED.value
@@ -60,7 +60,7 @@ async def mirror_transcripts(sessions: async_sessionmaker[AsyncSession], driver:
         due = await content.due_rows(session, "conversations", tenant, now, input.batch_size)
         if not due:
             return
-        held = {c.id for c in due if await erasure_blocks_mirror(session, tenant, "conversations", c.id)}
+        held = await held_rows(session, tenant, "conversations", [c.id for c in due])
         customers = await _customers(session, [c.customer_id for c in due if c.customer_id is not None])
         waiting = await _unsynced(session, [c.id for c in due if c.id not in held])
     conversations: list[Conversation] = []
@@ -153,9 +153,8 @@ async def _mark(sessions: async_sessionmaker[AsyncSession], input: MirrorPassInp
                         sync_attempts=Message.sync_attempts + 1, updated_at=Message.updated_at)
                 .execution_options(synchronize_session=False))
             tally.synced += int(result.rowcount or 0)  # type: ignore[attr-defined]
-        for conversation in complete:
-            tally.synced += await content.mark_synced(session, "conversations", conversation, notes[conversation.id],
-                                                      now, window)
+        tally.synced += len(await content.mark_synced_many(
+            session, "conversations", [(c, notes[c.id]) for c in complete], now, window))
 
 
 async def _customers(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Customer]:

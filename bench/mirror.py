@@ -119,6 +119,29 @@ async def mirror(env: WorkflowEnvironment, url: str, conversations: int, per: in
     return MirrorFigures(total, elapsed, actions, open_after, calls, conversations)
 
 
+async def customers_only(env: WorkflowEnvironment, url: str, count: int) -> tuple[float, float]:
+    """A tenant whose backlog is customers only (each with a phone): (CRM calls per customer row, rows/s)."""
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    drivers = SandboxDriverProvider(sessions)
+    tenant, queue = await create_tenant(sessions), f"bench-customers-{uuid.uuid4()}"
+    relay = relay_for(engine, sessions, env.client, queue, tenants=[tenant], policy=MirrorPolicy())
+    async with agent_api(Settings(database_url=url, env="bench"), engine, sessions, tenant) as api:
+        for c in range(count):
+            response = await api.post("/api/agent/customers", json={"name": f"Only Customer{c}",
+                                                                    "phone": f"+1 628 555 {c:04d}"})
+            assert response.status_code == 201, response.text
+    async with lifecycle_worker(env.client, sessions, drivers, queue), running(relay):
+        start = time.perf_counter()
+        while await unsynced(sessions, tenant):
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - start
+    calls = sum(drivers.state("hubspot").calls.values())
+    await drivers.aclose()
+    await engine.dispose()
+    return calls / count, count / elapsed
+
+
 async def unsynced(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID) -> int:
     left = 0
     async with sessions() as session:
@@ -161,6 +184,7 @@ async def run(url: str, conversations: int, per: int, purge_rows: int) -> None:
         await baseline(env, 20)  # warm-up: server caches, worker pollers
         trivial = await baseline(env, conversations * 2)
         figures = await mirror(env, url, conversations, per)
+        only_calls, only_rate = await customers_only(env, url, conversations * 5)
     purge_per_s = await purge(url, purge_rows)
     backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
     rows_per_s, actions = figures.rows / figures.elapsed, sum(figures.actions.values())
@@ -176,6 +200,8 @@ async def run(url: str, conversations: int, per: int, purge_rows: int) -> None:
     print(f"CRM calls per customer row      {figures.crm_calls / figures.customers:8.3f} (every sandbox call "
           f"of the run / customers: {figures.crm_calls} calls, {figures.customers} customers, {figures.rows} rows; "
           f"{figures.crm_calls / figures.rows:.3f} per row)")
+    print(f"  customers only                {only_calls:8.3f} CRM calls per customer row ({conversations * 5} "
+          f"customers with a phone: the lookup (the CRM may know the caller) + the write; {only_rate:.0f} rows/s)")
     print(f"guarded batched purge           {purge_per_s:8.0f} rows/s ({purge_rows} synced message rows, "
           "500 per batch)")
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, delete, exists, func, or_, select, update
+from sqlalchemy import String, and_, case, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -100,6 +100,23 @@ async def mark_synced(session: AsyncSession, table: str, row: ContentRow, extern
                 sync_attempts=model.sync_attempts + 1, updated_at=model.updated_at)
         .execution_options(synchronize_session=False))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_synced_many(session: AsyncSession, table: str, written: list[tuple[ContentRow, str]],
+                           synced_at: datetime, window: timedelta) -> list[uuid.UUID]:
+    """`mark_synced` for a batch in one statement — (row as read, its CRM id) each; the ids it marked. A row
+    changed since it was read (another `updated_at`) stays pending, as with `mark_synced`."""
+    if not written:
+        return []
+    model = model_for(table)
+    ids = {row.id: external_id for row, external_id in written}
+    result = await session.execute(
+        update(model).where(tuple_(model.id, model.updated_at).in_([(row.id, row.updated_at) for row, _ in written]))
+        .values(sync_state=SyncState.SYNCED.value, crm_external_id=case(ids, value=model.id), synced_at=synced_at,
+                purge_after=synced_at + window, last_sync_error=None, retry_at=None,
+                sync_attempts=model.sync_attempts + 1, updated_at=model.updated_at)
+        .returning(model.id).execution_options(synchronize_session=False))
+    return list(result.scalars())
 
 
 async def remember_external_id(session: AsyncSession, table: str, row_id: uuid.UUID, external_id: str) -> None:
