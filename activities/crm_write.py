@@ -8,6 +8,7 @@ version of the row the CRM holds: its content fingerprint and the row's `updated
   row changed meanwhile, the driver names it in a ConflictError and the newer version is written there).
 - This version, not an older one: a `done` entry answers without a CRM call only when it recorded exactly this
   content; any other version is written as a partial update of the record the row already has.
+The mirror writes rows in batches (`execute_many`, through `upsert_many`); the rules hold row by row.
 """
 
 from __future__ import annotations
@@ -31,11 +32,6 @@ from drivers.idempotency import request_fingerprint
 from drivers.models import UpsertItem
 from store.base import utcnow
 from store.models import IdempotencyRecord
-
-# Failures a retry cannot fix without a person (or a reconnect): the workflow waits for a redrive instead.
-BLOCKING = frozenset({"AuthError", "InvalidRequestError", "ConflictError", "NotFoundError", "UnmappedFieldsError",
-                      "TenantUnavailable", "DeleteUnsupportedError"})
-
 
 def error_label(exc: BaseException) -> str:
     """What we store about a failure: its type and status code, never a message (it may echo content)."""
