@@ -33,6 +33,7 @@ from drivers.models import UpsertItem
 from store.base import utcnow
 from store.models import IdempotencyRecord
 
+
 def error_label(exc: BaseException) -> str:
     """What we store about a failure: its type and status code, never a message (it may echo content)."""
     if isinstance(exc, DriverError):
