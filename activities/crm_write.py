@@ -7,8 +7,8 @@ version of the row the CRM holds: its content fingerprint and the row's `updated
   before the ledger says `done`, the retry finds that record instead of making a second one (and, when the
   row changed meanwhile, the driver names it in a ConflictError and the newer version is written there).
 - This version, not an older one: a `done` entry answers without a CRM call only when it recorded exactly this
-  content; any other version is written as a partial update of the record the row already has.
-The mirror writes rows in batches (`execute_many`, through `upsert_many`); the rules hold row by row.
+  content; any other version is written as a partial update of the record the row already has (in batches:
+  `execute_many`, through `upsert_many`; the rules hold row by row).
 """
 
 from __future__ import annotations
