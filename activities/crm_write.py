@@ -263,14 +263,15 @@ async def execute_many(sessions: async_sessionmaker[AsyncSession], driver: BaseD
 
 
 async def _upsert(driver: BaseDriver, obj: CrmObject, chunk: list[_Pending], stop: BaseException | None
-                  ) -> list[str | DriverError]:
-    """One `upsert_many` call: per item its record id or its error (a failed call fails its whole chunk)."""
+                  ) -> list[str | BaseException]:
+    """One `upsert_many` call: per item its record id or its error (a failed call fails its whole chunk; so does a
+    driver bug, instead of failing the tenant's whole pass again and again)."""
     if stop is not None:
         return [stop if isinstance(stop, DriverError) else DriverError("stopped", provider=driver.slug)] * len(chunk)
     items = [UpsertItem(idempotency_key=p.job.key, fields=p.job.plan.fields, external_id=p.existing) for p in chunk]
     try:
         outcomes = await driver.upsert_many(obj, items)
-    except DriverError as exc:
+    except Exception as exc:
         return [exc] * len(chunk)
     return [o.external_id if o.error is None and o.external_id else (o.error or DriverError(
         "no record id", provider=driver.slug)) for o in outcomes]

@@ -147,6 +147,11 @@ class MirrorActivities:
             except (crm_plan.UnmappedFieldsError, crm_plan.DependencyPendingError) as exc:
                 tally.failures.append((table, row, exc))
                 continue
+            except Exception as exc:  # a row the planner cannot handle (a bug) must not hold up the tenant's others
+                activity.logger.warning("mirror cannot plan a row", extra={"table": table, "row": str(row.id),
+                                                                           "error": type(exc).__name__})
+                tally.failures.append((table, row, exc))
+                continue
             key = row_key(table, row.id)
             jobs[key] = row
             plans.append(RecordJob(key, plan, row.updated_at))
