@@ -25,7 +25,6 @@ from activities.erasure import ErasureActivities
 from activities.mirror import MirrorActivities
 from activities.outbound import OutboundActivities
 from activities.sweep import SweepActivities
-from activities.transcript import TranscriptActivities
 from activities.vault import VaultActivities
 from api.lifecycle import ensure_sweep_schedule
 from api.temporal import connect_temporal
@@ -38,14 +37,13 @@ from vault.provider import VaultDriverProvider
 from workflows.crm_poll import CrmPollWorkflow
 from workflows.forget import ForgetWorkflow
 from workflows.outbound_call import OutboundCallWorkflow
-from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.rewrap_credentials import RewrapCredentialsWorkflow
 from workflows.sweep import SweepWorkflow
-from workflows.transcript import TranscriptWorkflow
+from workflows.tenant_mirror import TenantMirrorWorkflow
 
 log = logging.getLogger(__name__)
 
-WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow, RecordLifecycleWorkflow, TranscriptWorkflow,
+WORKFLOWS: list[type] = [ForgetWorkflow, RewrapCredentialsWorkflow, TenantMirrorWorkflow,
                           SweepWorkflow, OutboundCallWorkflow, CrmPollWorkflow]
 
 
@@ -54,8 +52,7 @@ def build_activities(settings: Settings, engine: AsyncEngine | None = None) -> l
     sessions = session_factory(engine or create_engine(settings.database_url))
     drivers = VaultDriverProvider.from_settings(settings, sessions)
     erasure = ErasureActivities(sessions, drivers, settings.subject_hash_key.get_secret_value())
-    lifecycle = [*MirrorActivities(sessions, drivers).all(), *TranscriptActivities(sessions, drivers).all(),
-                 *SweepActivities(sessions).all()]
+    lifecycle = [*MirrorActivities(sessions, drivers).all(), *SweepActivities(sessions).all()]
     outbound = OutboundActivities(sessions, drivers, settings.subject_hash_key.get_secret_value(),
                                   dialer_secret=dialer_secret_loader(drivers.vault))
     return [*erasure.all(), *VaultActivities(drivers.vault).all(), *lifecycle, *outbound.all(),

@@ -1,8 +1,15 @@
-"""Record lifecycle activities: write a class-(c) row to the tenant's CRM, purge it, escalate it.
+"""The tenant mirror's activity: one pass over a tenant's due rows, written to its CRM in batches.
 
-Each activity reads the row itself (payloads carry ids only), reaches the CRM only through
-`DriverProvider.open(tenant, Actor(type="system"))`, and is idempotent: a retry re-reads the row and the
-ledger and converges on the same CRM record.
+A pass reads the rows itself (payloads carry ids only), reaches the CRM only through
+`DriverProvider.open(tenant, Actor(type="system"))`, and goes table by table in dependency order — customers,
+then the leads, qualification states, appointments and cases that hang off them, then conversations with their
+messages (one transcript note each) — so a row written in this pass is there for the rows after it.
+
+Each row's outcome is kept on the row: synced (compare-and-set on `updated_at`: a row changed while its write was
+in flight stays pending and goes again), or failed with its error code, a state saying who fixes it (`retrying`:
+time; `blocked`: a person) and `retry_at` (capped exponential backoff, or the provider's Retry-After). A failure
+fails only its row; the whole pass stops only for what hits the whole account — a rate limit (the workflow waits
+it out on a durable timer) or an auth error (the workflow parks until the connection is fixed).
 """
 
 from __future__ import annotations
@@ -12,41 +19,37 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import crm_plan
+from activities import crm_plan, transcript
 from activities.contained import contained
 from activities.crm_plan import Related, WritePlan
-from activities.crm_write import as_application_error, error_label, execute, row_key
-from activities.types import (
-    IncidentInput,
-    IncidentResult,
-    MirrorRecordInput,
-    MirrorRecordResult,
-    PurgeRecordInput,
-    PurgeRecordResult,
-)
+from activities.crm_write import ACCOUNT_WIDE, RecordJob, error_label, execute_many, row_key
+from activities.tally import Tally
+from activities.types import MirrorPassInput, MirrorPassResult
 from drivers.base import BaseDriver
-from drivers.errors import DriverError
-from store import content, incidents, outbox
+from drivers.errors import AuthError, DriverError, RateLimitedError
+from store import content, incidents
 from store.base import SyncState, utcnow
-from store.erasure import erasure_blocks_mirror
+from store.erasure import held_rows
 from store.models import Customer, Lead, QualificationState
 from vault.connections import Actor, DriverProvider
 
 Clock = Callable[[], datetime]
+RECORD_TABLES = ("customers", "leads", "qualification_states", "appointments", "cases")
+ERASURE_HOLD = "erasure_hold"
 
 
 @asynccontextmanager
 async def heartbeating() -> AsyncIterator[None]:
-    """Heartbeat in the background while a CRM write runs, when the workflow gave a heartbeat timeout.
+    """Heartbeat in the background while CRM writes run, when the workflow gave a heartbeat timeout.
 
-    A worker killed mid-write stops beating, so Temporal retries the write elsewhere after the (short)
+    A worker killed mid-write stops beating, so Temporal retries the pass elsewhere after the (short)
     heartbeat timeout instead of the whole start-to-close timeout. Beats carry no details (ids only live in
     the input). Workers must send them promptly: see HEARTBEAT_THROTTLE in worker.py.
     """
@@ -67,120 +70,161 @@ async def heartbeating() -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-EXPECTED = (DriverError, crm_plan.DependencyPendingError, crm_plan.UnmappedFieldsError, LookupError)
 
 
 def system_actor(purpose: str) -> Actor:
-    """The credential-decrypt audit identity of a lifecycle: its workflow id (ids only)."""
+    """The credential-decrypt audit identity of the mirror: its workflow id (ids only)."""
     info = activity.info()
-    return Actor(type="system", id=info.workflow_id or "lifecycle", purpose=purpose,
+    return Actor(type="system", id=info.workflow_id or "mirror", purpose=purpose,
                  request_id=f"{info.workflow_run_id}:{info.activity_id}:{info.attempt}")
 
 
-class LifecycleActivityBase:
-    """What every lifecycle activity class holds: the database and the way to a tenant's CRM."""
+class MirrorActivities:
+    """Activities of `TenantMirrorWorkflow`."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], drivers: DriverProvider, *,
                  clock: Clock = utcnow) -> None:
         self._sessions, self._drivers, self._clock = sessions, drivers, clock
 
-    async def _erased(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID) -> bool:
-        async with self._sessions() as session:
-            return await erasure_blocks_mirror(session, tenant_id, table, row_id)
-
-    async def _failed(self, tenant_id: uuid.UUID, table: str, row_ids: list[uuid.UUID], exc: BaseException
-                      ) -> None:
-        """Count the attempt on the rows (and their open incident) before Temporal schedules the retry."""
-        label = error_label(exc)
-        async with self._sessions() as session, session.begin():
-            for row_id in row_ids:
-                attempts = await content.record_failure(session, table, row_id, label)
-                await incidents.note_attempt(session, table, row_id, last_error=label, attempts=attempts)
-        activity.logger.info("crm write failed", extra={"tenant": str(tenant_id), "table": table,
-                                                        "error": label})
-
-
-class MirrorActivities(LifecycleActivityBase):
-    """Activities of `RecordLifecycleWorkflow` (customers, leads, qualification states, appointments, cases)."""
-
     def all(self) -> list[Callable[..., Any]]:
-        return [self.mirror_record, self.purge_record, self.open_sync_incident]
+        return [self.mirror_pass]
 
     @activity.defn
     @contained
-    async def mirror_record(self, input: MirrorRecordInput) -> MirrorRecordResult:
-        """Create (or partially update) the row's CRM record; mark it synced unless it changed meanwhile."""
-        async with self._sessions() as session:
-            row = await content.load(session, input.table, input.tenant_id, input.row_id)
-            related = await _related(session, input.tenant_id, row) if row is not None else Related()
-        if row is None:
-            return MirrorRecordResult(outcome="gone")
-        key = row_key(input.table, input.row_id)
+    async def mirror_pass(self, input: MirrorPassInput) -> MirrorPassResult:
+        """Write the tenant's due rows (up to `batch_size` per table) and report what is left."""
+        clock = self._pass_clock(input)
+        now, tally, park = clock(), Tally(), None
         try:
             async with heartbeating(), self._drivers.open(input.tenant_id, system_actor("mirror")) as driver:
                 async with self._sessions() as session:
                     mapping = await crm_plan.write_map(session, input.tenant_id, driver)
-                plan = _plan(input.table, row, related, mapping, driver)
-                if await self._erased(input.tenant_id, input.table, input.row_id):
-                    return MirrorRecordResult(outcome="erased")
-                external_id = await execute(self._sessions, driver, input.tenant_id, plan, key, row.updated_at)
-        except EXPECTED as exc:
-            await self._failed(input.tenant_id, input.table, [input.row_id], exc)
-            if isinstance(exc, crm_plan.DependencyPendingError):  # the workflow waits for the wake, not a backoff
-                ready = await self._dependency_synced(input.tenant_id, input.table, input.row_id, exc.table)
-                return MirrorRecordResult(outcome="retry" if ready else "waiting")
-            raise as_application_error(exc) from None
-        synced_at = self._clock()
+                for table in RECORD_TABLES:
+                    if tally.stop is None:
+                        await self._records(driver, mapping, table, input, clock, tally)
+                if tally.stop is None:
+                    await transcript.mirror_transcripts(self._sessions, driver, input, now, tally, clock)
+        except LookupError:
+            park = "tenant_unavailable"
+        except AuthError as exc:  # refused while opening the connection (a refresh the provider turned down)
+            tally.stop = exc
+        await self._record_failures(input, now, tally)
+        if isinstance(tally.stop, AuthError):
+            park = "auth_error"
+        wait = None
+        if isinstance(tally.stop, RateLimitedError):
+            wait = max(tally.stop.retry_after or input.first_backoff, timedelta(seconds=1))
         async with self._sessions() as session, session.begin():
-            marked = await content.mark_synced(session, input.table, row, external_id, synced_at, input.retention)
-            if marked:
-                await incidents.resolve_for_rows(session, input.table, [input.row_id])
-                waiting = await content.waiting_on(session, input.table, input.row_id)
-                await outbox.add(session, [outbox.intent_values(input.tenant_id, table, row_id, "wake")
-                                           for table, row_id in waiting])
-        if not marked:
-            return MirrorRecordResult(outcome="stale")
-        return MirrorRecordResult(outcome="synced",
-                                  purge_after=synced_at + input.retention)
+            opened = await incidents.escalate_tenant(session, input.tenant_id, now - input.escalate_after)
+            states, earliest = await content.backlog(session, input.tenant_id, clock())
+            more = park is None and await content.any_due(session, input.tenant_id, clock())
+        backlog = sum(states.values())
+        activity.logger.info("mirror pass", extra={"tenant": str(input.tenant_id), "synced": tally.synced,
+                                                   "failed": tally.failed, "backlog": backlog})
+        return MirrorPassResult(synced=tally.synced, failed=tally.failed, more=more, backlog=backlog,
+                                state=overall_state(states, park=park, more=more), next_attempt_at=earliest,
+                                park=park, wait=wait, incidents_opened=opened)
 
-    async def _dependency_synced(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, dependency: str
-                                 ) -> bool:
-        """Whether the row's dependency reached the CRM after we looked (then its wake, sent before our failure
-        mark was visible, missed us: write again now instead of waiting)."""
+    def _pass_clock(self, input: MirrorPassInput) -> Clock:
+        """Now, but never earlier than the workflow's `as_of`: retry times and synced_at agree with its timers."""
+        return lambda: max(self._clock(), input.as_of) if input.as_of is not None else self._clock()
+
+    async def _records(self, driver: BaseDriver, mapping: crm_plan.TenantMapping, table: str, input: MirrorPassInput,
+                       clock: Clock, tally: Tally) -> None:
+        tenant, now = input.tenant_id, clock()
         async with self._sessions() as session:
-            row = await content.load(session, table, tenant_id, row_id)
-            related = await _related(session, tenant_id, row) if row is not None else Related()
-        waited_for = related.customer if dependency == "customers" else related.lead
-        return row is None or (waited_for is not None and waited_for.crm_external_id is not None)
+            rows = await content.due_rows(session, table, tenant, now, input.batch_size)
+            related = {row.id: await _related(session, tenant, row) for row in rows}
+            held = await held_rows(session, tenant, table, [row.id for row in rows])
+        jobs: dict[str, Any] = {}
+        plans: list[RecordJob] = []
+        for row in rows:
+            if row.id in held:  # an erasure runs for this subject: write nothing for it
+                tally.failures.append((table, row, LookupError(ERASURE_HOLD)))
+                continue
+            try:
+                plan = _plan(table, row, related[row.id], mapping, driver)
+            except (crm_plan.UnmappedFieldsError, crm_plan.DependencyPendingError) as exc:
+                tally.failures.append((table, row, exc))
+                continue
+            except Exception as exc:  # a row the planner cannot handle (a bug) must not hold up the tenant's others
+                activity.logger.warning("mirror cannot plan a row", extra={"table": table, "row": str(row.id),
+                                                                           "error": type(exc).__name__})
+                tally.failures.append((table, row, exc))
+                continue
+            key = row_key(table, row.id)
+            jobs[key] = row
+            plans.append(RecordJob(key, plan, row.updated_at))
+        if not plans:
+            return
+        results = await execute_many(self._sessions, driver, tenant, plans)
+        written: list[tuple[Any, str]] = []
+        for key, row in jobs.items():
+            outcome = results[key]
+            if isinstance(outcome, str):
+                written.append((row, outcome))
+                continue
+            tally.failures.append((table, row, outcome))
+            if isinstance(outcome, ACCOUNT_WIDE) and tally.stop is None:
+                tally.stop = outcome
+        await self._mark_synced(table, written, input, clock(), tally)
 
-    @activity.defn
-    @contained
-    async def purge_record(self, input: PurgeRecordInput) -> PurgeRecordResult:
-        """Delete the row if (and only if, by the statement itself) it is synced and past its window."""
+    async def _mark_synced(self, table: str, written: list[tuple[Any, str]], input: MirrorPassInput,
+                           synced_at: datetime, tally: Tally) -> None:
+        if not written:
+            return
+        window = input.retention.get(table) or content.retention(table)
         async with self._sessions() as session, session.begin():
-            purged = await content.purge(session, input.table, input.as_of, tenant_id=input.tenant_id,
-                                         row_ids=[input.row_id])
-            if purged:
-                return PurgeRecordResult(purged=True, exists=False)
-            row = await content.load(session, input.table, input.tenant_id, input.row_id)
-        if row is None:
-            return PurgeRecordResult(purged=False, exists=False)
-        synced = row.sync_state == SyncState.SYNCED.value
-        return PurgeRecordResult(purged=False, exists=True, synced=synced,
-                                 purge_after=row.purge_after if synced else None)
+            marked = await content.mark_synced_many(session, table, written, synced_at, window)
+            await content.wake_dependents(session, table, marked)
+        tally.synced += len(marked)  # the others changed meanwhile: due again, written again next pass
 
-    @activity.defn
-    @contained
-    async def open_sync_incident(self, input: IncidentInput) -> IncidentResult:
-        """One `crm_sync_failure` incident for the row (tenant, table, row, last error type, attempts)."""
+    async def _record_failures(self, input: MirrorPassInput, now: datetime, tally: Tally) -> None:
+        """Each failed row: its error code, who fixes it, when to try again. Rate-limited rows are untouched (no
+        CRM attempt was spent on them; the whole mirror waits instead)."""
+        if not tally.failures:
+            return
         async with self._sessions() as session, session.begin():
-            row = await content.load(session, input.table, input.tenant_id, input.row_id)
-            if row is None or row.sync_state == SyncState.SYNCED.value:
-                return IncidentResult(opened=False)
-            opened = await incidents.open_sync_failure(
-                session, input.tenant_id, input.table, input.row_id,
-                last_error=row.last_sync_error or "not_mirrored", attempts=row.sync_attempts)
-        return IncidentResult(opened=opened)
+            for table, row, exc in tally.failures:
+                if isinstance(exc, RateLimitedError):
+                    continue
+                state, retry_at, attempted = retry_plan(exc, row.sync_attempts, now, input)
+                tally.failed += attempted
+                await content.record_failure(session, table, [row.id], failure_label(exc), state=state,
+                                             retry_at=retry_at, attempted=attempted)
+
+
+def overall_state(states: dict[str, int], *, park: str | None, more: bool) -> str:
+    """The tenant's rows as one state, in the rows' own vocabulary (what an operator should look at first)."""
+    if park is not None:
+        return SyncState.BLOCKED.value
+    if more:
+        return SyncState.PENDING.value
+    for state in (SyncState.RETRYING, SyncState.BLOCKED, SyncState.PENDING):
+        if states.get(state.value):
+            return state.value
+    return SyncState.SYNCED.value
+
+
+def failure_label(exc: BaseException) -> str:
+    if isinstance(exc, LookupError) and str(exc) == ERASURE_HOLD:
+        return ERASURE_HOLD
+    return error_label(exc)
+
+
+def retry_plan(exc: BaseException, attempts: int, now: datetime, input: MirrorPassInput
+               ) -> tuple[SyncState, datetime | None, bool]:
+    """(state, retry_at, counts as an attempt) for a row whose write failed with `exc`."""
+    if isinstance(exc, crm_plan.DependencyPendingError):  # woken as soon as its dependency syncs
+        return SyncState.PENDING, now + input.max_backoff, False
+    if isinstance(exc, LookupError):  # held by an erasure (then scrubbed), or the tenant is gone
+        return SyncState.PENDING, now + input.blocked_poll, False
+    if isinstance(exc, AuthError):  # the mirror parks until the connection is fixed, then tries it at once
+        return SyncState.BLOCKED, None, True
+    if isinstance(exc, DriverError) and exc.retryable:
+        backoff = min(input.max_backoff, input.first_backoff * (2 ** min(attempts, 20)))
+        return SyncState.RETRYING, now + max(backoff, exc.retry_after or timedelta(0)), True
+    return SyncState.BLOCKED, now + input.blocked_poll, True
 
 
 async def _related(session: AsyncSession, tenant_id: uuid.UUID, row: Any) -> Related:
@@ -202,7 +246,8 @@ async def _related(session: AsyncSession, tenant_id: uuid.UUID, row: Any) -> Rel
     return related
 
 
-def _plan(table: str, row: Any, related: Related, mapping: crm_plan.TenantMapping, driver: BaseDriver) -> WritePlan:
+def _plan(table: str, row: Any, related: Related, mapping: crm_plan.TenantMapping, driver: BaseDriver
+          ) -> WritePlan:
     if table == "customers":
         return crm_plan.plan_customer(row, mapping)
     if table == "leads":

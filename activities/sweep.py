@@ -1,14 +1,17 @@
-"""Sweep activities: the safety net under the lifecycles, run by a Temporal Schedule.
+"""Sweep activities: the safety net under the tenant mirrors, run by a Temporal Schedule.
 
-- re-queue rows whose lifecycle may be missing (unsynced past a grace period, nothing in the outbox): the
-  relay then starts their workflow with a use-existing policy, a no-op when it runs;
-- purge synced rows past their window, in batches, with the same guarded statement as the lifecycle;
-- open a `crm_sync_failure` incident for rows unsynced for 24 hours;
+- wake the mirror of every tenant with a row that fell through (due for longer than a grace period and still
+  untried: no mirror is handling it) by queuing one `ensure` intent per tenant, which the relay delivers as a
+  signal-with-start;
+- purge synced rows past their window, in batches, with the guarded purge (the SQL refuses unsynced rows) —
+  the only purge there is: no per-row timers;
+- bring each tenant's `crm_sync_failure` incidents in line with its rows unsynced 24 hours after insert;
 - drop delivered outbox entries after a day.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +21,6 @@ from temporalio import activity
 from activities.contained import contained
 from activities.types import SweepStepInput, SweepStepResult
 from store import content, incidents, outbox
-from store.models import Message
 
 
 class SweepActivities:
@@ -34,20 +36,18 @@ class SweepActivities:
     @activity.defn
     @contained
     async def sweep_enqueue_orphans(self, input: SweepStepInput) -> SweepStepResult:
-        queued = 0
-        for table in content.PURGE_ORDER:
+        woken: set[uuid.UUID] = set()
+        for table in content.MIRROR_ORDER:
             async with self._sessions() as session, session.begin():
-                rows = await content.unsynced_before(session, table, input.as_of - input.older_than, input.limit)
+                rows = await content.fell_through(session, table, input.as_of - input.older_than, input.limit)
                 intents = []
                 for tenant_id, row_id in rows:
-                    if not await outbox.pending_for(session, table, row_id):
-                        # Messages reach their conversation's transcript through `append`.
-                        op = "append" if table == Message.__tablename__ else "ensure"
-                        intents.append(outbox.intent_values(tenant_id, table, row_id, op))
+                    if tenant_id not in woken and not await outbox.pending_for_tenant(session, tenant_id):
+                        intents.append(outbox.intent_values(tenant_id, table, row_id, "ensure"))
+                        woken.add(tenant_id)
                 await outbox.add(session, intents)
-            queued += len(intents)
             activity.heartbeat(table)
-        return SweepStepResult(count=queued)
+        return SweepStepResult(count=len(woken))
 
     @activity.defn
     @contained
@@ -66,13 +66,13 @@ class SweepActivities:
     @activity.defn
     @contained
     async def sweep_escalate_stuck(self, input: SweepStepInput) -> SweepStepResult:
-        opened = 0
-        # A message's failure is its conversation's (one transcript note): one incident, not one per line.
-        for table in (t for t in content.PURGE_ORDER if t != Message.__tablename__):
+        opened, cutoff = 0, input.as_of - input.older_than
+        async with self._sessions() as session:
+            tenants = await incidents.tenants_with_stuck_rows(session, cutoff, input.limit)
+        for tenant_id in tenants:
             async with self._sessions() as session, session.begin():
-                opened += await incidents.escalate_stuck(session, table, input.as_of - input.older_than,
-                                                         input.limit)
-            activity.heartbeat(table)
+                opened += await incidents.escalate_tenant(session, tenant_id, cutoff)
+            activity.heartbeat(str(tenant_id))
         return SweepStepResult(count=opened)
 
     @activity.defn

@@ -1,9 +1,13 @@
-"""Transcript activities: a conversation is ONE note on its customer's CRM record, appended in batches.
+"""Transcripts in a mirror pass: a conversation is ONE note on its customer's CRM record, appended in chunks.
 
-The batch is named by message ids in the activity input (decided by the workflow), so a retried attempt
-renders exactly the same text; the driver finds a batch's marker anywhere in the note, so a retried batch is
-never appended twice, whatever was appended after it. Each
-message row is marked synced once the CRM holds it, and the conversation once no message of it waits.
+Each chunk is named by its last message's turn (`{conversation}:{turn}`), and the driver finds a chunk's marker
+anywhere in the note, so a chunk written by a pass that died before recording it is never appended twice. The
+closing lines (end time, summary) are keyed by their text: appended once, and again only when they change.
+Message rows are marked synced once the CRM holds them, and the conversation (compare-and-set) once none waits.
+
+The pass works in phases over all its due conversations — read, create the missing notes, append, mark — so
+the database sees a handful of transactions per pass, not several per conversation; the CRM calls of each
+phase run concurrently.
 """
 
 from __future__ import annotations
@@ -12,22 +16,23 @@ import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio import activity
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.contained import contained
 from activities.crm_plan import DependencyPendingError
-from activities.crm_write import as_application_error, note_once, row_key
-from activities.mirror import EXPECTED, LifecycleActivityBase, heartbeating, system_actor
-from activities.types import PurgeTranscriptInput, PurgeTranscriptResult, SyncTranscriptInput, SyncTranscriptResult
-from store import content, incidents
+from activities.crm_write import ACCOUNT_WIDE, notes_once, row_key
+from activities.tally import Tally, each
+from activities.types import MirrorPassInput
+from drivers.base import BaseDriver
+from drivers.errors import DriverError
+from store import content
 from store.base import SyncState
+from store.erasure import held_rows
 from store.models import Conversation, Customer, Message
 
 SYNCED = SyncState.SYNCED.value
+MESSAGES_PER_PASS = 500  # of one conversation; the rest next pass (the conversation stays due)
 
 
 def header(conversation: Conversation) -> str:
@@ -48,121 +53,124 @@ def closing(conversation: Conversation) -> str:
     return "\n".join(lines)
 
 
-class TranscriptActivities(LifecycleActivityBase):
-    """Activities of `TranscriptWorkflow`."""
+async def mirror_transcripts(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, input: MirrorPassInput,
+                             now: datetime, tally: Tally, clock: Callable[[], datetime]) -> None:
+    tenant = input.tenant_id
+    async with sessions() as session:
+        due = await content.due_rows(session, "conversations", tenant, now, input.batch_size)
+        if not due:
+            return
+        held = await held_rows(session, tenant, "conversations", [c.id for c in due])
+        customers = await _customers(session, [c.customer_id for c in due if c.customer_id is not None])
+        waiting = await _unsynced(session, [c.id for c in due if c.id not in held])
+    conversations: list[Conversation] = []
+    for conversation in due:
+        customer = customers.get(conversation.customer_id) if conversation.customer_id else None
+        if conversation.id in held:
+            tally.failures.append(("conversations", conversation, LookupError("erasure_hold")))
+        elif conversation.crm_external_id is None and (customer is None or customer.crm_external_id is None):
+            tally.failures.append(("conversations", conversation, DependencyPendingError("customers")))
+        else:
+            conversations.append(conversation)
+    notes = await _notes(sessions, driver, tenant, conversations, customers, tally)
+    written: dict[uuid.UUID, list[Message]] = {}
+    failed: set[uuid.UUID] = set()
 
-    def all(self) -> list[Callable[..., Any]]:
-        return [self.sync_transcript, self.purge_transcript]
-
-    @activity.defn
-    @contained
-    async def sync_transcript(self, input: SyncTranscriptInput) -> SyncTranscriptResult:
-        """Make sure the note exists, append the named message batch, mark what the CRM now holds."""
-        tenant, conversation_id = input.tenant_id, input.conversation_id
-        async with self._sessions() as session:
-            conversation = await content.load(session, "conversations", tenant, conversation_id)
-            if conversation is None:
-                return SyncTranscriptResult(outcome="gone")
-            customer = await session.get(Customer, conversation.customer_id) if conversation.customer_id else None
-            batch = await _messages(session, conversation_id, input.message_ids)
-        if await self._erased(tenant, "conversations", conversation_id):
-            return SyncTranscriptResult(outcome="erased")
-        rows = [conversation_id] + [m.id for m in batch]
-        try:
-            note_id = await self._write(input, conversation, customer, batch)
-        except EXPECTED as exc:
-            await self._failed(tenant, "conversations", [conversation_id], exc)
-            if isinstance(exc, DependencyPendingError):  # woken when the customer syncs…
-                async with self._sessions() as session:  # …unless it synced after we looked: write again now
-                    now_known = customer is not None and bool(await session.scalar(
-                        select(Customer.crm_external_id).where(Customer.id == customer.id)))
-                return SyncTranscriptResult(outcome="retry" if now_known else "waiting")
-            raise as_application_error(exc) from None
-        now = self._clock()
-        async with self._sessions() as session, session.begin():
-            if batch:
-                await session.execute(
-                    update(Message).where(Message.id.in_([m.id for m in batch]), Message.sync_state != SYNCED)
-                    .values(sync_state=SYNCED, crm_external_id=note_id, synced_at=now,
-                            purge_after=now + input.message_retention, last_sync_error=None,
-                            updated_at=Message.updated_at))
-            waiting = await _unsynced_ids(session, conversation_id)
-            synced = not waiting and await content.mark_synced(session, "conversations", conversation, note_id, now,
-                                                               input.conversation_retention)
-            await incidents.resolve_for_rows(session, "conversations", rows[:1] if synced else [])
-            await incidents.resolve_for_rows(session, "messages", rows[1:])
-            next_purge = await _next_purge(session, conversation_id)
-        return SyncTranscriptResult(outcome="synced" if synced else "stale",
-                                    messages_synced=len(batch), conversation_synced=synced,
-                                    next_purge_after=next_purge, unsynced_message_ids=waiting)
-
-    async def _write(self, input: SyncTranscriptInput, conversation: Conversation, customer: Customer | None,
-                     batch: list[Message]) -> str:
-        note_id: str | None = conversation.crm_external_id
+    async def append(conversation: Conversation) -> None:
+        if tally.stop is not None:
+            return
+        customer = customers.get(conversation.customer_id) if conversation.customer_id else None
         customer_id = customer.crm_external_id if customer is not None else None
-        if note_id is None and customer_id is None:
-            raise DependencyPendingError("customers")
-        async with heartbeating(), self._drivers.open(input.tenant_id, system_actor("transcript")) as driver:
-            if note_id is None:
-                note_id = await note_once(self._sessions, driver, input.tenant_id, customer_id or "",
-                                          header(conversation), row_key("conversations", conversation.id))
-                # Kept at once: a later failure in this attempt must not lose which note is the transcript.
-                async with self._sessions() as session, session.begin():
-                    await content.remember_external_id(session, "conversations", conversation.id, note_id)
-            if batch:
-                await driver.append_note(customer_id or "", note_id, render(batch),
-                                         batch_key=f"{conversation.id}:{batch[-1].turn_id}")
-            tail = closing(conversation) if input.include_summary else ""
-            if tail:  # keyed by its text: a retried summary lands once, a changed one is appended
-                digest = hashlib.sha256(tail.encode()).hexdigest()[:16]
-                key = f"{conversation.id}:closing:{digest}"
-                await driver.append_note(customer_id or "", note_id, tail, batch_key=key)
-        return note_id
+        done = written.setdefault(conversation.id, [])
+        try:
+            await _append(driver, conversation, customer_id or "", notes[conversation.id],
+                          waiting.get(conversation.id, [])[:MESSAGES_PER_PASS], done, input.transcript_chunk)
+        except DriverError as exc:
+            tally.failures.append(("conversations", conversation, exc))
+            failed.add(conversation.id)  # the chunks that landed are still marked
+            if isinstance(exc, ACCOUNT_WIDE):
+                tally.stop = exc
 
-    @activity.defn
-    @contained
-    async def purge_transcript(self, input: PurgeTranscriptInput) -> PurgeTranscriptResult:
-        """Purge the conversation's messages past their window, then the conversation once none is left."""
-        conversation_id = input.conversation_id
-        async with self._sessions() as session, session.begin():
-            messages = await content.purge(session, "messages", input.as_of, tenant_id=input.tenant_id,
-                                           conversation_id=conversation_id)
-            purged = await content.purge(session, "conversations", input.as_of, tenant_id=input.tenant_id,
-                                         row_ids=[conversation_id])
-            if purged:
-                return PurgeTranscriptResult(messages_purged=messages, conversation_purged=True,
-                                             conversation_exists=False)
-            conversation = await content.load(session, "conversations", input.tenant_id, conversation_id)
-            waiting = await _unsynced_ids(session, conversation_id)
-            next_purge = await _next_purge(session, conversation_id)
-        return PurgeTranscriptResult(
-            messages_purged=messages, conversation_purged=False, conversation_exists=conversation is not None,
-            conversation_synced=conversation is not None and conversation.sync_state == SYNCED,
-            next_purge_after=next_purge, unsynced_message_ids=waiting)
+    await each([c for c in conversations if c.id in notes], append)
+    complete = [c for c in conversations if c.id in notes and c.id not in failed and c.id in written
+                and len(written[c.id]) == len(waiting.get(c.id, []))]
+    await _mark(sessions, input, complete, notes, written, tally, clock())
 
 
-async def _messages(session: AsyncSession, conversation_id: uuid.UUID, ids: list[uuid.UUID]) -> list[Message]:
+async def _notes(sessions: async_sessionmaker[AsyncSession], driver: BaseDriver, tenant: uuid.UUID,
+                 conversations: list[Conversation], customers: dict[uuid.UUID, Customer], tally: Tally
+                 ) -> dict[uuid.UUID, str]:
+    """The transcript note of each conversation: known, or created now (with its header) at most once."""
+    notes = {c.id: c.crm_external_id for c in conversations if c.crm_external_id is not None}
+    missing = {row_key("conversations", c.id): c for c in conversations if c.crm_external_id is None}
+    if not missing:
+        return notes
+
+    async def remember(session: AsyncSession, created: dict[str, str]) -> None:
+        for key, note_id in created.items():  # kept at once: which note is this conversation's transcript
+            await content.remember_external_id(session, "conversations", missing[key].id, note_id)
+
+    requests = [(key, customers[c.customer_id].crm_external_id or "", header(c))
+                for key, c in missing.items() if c.customer_id is not None]
+    for key, outcome in (await notes_once(sessions, driver, tenant, requests, remember)).items():
+        if isinstance(outcome, str):
+            notes[missing[key].id] = outcome
+            continue
+        tally.failures.append(("conversations", missing[key], outcome))
+        if isinstance(outcome, ACCOUNT_WIDE):
+            tally.stop = outcome
+    return notes
+
+
+async def _append(driver: BaseDriver, conversation: Conversation, customer_id: str, note_id: str,
+                  batch: list[Message], written: list[Message], chunk: int) -> None:
+    """Append the waiting messages chunk by chunk (`written` grows as each lands), then the closing lines."""
+    for start in range(0, len(batch), max(1, chunk)):
+        part = batch[start:start + chunk]
+        await driver.append_note(customer_id, note_id, render(part), batch_key=f"{conversation.id}:{part[-1].turn_id}")
+        written.extend(part)
+    tail = closing(conversation)
+    if tail:  # keyed by its text: a retried summary lands once, a changed one is appended
+        digest = hashlib.sha256(tail.encode()).hexdigest()[:16]
+        await driver.append_note(customer_id, note_id, tail, batch_key=f"{conversation.id}:closing:{digest}")
+
+
+async def _mark(sessions: async_sessionmaker[AsyncSession], input: MirrorPassInput,
+                complete: list[Conversation], notes: dict[uuid.UUID, str], written: dict[uuid.UUID, list[Message]],
+                tally: Tally, now: datetime) -> None:
+    """One transaction: the messages the CRM now holds, then each conversation none of whose messages waits
+    (compare-and-set: one that got new messages or a change meanwhile stays due)."""
+    window = input.retention.get("conversations") or content.retention("conversations")
+    message_window = input.retention.get("messages") or content.retention("messages")
+    async with sessions() as session, session.begin():
+        for conversation_id, messages in written.items():
+            if not messages:
+                continue
+            result = await session.execute(
+                update(Message).where(Message.id.in_([m.id for m in messages]), Message.sync_state != SYNCED)
+                .values(sync_state=SYNCED, crm_external_id=notes[conversation_id], synced_at=now,
+                        purge_after=now + message_window, last_sync_error=None, retry_at=None,
+                        sync_attempts=Message.sync_attempts + 1, updated_at=Message.updated_at)
+                .execution_options(synchronize_session=False))
+            tally.synced += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        tally.synced += len(await content.mark_synced_many(
+            session, "conversations", [(c, notes[c.id]) for c in complete], now, window))
+
+
+async def _customers(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Customer]:
     if not ids:
-        return []
+        return {}
+    rows = await session.execute(select(Customer).where(Customer.id.in_(ids)))
+    return {c.id: c for c in rows.scalars()}
+
+
+async def _unsynced(session: AsyncSession, conversation_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[Message]]:
+    if not conversation_ids:
+        return {}
     rows = await session.execute(
-        select(Message).where(Message.conversation_id == conversation_id, Message.id.in_(ids),
-                              Message.sync_state != SYNCED)
-        .order_by(Message.spoken_at, Message.turn_id))
-    return list(rows.scalars())
-
-
-async def _unsynced_ids(session: AsyncSession, conversation_id: uuid.UUID) -> list[uuid.UUID]:
-    rows = await session.execute(select(Message.id).where(Message.conversation_id == conversation_id,
-                                                          Message.sync_state != SYNCED)
-                                 .order_by(Message.spoken_at, Message.turn_id))
-    return list(rows.scalars())
-
-
-async def _next_purge(session: AsyncSession, conversation_id: uuid.UUID) -> datetime | None:
-    """The next moment something of this conversation becomes purgeable (its messages first)."""
-    messages = await session.execute(select(func.min(Message.purge_after)).where(
-        Message.conversation_id == conversation_id, Message.sync_state == SYNCED))
-    own = await session.execute(select(Conversation.purge_after).where(
-        Conversation.id == conversation_id, Conversation.sync_state == SYNCED))
-    moments = [m for m in (messages.scalar_one_or_none(), own.scalar_one_or_none()) if m is not None]
-    return min(moments) if moments else None
+        select(Message).where(Message.conversation_id.in_(conversation_ids), Message.sync_state != SYNCED)
+        .order_by(Message.conversation_id, Message.spoken_at, Message.turn_id))
+    found: dict[uuid.UUID, list[Message]] = {}
+    for message in rows.scalars():
+        found.setdefault(message.conversation_id, []).append(message)
+    return found

@@ -1,4 +1,4 @@
-"""Activity boundary models of the lifecycle (mirror, transcript, purge, incidents, sweep). Ids only."""
+"""Activity boundary models of the tenant mirror and the sweep. Ids, counts, durations and codes only."""
 
 from __future__ import annotations
 
@@ -12,73 +12,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class MirrorRecordInput(_Model):
+class MirrorPassInput(_Model):
+    """One pass of a tenant's mirror over its due rows (the policy comes from the workflow's input)."""
+
     tenant_id: uuid.UUID
-    table: str
-    row_id: uuid.UUID
-    retention: timedelta
+    # The workflow's clock: no moment of the pass is earlier (time-skipping tests, skewed hosts agree with timers).
+    as_of: datetime | None = None
+    retention: dict[str, timedelta] = Field(default_factory=dict)  # per table; missing: the model's window
+    batch_size: int = 200  # rows per table per pass
+    transcript_chunk: int = 50  # messages per transcript append
+    first_backoff: timedelta = timedelta(seconds=2)
+    max_backoff: timedelta = timedelta(minutes=10)
+    blocked_poll: timedelta = timedelta(minutes=15)
+    escalate_after: timedelta = timedelta(hours=24)
 
 
-class MirrorRecordResult(_Model):
-    # synced | stale (changed during the write: write again) | waiting (dependency) | retry | gone | erased
-    outcome: str
-    purge_after: datetime | None = None
-
-
-class PurgeRecordInput(_Model):
-    tenant_id: uuid.UUID
-    table: str
-    row_id: uuid.UUID
-    as_of: datetime  # the workflow's clock: a purge is never earlier than the timer that asked for it
-
-
-class PurgeRecordResult(_Model):
-    purged: bool
-    exists: bool
-    synced: bool = False
-    purge_after: datetime | None = None
-
-
-class IncidentInput(_Model):
-    tenant_id: uuid.UUID
-    table: str
-    row_id: uuid.UUID
-
-
-class IncidentResult(_Model):
-    opened: bool
-
-
-class SyncTranscriptInput(_Model):
-    tenant_id: uuid.UUID
-    conversation_id: uuid.UUID
-    message_ids: list[uuid.UUID] = Field(default_factory=list)
-    include_summary: bool = False
-    conversation_retention: timedelta
-    message_retention: timedelta
-
-
-class SyncTranscriptResult(_Model):
-    outcome: str  # synced | stale | waiting (its customer is not in the CRM yet) | retry | gone | erased
-    messages_synced: int = 0
-    conversation_synced: bool = False
-    next_purge_after: datetime | None = None
-    unsynced_message_ids: list[uuid.UUID] = Field(default_factory=list)  # waiting rows the workflow may not know
-
-
-class PurgeTranscriptInput(_Model):
-    tenant_id: uuid.UUID
-    conversation_id: uuid.UUID
-    as_of: datetime
-
-
-class PurgeTranscriptResult(_Model):
-    messages_purged: int
-    conversation_purged: bool
-    conversation_exists: bool
-    conversation_synced: bool = False
-    next_purge_after: datetime | None = None
-    unsynced_message_ids: list[uuid.UUID] = Field(default_factory=list)
+class MirrorPassResult(_Model):
+    synced: int = 0  # rows the CRM now holds (messages included)
+    failed: int = 0  # rows whose write failed this pass (each retried at its own `retry_at`)
+    more: bool = False  # rows are due right now: pass again at once
+    backlog: int = 0  # unsynced rows of the tenant
+    state: str = "synced"  # the tenant's rows as a whole: pending | retrying | blocked | synced (SyncState names)
+    next_attempt_at: datetime | None = None  # when the earliest unsynced row may be tried; None: nothing unsynced
+    park: str | None = None  # auth_error | tenant_unavailable: nothing can be written until the connection is fixed
+    wait: timedelta | None = None  # the provider (or our budget for it) says: no calls for this long
+    incidents_opened: int = 0
 
 
 class SweepStepInput(_Model):

@@ -15,7 +15,7 @@ from api.body_limit import BodyLimit
 from api.console import routes as console_routes
 from api.context import AppContext
 from api.errors import EXCEPTION_HANDLERS
-from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, tools, webhooks
+from api.routes import connect, consent, forget, health, incidents, ingest, outbound, public, records, tools, webhooks
 from api.routes import install as install_routes
 from api.routes import mapping as mapping_routes
 from api.routes import tool_catalog as tool_schema_routes
@@ -25,7 +25,7 @@ from store.session import create_engine, session_factory
 
 # One line per route module; each exposes `routes`.
 ROUTE_MODULES = [health, tools, public, forget, openapi, connect, ingest, incidents, metrics, webhooks, outbound,
-                 consent, mapping_routes, install_routes, tool_schema_routes, mcp_routes, console_routes]
+                 consent, records, mapping_routes, install_routes, tool_schema_routes, mcp_routes, console_routes]
 
 
 ingest_docs.attach(ingest.routes)  # until the ingest handlers carry their own @document

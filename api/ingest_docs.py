@@ -28,7 +28,7 @@ from api.openapi import document
 
 
 class IngestAccepted(BaseModel):
-    """The row is stored with its mirror intent; `workflow_id` is the lifecycle that will write it."""
+    """The row is stored with its mirror intent; `workflow_id` is the tenant's mirror that will write it."""
 
     model_config = ConfigDict(extra="allow")  # conversations add customer_id and a message count
 
@@ -49,7 +49,7 @@ class MessagesAccepted(BaseModel):
 
 
 class RecordState(BaseModel):
-    """Where a row stands in its lifecycle: states and ids only."""
+    """Where a row stands: states and ids only. `sync_state`: pending | retrying | blocked | synced."""
 
     id: str
     table: str
@@ -60,6 +60,8 @@ class RecordState(BaseModel):
     created_at: str | None
     synced_at: str | None
     purge_after: str | None
+    retry_at: str | None = None  # when the mirror tries an unsynced row again (None: as soon as it can)
+    workflow_id: str | None = None  # the tenant's mirror
 
 
 Answers = dict[int, type[BaseModel]]

@@ -1,9 +1,8 @@
-"""How processes outside the worker drive lifecycles in Temporal: ids, inputs, starts, signals, the sweep schedule.
+"""How processes outside the worker drive the tenant mirrors in Temporal: ids, inputs, wakes, the sweep schedule.
 
-Workflow ids are business keys — `mirror:{tenant}:{table}:{row}`; a message rides on its conversation's
-`mirror:{tenant}:conversations:{conversation}` — so a repeated delivery reaches the same run instead of
-making a second one. A plain start uses the use-existing conflict policy; anything with news for the run
-(an update, a redrive, new messages) is a signal-with-start.
+One mirror per tenant, workflow id `mirror:{tenant}` — a business key, so a repeated delivery reaches the same
+run instead of making a second one. Every delivery is a signal-with-start: it starts the mirror when the tenant
+has none running, and wakes the one that runs.
 """
 
 from __future__ import annotations
@@ -25,100 +24,64 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
 
 from store.content import retention
 from workflows import search_attributes as sa
-from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
-from workflows.transcript import TranscriptWorkflow
-from workflows.types import (
-    ConnectionFixed,
-    LifecyclePolicy,
-    MessagesAdded,
-    RecordLifecycleInput,
-    SweepInput,
-    TranscriptInput,
-)
+from workflows.tenant_mirror import TenantMirrorWorkflow
+from workflows.types import ConnectionFixed, MirrorInput, MirrorPolicy, Redrive, SweepInput, Wake
 
 SWEEP_SCHEDULE_ID = "crm-sor-sweep"
-SIGNALS = {"update": "changed", "redrive": "redrive", "wake": "dependency_synced", "append": "messages_added"}
 
 
-def workflow_id(tenant_id: uuid.UUID, table: str, row_id: uuid.UUID) -> str:
-    return f"mirror:{tenant_id}:{table}:{row_id}"
+def mirror_workflow_id(tenant_id: uuid.UUID) -> str:
+    return f"mirror:{tenant_id}"
 
 
 @dataclass
 class Delivery:
-    """Everything one workflow gets from one relay batch: a start, then its signals in order."""
+    """What one tenant's mirror gets from one relay batch: one signal-with-start."""
 
-    workflow_id: str
-    run: Any
-    input: RecordLifecycleInput | TranscriptInput
-    provider: str
-    signals: list[tuple[str, Any]] = field(default_factory=list)
-    message_ids: list[uuid.UUID] = field(default_factory=list)  # for a transcript: one messages_added
+    tenant_id: uuid.UUID
+    input: MirrorInput
+    redrive: bool = False
     outbox_ids: list[int] = field(default_factory=list)
 
-    def all_signals(self) -> list[tuple[str, Any]]:
-        batch = [("messages_added", MessagesAdded(message_ids=self.message_ids))] if self.message_ids else []
-        return batch + self.signals
+    @property
+    def workflow_id(self) -> str:
+        return mirror_workflow_id(self.tenant_id)
 
 
 @dataclass(frozen=True)
-class LifecycleOptions:
-    """What the starter puts into every lifecycle input (workflows read no settings)."""
+class MirrorOptions:
+    """What the starter puts into every mirror input (workflows read no settings)."""
 
     task_queue: str
     retention_overrides: Mapping[str, int] = field(default_factory=dict)
-    policy: LifecyclePolicy = field(default_factory=LifecyclePolicy)
-    debounce: timedelta = timedelta(seconds=5)
-    max_batch: int = 25
+    policy: MirrorPolicy = field(default_factory=MirrorPolicy)
+    passes_per_run: int = 500
 
-    def record_input(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, provider: str
-                     ) -> RecordLifecycleInput:
-        return RecordLifecycleInput(tenant_id=tenant_id, table=table, row_id=row_id, provider=provider,
-                                    retention=retention(table, self.retention_overrides), policy=self.policy)
-
-    def transcript_input(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, provider: str) -> TranscriptInput:
-        return TranscriptInput(tenant_id=tenant_id, conversation_id=conversation_id, provider=provider,
-                               conversation_retention=retention("conversations", self.retention_overrides),
-                               message_retention=retention("messages", self.retention_overrides),
-                               debounce=self.debounce, max_batch=self.max_batch, policy=self.policy)
-
-    def delivery(self, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, provider: str) -> Delivery:
-        """The delivery for a row; messages are passed here as their conversation (`conversations`)."""
-        wid = workflow_id(tenant_id, table, row_id)
-        if table == "conversations":
-            return Delivery(wid, TranscriptWorkflow.run, self.transcript_input(tenant_id, row_id, provider), provider)
-        return Delivery(wid, RecordLifecycleWorkflow.run,
-                        self.record_input(tenant_id, table, row_id, provider), provider)
+    def input(self, tenant_id: uuid.UUID, provider: str) -> MirrorInput:
+        windows = {table: retention(table, self.retention_overrides) for table in self.retention_overrides}
+        return MirrorInput(tenant_id=tenant_id, provider=provider, retention=windows, policy=self.policy,
+                           passes_per_run=self.passes_per_run)
 
 
 def initial_search_attributes(delivery: Delivery) -> TypedSearchAttributes:
-    table = "conversations" if isinstance(delivery.input, TranscriptInput) else delivery.input.table
     pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(sa.TENANT, str(delivery.input.tenant_id)), SearchAttributePair(sa.TABLE, table),
-        SearchAttributePair(sa.PROVIDER, delivery.provider), SearchAttributePair(sa.SYNC_STATE, "pending")]
+        SearchAttributePair(sa.TENANT, str(delivery.tenant_id)),
+        SearchAttributePair(sa.PROVIDER, delivery.input.provider), SearchAttributePair(sa.SYNC_STATE, "pending")]
     return TypedSearchAttributes(pairs)
 
 
 async def deliver(client: Client, delivery: Delivery, task_queue: str) -> None:
-    """Start (or reach) the workflow and hand it its signals; safe to repeat."""
-    attributes = initial_search_attributes(delivery)
-    signals = delivery.all_signals()
-    if not signals:
-        await client.start_workflow(delivery.run, delivery.input, id=delivery.workflow_id, task_queue=task_queue,
-                                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                                    search_attributes=attributes)
-        return
-    (first, first_arg), *rest = signals
-    handle = await client.start_workflow(delivery.run, delivery.input, id=delivery.workflow_id,
-                                         task_queue=task_queue, start_signal=first, start_signal_args=[first_arg],
-                                         search_attributes=attributes)
-    for name, arg in rest:
-        await handle.signal(name, arg)
+    """Start the tenant's mirror or wake the running one (signal-with-start); safe to repeat."""
+    signal, arg = ("redrive", Redrive()) if delivery.redrive else ("wake", Wake())
+    await client.start_workflow(TenantMirrorWorkflow.run, delivery.input, id=delivery.workflow_id,
+                                task_queue=task_queue, start_signal=signal, start_signal_args=[arg],
+                                search_attributes=initial_search_attributes(delivery))
 
 
 async def ensure_sweep_schedule(client: Client, task_queue: str, *, every: timedelta = timedelta(minutes=15),
@@ -140,14 +103,14 @@ async def ensure_sweep_schedule(client: Client, task_queue: str, *, every: timed
         return "updated"
 
 
-async def notify_connection_fixed(client: Client, tenant_id: uuid.UUID) -> int:
-    """After a reconnect: wake the tenant's lifecycles that wait on auth_error (or a blocking error) at once,
-    instead of at their next slow poll. Returns how many were signalled; safe to call any time."""
-    query = (f'CrmTenant = "{tenant_id}" AND CrmSyncState IN ("auth_wait", "blocked") '
-             f'AND ExecutionStatus = "Running"')
-    signalled = 0
-    async for execution in client.list_workflows(query):
-        await client.get_workflow_handle(execution.id).signal("connection_fixed",
-                                                              ConnectionFixed(tenant_id=tenant_id))
-        signalled += 1
-    return signalled
+async def notify_connection_fixed(client: Client, tenant_id: uuid.UUID) -> bool:
+    """After a (re)connect: unpark the tenant's mirror if it waits on auth_error, at once instead of at its next
+    slow look. True when a running mirror was signalled; a tenant without one has nothing parked."""
+    try:
+        await client.get_workflow_handle(mirror_workflow_id(tenant_id)).signal(
+            TenantMirrorWorkflow.connection_fixed, ConnectionFixed(tenant_id=tenant_id))
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

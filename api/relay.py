@@ -5,7 +5,8 @@ mirroring starts within milliseconds; a poll interval picks up anything else) â€
 its whole job is to keep working while Temporal is unreachable. Several processes may run it: on
 PostgreSQL each claims a batch with `FOR UPDATE SKIP LOCKED` and holds the locks until the batch is
 delivered; on SQLite (one writer, the embedded default) claim and mark are separate short transactions.
-A batch is grouped per workflow: one start or signal-with-start per workflow, delivered concurrently.
+A batch is grouped per tenant: one signal-with-start of the tenant's mirror (`mirror:{tenant}`) however many
+intents it holds, delivered concurrently â€” the rows themselves say what is left to do.
 """
 
 from __future__ import annotations
@@ -15,17 +16,14 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
-from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.context import AppContext
-from api.lifecycle import SIGNALS, Delivery, LifecycleOptions, deliver
+from api.lifecycle import Delivery, MirrorOptions, deliver
 from store import outbox
-from store.models import Message, Tenant
-from workflows.types import DependencySynced, RecordChanged, Redrive
+from store.models import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ class OutboxRelay:
     """Drains `mirror_outbox` into Temporal. `nudge()` after a commit; `run(stop)` as a background task."""
 
     def __init__(self, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], client: ClientSource,
-                 options: LifecycleOptions, *, batch_size: int = 200, concurrency: int = 32,
+                 options: MirrorOptions, *, batch_size: int = 200, concurrency: int = 32,
                  poll_interval: float = 1.0, tenants: Collection[uuid.UUID] | None = None) -> None:
         self._sessions, self._client, self.options = sessions, client, options
         self._tenants = tenants  # a relay for some tenants only (None: all of them)
@@ -109,26 +107,18 @@ class OutboxRelay:
 
     async def _group(self, session: AsyncSession, intents: list[outbox.Intent]
                      ) -> tuple[list[Delivery], list[int]]:
-        """Deliveries per workflow id, and the intents that need none (their tenant or message is gone)."""
-        message_ids = [i.row_id for i in intents if i.table_name == "messages"]
-        conversation_of: dict[uuid.UUID, uuid.UUID] = {}
-        if message_ids:
-            rows = await session.execute(select(Message.id, Message.conversation_id).where(Message.id.in_(message_ids)))
-            conversation_of = dict(rows.all())
-        deliveries: dict[str, Delivery] = {}
+        """One delivery per tenant, and the intents that need none (their tenant is gone)."""
+        deliveries: dict[uuid.UUID, Delivery] = {}
         nothing_to_do: list[int] = []
         for intent in intents:
             provider = await self._provider(session, intent.tenant_id)
-            table, row_id = intent.table_name, intent.row_id
-            if table == "messages":
-                table, row_id = "conversations", conversation_of.get(intent.row_id)  # type: ignore[assignment]
-            if provider is None or row_id is None:
+            if provider is None:
                 nothing_to_do.append(intent.id)
                 continue
-            fresh = self.options.delivery(intent.tenant_id, table, row_id, provider)
-            delivery = deliveries.setdefault(fresh.workflow_id, fresh)
+            delivery = deliveries.setdefault(intent.tenant_id,
+                                             Delivery(intent.tenant_id, self.options.input(intent.tenant_id, provider)))
             delivery.outbox_ids.append(intent.id)
-            _add_signal(delivery, intent)
+            delivery.redrive = delivery.redrive or intent.op == "redrive"
         return list(deliveries.values()), nothing_to_do
 
     async def _deliver_all(self, client: Client, deliveries: list[Delivery]) -> tuple[list[int], list[int]]:
@@ -152,18 +142,6 @@ class OutboxRelay:
         self.delivered += len(done)
 
 
-def _add_signal(delivery: Delivery, intent: outbox.Intent) -> None:
-    name = SIGNALS.get(intent.op)
-    if name is None:  # create / ensure: the start alone is the news
-        return
-    if name == "messages_added":
-        delivery.message_ids.append(intent.row_id)
-    elif all(existing != name for existing, _ in delivery.signals):
-        signal: Any = {"changed": RecordChanged(outbox_id=intent.id), "redrive": Redrive(),
-                       "dependency_synced": DependencySynced(table=intent.table_name)}[name]
-        delivery.signals.append((name, signal))
-
-
 @asynccontextmanager
 async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
     """Run the relay as a background task for the duration of the block (the API's lifespan)."""
@@ -178,8 +156,8 @@ async def running(relay: OutboxRelay) -> AsyncIterator[OutboxRelay]:
 
 def relay_for(ctx: AppContext) -> OutboxRelay:
     """The relay of an API process: its engine, its lazily connected Temporal client, settings' windows."""
-    options = LifecycleOptions(task_queue=ctx.settings.temporal.task_queue,
-                               retention_overrides=ctx.settings.retention.overrides_days)
+    options = MirrorOptions(task_queue=ctx.settings.temporal.task_queue,
+                            retention_overrides=ctx.settings.retention.overrides_days)
     return OutboxRelay(ctx.engine, ctx.sessions, ctx.temporal.client, options)
 
 

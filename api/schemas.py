@@ -195,7 +195,7 @@ class LeadRequest(_Wire):
 
 
 class LeadAccepted(_Wire):
-    """Accepted: stored and queued for the CRM; `workflow_id` is its lifecycle run in the Temporal UI."""
+    """Accepted: stored and queued for the CRM; `workflow_id` is the tenant's mirror in the Temporal UI."""
 
     lead_id: str
     customer_id: str | None = None

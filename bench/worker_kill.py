@@ -37,7 +37,7 @@ from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, rel
 from tests.support.sandbox_provider import SandboxDriverProvider  # noqa: E402
 from tests.support.tenants import create_tenant  # noqa: E402
 from workflows import search_attributes  # noqa: E402
-from workflows.types import LifecyclePolicy  # noqa: E402
+from workflows.types import MirrorPolicy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ async def one_run(env: WorkflowEnvironment, url: str, base_url: str) -> float:
     engine = create_engine(url)
     sessions = session_factory(engine)
     tenant, queue = await create_tenant(sessions), f"bench-kill-{uuid.uuid4()}"
-    relay = relay_for(engine, sessions, env.client, queue, tenants=[tenant], policy=LifecyclePolicy())
+    relay = relay_for(engine, sessions, env.client, queue, tenants=[tenant], policy=MirrorPolicy())
     doomed = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.support.worker_process",
         "--temporal", env.client.service_client.config.target_host,
@@ -84,14 +84,14 @@ async def one_run(env: WorkflowEnvironment, url: str, base_url: str) -> float:
 
 async def run(url: str, runs: int) -> None:
     upgrade_to_head(url)
-    policy = LifecyclePolicy()
+    policy = MirrorPolicy()
     async with await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter, search_attributes=list(search_attributes.ALL),
             dev_server_existing_path=shutil.which("temporal") or str(Path(sys.executable).parent / "temporal"),
             dev_server_log_level="error") as env, serve_in_task(hubspot_sandbox.create_app()) as base_url:
         delays = [await one_run(env, url, base_url) for _ in range(runs)]
     print(f"worker SIGKILL mid CRM write -> retried on another worker ({runs} runs; heartbeat timeout "
-          f"{policy.crm_heartbeat.total_seconds():g} s, first backoff {policy.first_backoff.total_seconds():g} s)")
+          f"{policy.pass_heartbeat.total_seconds():g} s, first backoff {policy.first_backoff.total_seconds():g} s)")
     print(f"  p50 {pct(delays, 0.5):6.2f} s   max {max(delays):6.2f} s   runs: "
           + ", ".join(f"{d:.2f}" for d in delays))
 

@@ -66,7 +66,7 @@ def temporal_command(settings: Settings, state_dir: Path = STATE_DIR) -> list[st
                "--ip", host or "127.0.0.1", "--port", port, "--ui-port", str(settings.temporal.ui_port),
                "--namespace", settings.temporal.namespace, "--log-level", "warn"]
     for key in search_attributes.ALL:
-        command += ["--search-attribute", f"{key.name}=Keyword"]
+        command += ["--search-attribute", f"{key.name}={search_attributes.type_name(key)}"]
     return command
 
 

@@ -49,9 +49,13 @@ class Base(DeclarativeBase):
 
 
 class SyncState(enum.StrEnum):
-    PENDING = "pending"
-    SYNCED = "synced"
-    FAILED = "failed"
+    """The one vocabulary of sync states: a row's (`sync_state`, the API), and the tenant mirror's search
+    attribute `CrmSyncState` (the state of its rows as a whole). README "Sync states" says the same."""
+
+    PENDING = "pending"  # accepted, not in the CRM yet (queued, or waiting for the row it hangs off)
+    RETRYING = "retrying"  # the last CRM attempt failed with something time fixes (5xx, 429): retried with backoff
+    BLOCKED = "blocked"  # the last attempt failed with something a person fixes (auth, invalid data): waits for it
+    SYNCED = "synced"  # the CRM holds this version; purged after `purge_after`
 
 
 def uuid_pk() -> Mapped[uuid.UUID]:
@@ -79,6 +83,10 @@ class ContentRow:
     sync_attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_sync_error: Mapped[str | None] = mapped_column(Text)
     purge_after: Mapped[datetime | None] = mapped_column(index=True)
+    # When the tenant mirror may try an unsynced row again (None: at once). Set with backoff on a failure,
+    # cleared by an update, a redrive, or its dependency reaching the CRM.
+    retry_at: Mapped[datetime | None]
 
 
-SYNC_COLUMNS = ("sync_state", "crm_external_id", "synced_at", "sync_attempts", "last_sync_error", "purge_after")
+SYNC_COLUMNS = ("sync_state", "crm_external_id", "synced_at", "sync_attempts", "last_sync_error", "purge_after",
+                "retry_at")

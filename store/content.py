@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import String, and_, case, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
@@ -25,6 +25,9 @@ TABLES: dict[str, Any] = {model.__tablename__: model for model in CONTENT_TABLES
 
 # Purge order for the sweep: children before parents (a conversation waits for its messages).
 PURGE_ORDER = ("messages", "qualification_states", "appointments", "cases", "leads", "conversations", "customers")
+# Mirror order: a row after the rows it hangs off (customer before its lead/appointment/case/transcript).
+# Messages ride on their conversation (one transcript note): a conversation stays unsynced while one waits.
+MIRROR_ORDER = ("customers", "leads", "qualification_states", "appointments", "cases", "conversations")
 
 
 def model_for(table: str) -> Any:
@@ -85,14 +88,35 @@ async def load(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: 
 
 async def mark_synced(session: AsyncSession, table: str, row: ContentRow, external_id: str, synced_at: datetime,
                       window: timedelta) -> bool:
-    """Record the CRM write, unless the row changed since it was read (then it stays pending): True if marked."""
+    """Record the CRM write, unless the row changed since it was read (then it stays pending): True if marked.
+
+    The successful write counts as an attempt too: `sync_attempts` is how many CRM writes the row took.
+    """
     model = model_for(table)
     result = await session.execute(
         update(model).where(model.id == row.id, model.updated_at == row.updated_at)
         .values(sync_state=SyncState.SYNCED.value, crm_external_id=external_id, synced_at=synced_at,
-                purge_after=synced_at + window, last_sync_error=None, updated_at=model.updated_at)
+                purge_after=synced_at + window, last_sync_error=None, retry_at=None,
+                sync_attempts=model.sync_attempts + 1, updated_at=model.updated_at)
         .execution_options(synchronize_session=False))
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_synced_many(session: AsyncSession, table: str, written: list[tuple[ContentRow, str]],
+                           synced_at: datetime, window: timedelta) -> list[uuid.UUID]:
+    """`mark_synced` for a batch in one statement — (row as read, its CRM id) each; the ids it marked. A row
+    changed since it was read (another `updated_at`) stays pending, as with `mark_synced`."""
+    if not written:
+        return []
+    model = model_for(table)
+    ids = {row.id: external_id for row, external_id in written}
+    result = await session.execute(
+        update(model).where(tuple_(model.id, model.updated_at).in_([(row.id, row.updated_at) for row, _ in written]))
+        .values(sync_state=SyncState.SYNCED.value, crm_external_id=case(ids, value=model.id), synced_at=synced_at,
+                purge_after=synced_at + window, last_sync_error=None, retry_at=None,
+                sync_attempts=model.sync_attempts + 1, updated_at=model.updated_at)
+        .returning(model.id).execution_options(synchronize_session=False))
+    return list(result.scalars())
 
 
 async def remember_external_id(session: AsyncSession, table: str, row_id: uuid.UUID, external_id: str) -> None:
@@ -103,16 +127,19 @@ async def remember_external_id(session: AsyncSession, table: str, row_id: uuid.U
                           .execution_options(synchronize_session=False))
 
 
-async def record_failure(session: AsyncSession, table: str, row_id: uuid.UUID, error: str) -> int:
-    """Count a failed CRM write on the row (error type and status only); the new attempt count."""
+async def record_failure(session: AsyncSession, table: str, row_ids: list[uuid.UUID], error: str, *, state: SyncState,
+                         retry_at: datetime | None, attempted: bool = True) -> None:
+    """A failed (or, `attempted=False`, a deferred) CRM write of these rows: its error type and status only, the
+    state saying who fixes it, and when the mirror may try again. Rows synced meanwhile are left alone."""
+    if not row_ids:
+        return
     model = model_for(table)
-    result = await session.execute(
-        update(model).where(model.id == row_id)
-        .values(sync_state=SyncState.FAILED.value, sync_attempts=model.sync_attempts + 1, last_sync_error=error,
-                updated_at=model.updated_at)
-        .returning(model.sync_attempts).execution_options(synchronize_session=False))
-    attempts = result.scalar_one_or_none()
-    return int(attempts or 0)
+    values: dict[str, Any] = {"sync_state": state.value, "last_sync_error": error, "retry_at": retry_at,
+                              "updated_at": model.updated_at}
+    if attempted:
+        values["sync_attempts"] = model.sync_attempts + 1
+    await session.execute(update(model).where(model.id.in_(row_ids), model.sync_state != SyncState.SYNCED.value)
+                          .values(**values).execution_options(synchronize_session=False))
 
 
 async def touch_pending(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID,
@@ -121,7 +148,7 @@ async def touch_pending(session: AsyncSession, table: str, tenant_id: uuid.UUID,
     model = model_for(table)
     result = await session.execute(
         update(model).where(model.tenant_id == tenant_id, model.id == row_id)
-        .values(**dict(values or {}), sync_state=SyncState.PENDING.value, updated_at=utcnow())
+        .values(**dict(values or {}), sync_state=SyncState.PENDING.value, retry_at=None, updated_at=utcnow())
         .execution_options(synchronize_session=False))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -134,27 +161,85 @@ DEPENDENTS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
-async def waiting_on(session: AsyncSession, table: str, row_id: uuid.UUID) -> list[tuple[str, uuid.UUID]]:
-    """(table, id) of rows whose last attempt found `row_id` not yet in the CRM: they are woken once it is,
-    instead of waiting out a CRM backoff meant for outages."""
-    waiting: list[tuple[str, uuid.UUID]] = []
+async def wake_dependents(session: AsyncSession, table: str, row_ids: list[uuid.UUID]) -> int:
+    """Rows that waited for these rows to reach the CRM may go at once (their `retry_at` is cleared)."""
+    woken = 0
     for dependent, column in DEPENDENTS.get(table, ()):
         model = model_for(dependent)
-        rows = await session.execute(select(model.id).where(
-            getattr(model, column) == row_id, model.sync_state != SyncState.SYNCED.value,
-            model.last_sync_error.like("dependency_pending%")))
-        waiting += [(dependent, found) for found in rows.scalars()]
-    return waiting
+        result = await session.execute(
+            update(model).where(getattr(model, column).in_(row_ids), model.sync_state != SyncState.SYNCED.value,
+                                model.retry_at.is_not(None))
+            .values(retry_at=None, updated_at=model.updated_at).execution_options(synchronize_session=False))
+        woken += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return woken
 
 
-async def unsynced_before(session: AsyncSession, table: str, before: datetime, limit: int
-                          ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """(tenant, row) of rows still not synced whose last change is older than `before`, oldest first.
+def unsynced(model: Any) -> ColumnElement[bool]:
+    condition: ColumnElement[bool] = model.sync_state != SyncState.SYNCED.value
+    return condition
 
-    `updated_at` moves only with content (sync bookkeeping keeps it), so an update restarts the clock.
-    """
+
+def due(model: Any, as_of: datetime) -> ColumnElement[bool]:
+    """Unsynced and free to be tried now."""
+    return and_(unsynced(model), or_(model.retry_at.is_(None), model.retry_at <= as_of))
+
+
+async def due_rows(session: AsyncSession, table: str, tenant_id: uuid.UUID, as_of: datetime, limit: int) -> list[Any]:
+    """The tenant's rows of `table` the mirror may try now, oldest first."""
+    model = model_for(table)
+    rows = await session.execute(select(model).where(model.tenant_id == tenant_id, due(model, as_of))
+                                 .order_by(model.created_at).limit(limit))
+    return list(rows.scalars())
+
+
+async def any_due(session: AsyncSession, tenant_id: uuid.UUID, as_of: datetime) -> bool:
+    for table in MIRROR_ORDER:
+        model = model_for(table)
+        if (await session.execute(select(model.id).where(model.tenant_id == tenant_id, due(model, as_of))
+                                  .limit(1))).first() is not None:
+            return True
+    return False
+
+
+async def backlog(session: AsyncSession, tenant_id: uuid.UUID, as_of: datetime
+                  ) -> tuple[dict[str, int], datetime | None]:
+    """(the tenant's unsynced rows per sync state, the earliest moment one of them may be tried; None: nothing
+    unsynced). Messages are counted, but their conversation is what the mirror tries."""
+    states: dict[str, int] = {}
+    earliest: datetime | None = None
+    for table in (*MIRROR_ORDER, "messages"):
+        model = model_for(table)
+        rows = await session.execute(
+            select(model.sync_state, func.count(), func.min(model.retry_at),
+                   func.count().filter(model.retry_at.is_(None)))
+            .where(model.tenant_id == tenant_id, unsynced(model)).group_by(model.sync_state))
+        for state, count, soonest, undated in rows:
+            states[state] = states.get(state, 0) + int(count)
+            moment = None if table == "messages" else (as_of if undated else soonest)
+            if moment is not None and (earliest is None or moment < earliest):
+                earliest = moment
+    return states, earliest
+
+
+async def state_counts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, int]:
+    """Rows per sync state over every class-(c) table of the tenant."""
+    counts: dict[str, int] = {}
+    for table in (*MIRROR_ORDER, "messages"):
+        model = model_for(table)
+        rows = await session.execute(select(model.sync_state, func.count()).where(model.tenant_id == tenant_id)
+                                     .group_by(model.sync_state))
+        for state, count in rows:
+            counts[state] = counts.get(state, 0) + int(count)
+    return counts
+
+
+async def fell_through(session: AsyncSession, table: str, before: datetime, limit: int
+                       ) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(tenant, row) of unsynced rows that were due before `before` and are still untried: no mirror is
+    handling their tenant (a mirror tries a due row within seconds). One row per tenant is enough to wake it."""
     model = model_for(table)
     rows = await session.execute(
-        select(model.tenant_id, model.id).where(model.sync_state != SyncState.SYNCED.value, model.updated_at < before)
-        .order_by(model.updated_at).limit(limit))
-    return [(tenant, row) for tenant, row in rows]
+        select(model.tenant_id, func.min(model.id.cast(String))).where(
+            unsynced(model), model.updated_at < before, or_(model.retry_at.is_(None), model.retry_at < before))
+        .group_by(model.tenant_id).limit(limit))
+    return [(tenant, uuid.UUID(str(row))) for tenant, row in rows]

@@ -1,69 +1,110 @@
-"""`crm_sync_failure` incidents: one open per (tenant, table, row), updated as attempts go on, resolved on success.
+"""`crm_sync_failure` incidents: one open per (tenant, failure kind), carrying how many rows it affects.
 
-Incidents are class (b): ids, an error *type* with its status code, and counts — never a provider message.
-The partial unique index `uq_incidents_open_row` makes "one open incident" hold even when the lifecycle and
-the sweep escalate the same row at the same moment.
+A row unsynced 24 hours after its insert is *stuck*; the stuck rows of a tenant are grouped by the code of their
+last error (`unavailable`, `auth_error`, `unmapped_fields`, …, or `not_mirrored` when nothing was tried) and
+each group is one incident: a CRM down for a day is one incident with its row count, not thousands. The mirror
+and the sweep both call `escalate_tenant`; the partial unique index `uq_incidents_open_kind` keeps "one open
+incident" true when they race. An incident resolves when none of its rows is stuck any more.
+
+Incidents are class (b): ids, an error *code* with its status, and counts — never a provider message.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement
 
 from store.base import SyncState, utcnow
-from store.content import model_for
+from store.content import MIRROR_ORDER, model_for
 from store.models import Incident
 
 SYNC_FAILURE = "crm_sync_failure"
+NOT_MIRRORED = "not_mirrored"
 
 
-async def open_sync_failure(session: AsyncSession, tenant_id: uuid.UUID, table: str, row_id: uuid.UUID, *,
-                            last_error: str | None, attempts: int) -> bool:
-    """Open the row's incident unless one is open already; True when this call opened it."""
-    try:
-        async with session.begin_nested():
-            await session.execute(insert(Incident).values(
-                id=uuid.uuid4(), tenant_id=tenant_id, kind=SYNC_FAILURE, table_name=table, row_id=row_id,
-                status="open", last_error=last_error, attempts=attempts, opened_at=utcnow()))
-    except IntegrityError:
-        return False
-    return True
+def failure_kind(last_error: str | None) -> str:
+    """`unavailable:503` → `unavailable`; no error yet → `not_mirrored`."""
+    return (last_error or NOT_MIRRORED).partition(":")[0][:32]
 
 
-async def note_attempt(session: AsyncSession, table: str, row_id: uuid.UUID, *, last_error: str,
-                       attempts: int) -> None:
-    """Keep an open incident's error type and attempt count current."""
-    await session.execute(update(Incident).where(
-        Incident.kind == SYNC_FAILURE, Incident.table_name == table, Incident.row_id == row_id,
-        Incident.status == "open").values(last_error=last_error, attempts=attempts))
+def _of_kind(model: Any, kind: str) -> ColumnElement[bool]:
+    condition: ColumnElement[bool] = model.last_sync_error.is_(None) if kind == NOT_MIRRORED else \
+        (model.last_sync_error == kind) | model.last_sync_error.like(f"{kind}:%")
+    return condition
 
 
-async def resolve_for_rows(session: AsyncSession, table: str, row_ids: list[uuid.UUID]) -> int:
-    result = await session.execute(update(Incident).where(
-        Incident.kind == SYNC_FAILURE, Incident.table_name == table, Incident.row_id.in_(row_ids),
-        Incident.status == "open").values(status="resolved", resolved_at=utcnow())
-        .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+async def _stuck(session: AsyncSession, tenant_id: uuid.UUID, inserted_before: datetime
+                 ) -> dict[str, tuple[int, int, str | None]]:
+    """failure kind → (stuck rows, most attempts of one, a last error label)."""
+    groups: dict[str, tuple[int, int, str | None]] = {}
+    for table in MIRROR_ORDER:
+        model = model_for(table)
+        rows = await session.execute(
+            select(model.last_sync_error, func.count(), func.max(model.sync_attempts))
+            .where(model.tenant_id == tenant_id, model.sync_state != SyncState.SYNCED.value,
+                   model.created_at < inserted_before).group_by(model.last_sync_error))
+        for label, count, attempts in rows:
+            kind = failure_kind(label)
+            rows_before, most, seen = groups.get(kind, (0, 0, None))
+            groups[kind] = (rows_before + int(count), max(most, int(attempts or 0)), seen or label)
+    return groups
 
 
-async def escalate_stuck(session: AsyncSession, table: str, written_before: datetime, limit: int) -> int:
-    """Open incidents for rows of `table` unsynced since before the cut-off (last content change); count opened."""
-    model = model_for(table)
-    has_open = exists().where(Incident.kind == SYNC_FAILURE, Incident.table_name == table,
-                              Incident.row_id == model.id, Incident.status == "open")
-    rows = await session.execute(
-        select(model.tenant_id, model.id, model.last_sync_error, model.sync_attempts)
-        .where(and_(model.sync_state != SyncState.SYNCED.value, model.updated_at < written_before), ~has_open)
-        .order_by(model.updated_at).limit(limit))
+async def escalate_tenant(session: AsyncSession, tenant_id: uuid.UUID, inserted_before: datetime) -> int:
+    """Bring the tenant's incidents in line with its stuck rows: open one per new failure kind, update the row
+    counts of open ones, resolve those with no stuck row left. Returns how many it opened."""
+    stuck = await _stuck(session, tenant_id, inserted_before)
+    open_now = {i.failure_kind: i for i in await list_for_tenant(session, tenant_id, status="open", limit=1000)
+                if i.kind == SYNC_FAILURE}
     opened = 0
-    for tenant_id, row_id, last_error, attempts in rows:
-        opened += await open_sync_failure(session, tenant_id, table, row_id, last_error=last_error or "not_mirrored",
-                                          attempts=attempts)
+    for kind, (count, attempts, label) in stuck.items():
+        if kind in open_now:
+            await session.execute(update(Incident).where(Incident.id == open_now[kind].id).values(
+                row_count=count, attempts=attempts, last_error=label))
+            continue
+        try:
+            async with session.begin_nested():
+                await session.execute(insert(Incident).values(
+                    id=uuid.uuid4(), tenant_id=tenant_id, kind=SYNC_FAILURE, failure_kind=kind, status="open",
+                    last_error=label, attempts=attempts, row_count=count, opened_at=utcnow()))
+            opened += 1
+        except IntegrityError:  # the sweep and the mirror escalated at the same moment: theirs stands
+            pass
+    gone = [i.id for kind, i in open_now.items() if kind not in stuck]
+    if gone:
+        await session.execute(update(Incident).where(Incident.id.in_(gone), Incident.status == "open")
+                              .values(status="resolved", resolved_at=utcnow(), row_count=0)
+                              .execution_options(synchronize_session=False))
     return opened
+
+
+async def tenants_with_stuck_rows(session: AsyncSession, inserted_before: datetime, limit: int) -> list[uuid.UUID]:
+    found: set[uuid.UUID] = set()
+    for table in MIRROR_ORDER:
+        model = model_for(table)
+        rows = await session.execute(select(model.tenant_id).where(
+            model.sync_state != SyncState.SYNCED.value, model.created_at < inserted_before).distinct().limit(limit))
+        found.update(rows.scalars())
+    return sorted(found)[:limit]
+
+
+async def redrive(session: AsyncSession, incident: Incident) -> int:
+    """Every unsynced row of the incident's tenant and failure kind may be tried at once; how many rows."""
+    kind, total = incident.failure_kind or NOT_MIRRORED, 0
+    for table in MIRROR_ORDER:
+        model = model_for(table)
+        result = await session.execute(
+            update(model).where(model.tenant_id == incident.tenant_id, model.sync_state != SyncState.SYNCED.value,
+                                _of_kind(model, kind))
+            .values(retry_at=None, updated_at=model.updated_at).execution_options(synchronize_session=False))
+        total += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return total
 
 
 async def list_for_tenant(session: AsyncSession, tenant_id: uuid.UUID, *, status: str | None, limit: int

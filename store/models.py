@@ -257,16 +257,20 @@ class IdempotencyRecord(Base):
 
 class Incident(Base):
     __tablename__ = "incidents"
-    # At most one open incident per (tenant, kind, row): the lifecycle and the sweep both escalate.
+    # At most one open incident per (tenant, kind, failure kind): the mirror and the sweep both escalate, and a
+    # CRM down for a day is one incident carrying its row count, not one per row.
     __table_args__ = classified("b", Index("ix_incidents_tenant_status", "tenant_id", "status"),
-                                Index("uq_incidents_open_row", "tenant_id", "kind", "table_name", "row_id",
+                                Index("uq_incidents_open_kind", "tenant_id", "kind", "failure_kind",
                                       unique=True, postgresql_where=text("status = 'open'"),
                                       sqlite_where=text("status = 'open'")))
 
     id: Mapped[uuid.UUID] = uuid_pk()
     tenant_id: Mapped[uuid.UUID]
     kind: Mapped[str] = mapped_column(String(32))  # crm_sync_failure | …
-    table_name: Mapped[str | None] = mapped_column(String(64))
+    # The error code the affected rows share (unavailable, auth_error, rate_limited, unmapped_fields, …).
+    failure_kind: Mapped[str | None] = mapped_column(String(32))
+    row_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # rows affected right now
+    table_name: Mapped[str | None] = mapped_column(String(64))  # unused since 0007 (incidents are per tenant)
     row_id: Mapped[uuid.UUID | None]
     status: Mapped[str] = mapped_column(String(16), default="open")  # open | resolved
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -368,3 +372,9 @@ class AuditLog(Base):
 CONTENT_TABLES: tuple[type[ContentRow], ...] = (
     Conversation, Message, Customer, Lead, QualificationState, Appointment, Case,
 )
+
+# The tenant mirror's working set: a tenant's unsynced rows, oldest first. Partial, so it stays as small as the
+# backlog however many synced rows wait out their window (the mirror, the sweep and escalation all ask for it).
+for _model in CONTENT_TABLES:
+    Index(f"ix_{_model.__tablename__}_unsynced", _model.tenant_id, _model.created_at,  # type: ignore[attr-defined]
+          postgresql_where=text("sync_state <> 'synced'"), sqlite_where=text("sync_state <> 'synced'"))

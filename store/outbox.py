@@ -1,8 +1,9 @@
 """The mirror outbox: intents written in the same transaction as the class-(c) row, drained by the relay.
 
 Ops: `create` (a new row), `update` (the agent changed it), `append` (a message; its conversation's
-transcript takes it), `redrive` (an operator asked for a retry now), `ensure` (the sweep found a row whose
-lifecycle may be missing), `wake` (the row it waited for is in the CRM now: try again at once).
+transcript takes it), `redrive` (an operator asked for a retry now; the row is the incident), `ensure` (the sweep
+found a row that fell through: its tenant's mirror is not running), `wake` (unused since the tenant mirror).
+Every intent wakes its tenant's mirror (`mirror:{tenant}`); the rows themselves say what is left to do.
 Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL, so relays in several
 processes take disjoint batches; SQLite has a single writer, and a duplicate delivery is harmless anyway
 (workflow ids are deterministic and every signal is idempotent in effect).
@@ -82,6 +83,13 @@ async def pending_for(session: AsyncSession, table: str, row_id: uuid.UUID) -> b
     """Whether the row already has an intent waiting for the relay."""
     found = await session.execute(select(exists().where(
         MirrorOutbox.table_name == table, MirrorOutbox.row_id == row_id, MirrorOutbox.relayed_at.is_(None))))
+    return bool(found.scalar())
+
+
+async def pending_for_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> bool:
+    """Whether the tenant already has an intent waiting for the relay (which will wake its mirror)."""
+    found = await session.execute(select(exists().where(
+        MirrorOutbox.tenant_id == tenant_id, MirrorOutbox.relayed_at.is_(None))))
     return bool(found.scalar())
 
 

@@ -114,7 +114,8 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
         # The test server has no way to pass search attributes at start; register ours like the dev server's.
         await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
             namespace=env.client.namespace,
-            search_attributes={key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in search_attributes.ALL}))
+            search_attributes={key.name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{key.indexed_value_type.name}")
+                               for key in search_attributes.ALL}))
         yield env
 
 

@@ -1,6 +1,6 @@
 """SweepWorkflow: the reconciliation a Temporal Schedule runs every few minutes (DESIGN §3, Sweep).
 
-Re-queues rows whose lifecycle may be missing, purges overdue synced rows in batches (the purge statement
+Wakes the mirror of tenants whose rows fell through, purges overdue synced rows in batches (the purge statement
 refuses unsynced rows), escalates rows stuck for 24 hours, and prunes the delivered outbox. Its clock is
 the workflow's: `as_of` is passed to every step.
 """
@@ -24,7 +24,7 @@ STEP_RETRY = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval
 
 @workflow.defn
 class SweepWorkflow:
-    """Reconcile class-(c) rows with their lifecycles; one run per schedule tick."""
+    """Reconcile class-(c) rows with the tenant mirrors; purge; escalate. One run per schedule tick."""
 
     @workflow.run
     async def run(self, input: SweepInput) -> SweepResult:

@@ -19,7 +19,7 @@ from api.console.landing import FLASH_COOKIE, take_flash
 from api.console.web import OAUTH_COOKIE, Operator, cookie, form_of, message_of, page, redirect, render, temporal_ui_url
 from api.context import context_of
 from api.errors import Problem
-from api.routes.connect import connector
+from api.routes.connect import connector, wake_mirror_if_active
 from drivers.registry import get_driver_class
 from store.models import Tenant, TenantCredential
 from vault.connect import ConnectError, ConnectOutcome
@@ -109,6 +109,7 @@ async def credentials(request: Request, operator: Operator) -> Response:
     except ConnectError as exc:
         return await _show(request, status=exc.status, kept=kept,
                            error=message_of(Problem(exc.status, exc.slug, exc.title, exc.detail)))
+    await wake_mirror_if_active(request, outcome)
     notice, error = _outcome_message(outcome)
     return await _show(request, notice=notice, error=error, kept=kept if error else None,
                        generated_secret=outcome.generated_secret)
@@ -122,6 +123,7 @@ async def test_connection(request: Request, operator: Operator) -> Response:
     except ConnectError as exc:
         return await _show(request, status=exc.status,
                            error=message_of(Problem(exc.status, exc.slug, exc.title, exc.detail)))
+    await wake_mirror_if_active(request, outcome)
     notice, error = _outcome_message(outcome)
     return await _show(request, notice=notice, error=error)
 

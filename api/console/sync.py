@@ -22,7 +22,7 @@ from starlette.responses import Response
 
 from api.console.web import Operator, page, render, temporal_ui_url, temporal_workflow_url
 from api.context import context_of
-from api.lifecycle import workflow_id
+from api.lifecycle import mirror_workflow_id
 from store.content import TABLES
 from store.models import Incident, MirrorOutbox, Tenant
 
@@ -78,7 +78,8 @@ class History:
 
 
 async def record_history(session: AsyncSession, tenant_id: uuid.UUID, record_id: uuid.UUID) -> History | None:
-    """The record's sync columns, its mirror intents (each a write asked for) and incidents, in any table."""
+    """The record's sync columns, its mirror intents (each a write asked for), the tenant's incidents for the
+    failure the record shares (incidents are per tenant and failure kind), and the tenant mirror's workflow id."""
     for table, model in TABLES.items():
         found = (await session.execute(select(*_sync_columns(model)).where(
             model.tenant_id == tenant_id, model.id == record_id))).first()
@@ -87,10 +88,13 @@ async def record_history(session: AsyncSession, tenant_id: uuid.UUID, record_id:
         intents = (await session.execute(select(MirrorOutbox).where(
             MirrorOutbox.tenant_id == tenant_id, MirrorOutbox.table_name == table, MirrorOutbox.row_id == record_id)
             .order_by(MirrorOutbox.id.desc()).limit(50))).scalars()
-        incidents = (await session.execute(select(Incident).where(
-            Incident.tenant_id == tenant_id, Incident.row_id == record_id).order_by(Incident.opened_at.desc())
-            .limit(20))).scalars()
-        return History(SyncRow(table, *found), list(intents), list(incidents), workflow_id(tenant_id, table, record_id))
+        row = SyncRow(table, *found)
+        incidents: list[Incident] = []
+        if row.last_sync_error:
+            incidents = list((await session.execute(select(Incident).where(
+                Incident.tenant_id == tenant_id, Incident.failure_kind == row.last_sync_error)
+                .order_by(Incident.opened_at.desc()).limit(20))).scalars())
+        return History(row, list(intents), incidents, mirror_workflow_id(tenant_id))
     return None
 
 

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from typing import Any, Union
 
@@ -23,6 +25,7 @@ from api.auth import Principal, require_operator
 from api.console.landing import console_flow, land
 from api.context import context_of
 from api.errors import Problem, read_json
+from api.lifecycle import notify_connection_fixed
 from api.openapi import document
 from drivers.registry import credential_forms
 from store.models import Tenant, TenantCredential
@@ -32,6 +35,7 @@ from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
 
 CONNECTOR_KEY = "connector"
+log = logging.getLogger(__name__)
 
 
 def connector(request: Request) -> Connector:
@@ -59,6 +63,18 @@ def _operator(request: Request) -> tuple[uuid.UUID, Actor]:
     rid = request.headers.get("x-request-id")
     return tenant_id, Actor(type="platform_operator", id=principal.subject, purpose="connect CRM",
                             request_id=rid[:100] if rid else None)
+
+
+async def wake_mirror_if_active(request: Request, outcome: ConnectOutcome) -> None:
+    """A connection that passed its test unparks the tenant's mirror (waiting on auth_error) at once. Best effort:
+    with Temporal away, the parked mirror still looks again on its own every `blocked_poll`."""
+    if outcome.status != "active":
+        return
+    try:
+        client = await context_of(request).temporal.client()
+        await asyncio.wait_for(notify_connection_fixed(client, outcome.tenant_id), timeout=5)
+    except Exception as exc:  # never fail a connect that worked because Temporal is unreachable
+        log.warning("could not wake the tenant mirror after a reconnect: %s", type(exc).__name__)
 
 
 def _outcome(outcome: ConnectOutcome) -> JSONResponse:
@@ -127,6 +143,7 @@ async def oauth_callback(request: Request) -> Response:
         if from_console is not None:
             return land(from_console, f"error:{exc.title} {exc.detail or ''}".strip())
         raise _problem(exc) from None
+    await wake_mirror_if_active(request, outcome)
     if from_console is not None:
         return land(outcome.tenant_id, f"{outcome.status}:{outcome.reason or ''}")
     return _outcome(outcome)
@@ -147,6 +164,7 @@ async def connect_credentials(request: Request) -> JSONResponse:
         outcome = await connector(request).connect_form(tenant_id, body, actor)
     except ConnectError as exc:
         raise _problem(exc) from None
+    await wake_mirror_if_active(request, outcome)
     return _outcome(outcome)
 
 
@@ -158,6 +176,7 @@ async def connect_test(request: Request) -> JSONResponse:
         outcome = await connector(request).retest(tenant_id, actor)
     except ConnectError as exc:
         raise _problem(exc) from None
+    await wake_mirror_if_active(request, outcome)
     return _outcome(outcome)
 
 

@@ -1,8 +1,9 @@
-"""Operator routes: a tenant's `crm_sync_failure` incidents, and redrive (retry the CRM write now).
+"""Operator routes: a tenant's `crm_sync_failure` incidents, and redrive (retry their rows' CRM writes now).
 
-A redrive is queued as a `redrive` intent in the outbox — accepted even while Temporal is away — and the
-relay turns it into the lifecycle's `redrive` signal (signal-with-start: a lifecycle that is gone is
-started again). The lifecycle resolves the incident when its write succeeds.
+An incident is one per (tenant, failure kind) with the number of rows it affects. A redrive makes every unsynced
+row of that kind due at once and queues a `redrive` intent in the outbox — in one transaction, accepted even
+while Temporal is away — which the relay delivers as the tenant mirror's `redrive` signal (signal-with-start:
+a mirror that is not running is started). The incident resolves once none of its rows is stuck.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.routing import Route
 from api.auth import require_operator
 from api.context import AppContext, context_of
 from api.errors import Problem
-from api.lifecycle import workflow_id
+from api.lifecycle import mirror_workflow_id
 from api.openapi import document
 from store import incidents, outbox
 from store.models import Incident
@@ -31,14 +32,14 @@ class IncidentView(BaseModel):
 
     id: str
     kind: str
+    failure_kind: str | None  # the error code its rows share: unavailable, auth_error, unmapped_fields, …
     status: str
-    table: str | None
-    row_id: str | None
+    row_count: int  # rows unsynced 24 h after insert with this failure, as of the mirror's last look
     last_error: str | None
-    attempts: int
+    attempts: int  # the most CRM attempts one of its rows took
     opened_at: str
     resolved_at: str | None
-    workflow_id: str | None
+    workflow_id: str  # the tenant's mirror
 
 
 class IncidentList(BaseModel):
@@ -47,10 +48,11 @@ class IncidentList(BaseModel):
 
 
 class Redriven(BaseModel):
-    """The incidents whose rows were queued for a retry now."""
+    """The incidents whose rows were made due now, and how many rows that was."""
 
     tenant_id: str
     redriven: list[IncidentView]
+    rows: int
 
 
 def _uuid(request: Request, name: str) -> uuid.UUID:
@@ -61,13 +63,11 @@ def _uuid(request: Request, name: str) -> uuid.UUID:
 
 
 def _view(incident: Incident) -> dict[str, Any]:
-    wid = (workflow_id(incident.tenant_id, incident.table_name, incident.row_id)
-           if incident.table_name and incident.row_id else None)
-    return {"id": str(incident.id), "kind": incident.kind, "status": incident.status,
-            "table": incident.table_name, "row_id": str(incident.row_id) if incident.row_id else None,
-            "last_error": incident.last_error, "attempts": incident.attempts,
-            "opened_at": incident.opened_at.isoformat(),
-            "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None, "workflow_id": wid}
+    return {"id": str(incident.id), "kind": incident.kind, "failure_kind": incident.failure_kind,
+            "status": incident.status, "row_count": incident.row_count, "last_error": incident.last_error,
+            "attempts": incident.attempts, "opened_at": incident.opened_at.isoformat(),
+            "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+            "workflow_id": mirror_workflow_id(incident.tenant_id)}
 
 
 @document(responses={200: IncidentList}, auth="operator", errors={404: "No such tenant (for this operator)"})
@@ -88,26 +88,29 @@ async def list_incidents(request: Request) -> JSONResponse:
 
 
 async def _queue_redrives(request: Request, tenant_id: uuid.UUID, chosen: list[Incident]) -> JSONResponse:
-    targets = await queue_redrives(context_of(request), tenant_id, chosen)
-    return JSONResponse({"tenant_id": str(tenant_id), "redriven": [_view(i) for i in targets]}, status_code=202)
+    rows = await queue_redrives(context_of(request), tenant_id, chosen)
+    return JSONResponse({"tenant_id": str(tenant_id), "redriven": [_view(i) for i in chosen], "rows": rows},
+                        status_code=202)
 
 
-async def queue_redrives(ctx: AppContext, tenant_id: uuid.UUID, chosen: list[Incident]) -> list[Incident]:
-    """Queue a `redrive` intent for each incident's row (the relay signals its lifecycle); the incidents queued."""
-    targets = [i for i in chosen if i.table_name and i.row_id]
+async def queue_redrives(ctx: AppContext, tenant_id: uuid.UUID, chosen: list[Incident]) -> int:
+    """Make every unsynced row of each incident due again and queue a `redrive` intent (the relay signals the
+    tenant's mirror); the number of rows made due."""
+    rows = 0
     async with ctx.sessions() as session, session.begin():
-        await outbox.add(session, [outbox.intent_values(tenant_id, str(i.table_name), i.row_id, "redrive")
-                                   for i in targets if i.row_id is not None])
+        for incident in chosen:
+            rows += await incidents.redrive(session, incident)
+        await outbox.add(session, [outbox.intent_values(tenant_id, "incidents", i.id, "redrive") for i in chosen])
     relay = ctx.extras.get("relay")
     if relay is not None:
         relay.nudge()
-    return targets
+    return rows
 
 
 @document(responses={202: Redriven}, auth="operator",
           errors={404: "No such tenant or incident", 409: "The incident is already resolved"})
 async def redrive_one(request: Request) -> JSONResponse:
-    """Retry one incident's CRM write now."""
+    """Retry every row of one incident now."""
     tenant_id, incident_id = _uuid(request, "tenant_id"), _uuid(request, "incident_id")
     require_operator(request, tenant_id)
     async with context_of(request).sessions() as session:
@@ -121,7 +124,7 @@ async def redrive_one(request: Request) -> JSONResponse:
 
 @document(responses={202: Redriven}, auth="operator", errors={404: "No such tenant (for this operator)"})
 async def redrive_all(request: Request) -> JSONResponse:
-    """Retry the CRM writes of every open incident of the tenant now."""
+    """Retry the rows of every open incident of the tenant now."""
     tenant_id = _uuid(request, "tenant_id")
     require_operator(request, tenant_id)
     async with context_of(request).sessions() as session:

@@ -34,7 +34,7 @@ from api.ingest_models import (
     MessagesIn,
     merged,
 )
-from api.lifecycle import workflow_id
+from api.lifecycle import mirror_workflow_id
 from store import content
 from store.base import ContentRow
 from store.models import Conversation, Customer, Lead
@@ -66,9 +66,8 @@ async def _commit(request: Request, write: Write) -> JSONResponse:
 
 
 def _accepted(row: ContentRow, table: str, created: bool, tenant_id: uuid.UUID, **extra: Any) -> JSONResponse:
-    wid_table, wid_row = ("conversations", extra["conversation_id"]) if table == "messages" else (table, row.id)
     body = {"id": str(row.id), "table": table, "sync_state": row.sync_state,
-            "workflow_id": workflow_id(tenant_id, wid_table, wid_row)}
+            "workflow_id": mirror_workflow_id(tenant_id)}
     body.update({k: str(v) for k, v in extra.items()})
     return JSONResponse(body, status_code=201 if created else 200)
 
@@ -77,7 +76,7 @@ def _updated(table: str, tenant_id: uuid.UUID, row: ContentRow, changed: bool) -
     """202 when the change was accepted for the CRM; 200 with `changed: false` when there was nothing to change."""
     return JSONResponse({"id": str(row.id), "table": table, "changed": changed,
                          "sync_state": "pending" if changed else row.sync_state,
-                         "workflow_id": workflow_id(tenant_id, table, row.id)}, status_code=202 if changed else 200)
+                         "workflow_id": mirror_workflow_id(tenant_id)}, status_code=202 if changed else 200)
 
 
 def _row_id(request: Request) -> uuid.UUID:
@@ -163,7 +162,7 @@ async def post_messages(request: Request) -> JSONResponse:
         added, duplicates = await writes.add_messages(session, tenant_id, conversation_id, body.messages)
         return JSONResponse({"conversation_id": str(conversation_id), "accepted": len(added),
                              "duplicates": duplicates, "message_ids": [str(i) for i in added],
-                             "workflow_id": workflow_id(tenant_id, "conversations", conversation_id)},
+                             "workflow_id": mirror_workflow_id(tenant_id)},
                             status_code=202)
 
     return await _commit(request, write)
@@ -187,7 +186,8 @@ async def patch_lead(request: Request) -> JSONResponse:
 
 
 async def get_record(request: Request) -> JSONResponse:
-    """Where a row stands in its lifecycle (states and ids only): pending, synced (until when), or gone."""
+    """Where a row stands (states and ids only): `sync_state` pending | retrying | blocked | synced (until
+    `purge_after`), or 404 once purged."""
     tenant_id = require_agent(request).require_tenant()
     table, row_id = request.path_params["table"], _row_id(request)
     if table not in content.TABLES:
@@ -200,7 +200,9 @@ async def get_record(request: Request) -> JSONResponse:
              for name in ("created_at", "synced_at", "purge_after")}
     return JSONResponse({"id": str(row.id), "table": table, "sync_state": row.sync_state,
                          "crm_external_id": row.crm_external_id, "sync_attempts": row.sync_attempts,
-                         "last_sync_error": row.last_sync_error, **stamp})
+                         "last_sync_error": row.last_sync_error, **stamp,
+                         "retry_at": row.retry_at.isoformat() if row.retry_at else None,
+                         "workflow_id": mirror_workflow_id(tenant_id)})
 
 
 PREFIX = "/api/agent"

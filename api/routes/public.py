@@ -24,7 +24,7 @@ from api.crm import classify, driver_provider, failure_problem, load_field_map, 
 from api.errors import read_json
 from api.ingest_models import LeadIn
 from api.keys import KeyPrincipal, require_api_key
-from api.lifecycle import workflow_id
+from api.lifecycle import mirror_workflow_id
 from api.openapi import document
 from api.ratelimit import enforce
 from api.routes.tools import TOOLS_BY_NAME, Tool
@@ -119,7 +119,7 @@ async def create_lead(request: Request) -> Response:
     fingerprint = request_fingerprint("lead", body.model_dump(mode="json", exclude={"idempotency_key"}))
     outcome = await idempotency.once(ctx.sessions, tenant, LEADS_SCOPE, body.idempotency_key, fingerprint, ingest)
     accepted = schemas.LeadAccepted(lead_id=str(lead_id), customer_id=str(customer_id) if customer_id else None,
-                                    sync_state="pending", workflow_id=workflow_id(tenant, "leads", lead_id))
+                                    sync_state="pending", workflow_id=mirror_workflow_id(tenant))
     return _answer(accepted, outcome, request_id(request))
 
 

@@ -55,7 +55,7 @@ async def api(settings: Settings, engine: AsyncEngine, sessions: async_sessionma
         yield client
 
 
-async def test_a_lead_reaches_the_crm_through_the_lifecycle(
+async def test_a_lead_reaches_the_crm_through_the_tenant_mirror(
         api: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider,
         relay: OutboxRelay, temporal_client: Client, task_queue: str, tenant: uuid.UUID) -> None:
     key = await make_key(sessions, tenant, scopes=("leads:write",))
@@ -63,7 +63,7 @@ async def test_a_lead_reaches_the_crm_through_the_lifecycle(
         response = await api.post(LEADS, json=LEAD, headers=key_headers(key))
         assert response.status_code == 202, response.text
         body = response.json()
-        assert body["sync_state"] == "pending" and body["workflow_id"] == f"mirror:{tenant}:leads:{body['lead_id']}"
+        assert body["sync_state"] == "pending" and body["workflow_id"] == f"mirror:{tenant}"  # the tenant mirror
         await relay.drain()
 
         async def synced() -> Lead | None:

@@ -1,5 +1,5 @@
-"""Mirroring while a forget runs: the lifecycle's real CRM-write activities meet the erasure guard and write
-nothing, and what arrived meanwhile is scrubbed with the rest."""
+"""Mirroring while a forget runs: the tenant mirror's real pass meets the erasure guard and writes nothing for the
+subject, and what arrived meanwhile is scrubbed with the rest."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment
 
 from activities.mirror import MirrorActivities
-from activities.transcript import TranscriptActivities
-from activities.types import MirrorRecordInput, SyncTranscriptInput
+from activities.types import MirrorPassInput
 from settings import Settings
 from store.models import Case, Message
 from tests.integration.forget_support import (
@@ -50,15 +49,11 @@ async def test_records_mirrored_while_the_forget_runs_do_not_reach_the_crm(
                               text=LATE_TEXT)
             case = Case(tenant_id=tenant, customer_id=seeded.customer_id, subject="Late complaint")
             session.add_all([message, case])
-        mirrored = await env.run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
-            tenant_id=tenant, table="cases", row_id=case.id, retention=timedelta(days=90)))
-        transcribed = await env.run(TranscriptActivities(sessions, drivers).sync_transcript, SyncTranscriptInput(
-            tenant_id=tenant, conversation_id=conversation, message_ids=[message.id],
-            conversation_retention=timedelta(days=30), message_retention=timedelta(days=7)))
+        mirrored = await env.run(MirrorActivities(sessions, drivers).mirror_pass, MirrorPassInput(tenant_id=tenant))
         release.set()
         result = await handle.result()
 
-    assert mirrored.outcome == "erased" and transcribed.outcome == "erased"
+    assert mirrored.failed == 0  # held rows are deferred: not written (below), not failed
     assert len(drivers.state.records.get("tickets", {})) == tickets_before  # no ticket re-created
     note = drivers.state.records[note_type][note_id]
     assert LATE_TEXT not in (note.properties.get("hs_note_body") or "")  # nothing appended to the transcript
@@ -66,8 +61,7 @@ async def test_records_mirrored_while_the_forget_runs_do_not_reach_the_crm(
     late_rows = {"messages": [message.id], "cases": [case.id]}
     assert await count_rows(sessions, late_rows) == 0 and await count_rows(sessions, seeded.rows) == 0
 
-    # After the erasure, a lifecycle that wakes up for a scrubbed row finds nothing to write.
-    after = await env.run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
-        tenant_id=tenant, table="customers", row_id=seeded.customer_id, retention=timedelta(days=30)))
-    assert after.outcome == "gone"
+    # After the erasure, a mirror pass for the tenant finds nothing of the subject to write.
+    after = await env.run(MirrorActivities(sessions, drivers).mirror_pass, MirrorPassInput(tenant_id=tenant))
+    assert after.failed == 0
     assert not drivers.exists(*seeded.crm["contact"])

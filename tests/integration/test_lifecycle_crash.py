@@ -21,13 +21,12 @@ from store.models import IdempotencyRecord
 from tests.support.lifecycle import agent_api, eventually, lifecycle_worker, relay_for, synced
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
-from workflows.types import LifecyclePolicy
+from workflows.types import MirrorPolicy
 
 pytestmark = [pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
-# A killed worker is noticed when its attempt times out, so keep that short; but not so short that a slow first
-# attempt on a loaded machine times out before its create and a second attempt overlaps the planned crash.
-POLICY = LifecyclePolicy(first_backoff=timedelta(milliseconds=200), crm_timeout=timedelta(seconds=10))
+# A killed worker is noticed when its pass stops heartbeating (10 s), and the pass is retried on the survivor.
+POLICY = MirrorPolicy(first_backoff=timedelta(milliseconds=200))
 
 
 async def _ledger(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, key: str) -> IdempotencyRecord:

@@ -1,4 +1,4 @@
-"""Ingest → outbox → relay → lifecycle workflows → HubSpot sandbox, on the real Temporal dev server."""
+"""Ingest → outbox → relay → the tenant mirror → HubSpot sandbox, on the real Temporal dev server."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ from temporalio.client import Client, WorkflowExecution
 from api.temporal import TemporalGateway
 from settings import Settings, TemporalSettings
 from store.models import MirrorOutbox
-from tests.support.lifecycle import agent_api, eventually, lifecycle_rig, lifecycle_worker, relay_for, synced
+from tests.support.lifecycle import (
+    agent_api,
+    eventually,
+    is_closed,
+    lifecycle_rig,
+    lifecycle_worker,
+    relay_for,
+    row_of,
+    synced,
+)
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 
@@ -52,6 +61,10 @@ async def test_customer_conversation_and_messages_reach_the_crm(
             conversation.crm_external_id].properties["hs_note_body"])
         await eventually(lambda: synced(sessions, "conversations", tenant, conversation_id))
         assert len(hubspot.records["notes"]) == 1  # one transcript note per conversation, not one per message
+        # Nothing left unsynced: the tenant's mirror completes (no open execution for an idle tenant).
+        assert await eventually(lambda: is_closed(temporal_client, rig.mirror_id))
+        status = (await api.get(f"/api/agent/records/customers/{customer_id}")).json()
+        assert status["sync_state"] == "synced" and status["sync_attempts"] == 1
 
 
 
@@ -108,10 +121,11 @@ async def test_no_customer_content_in_any_workflow_history(
         await relay.drain()
         await eventually(lambda: synced(sessions, "leads", tenant, uuid.UUID(lead["id"])))
         await eventually(lambda: synced(sessions, "conversations", tenant, uuid.UUID(conversation["id"])))
-        stuck = temporal_client.get_workflow_handle(blocked["workflow_id"])
-        assert await eventually(lambda: _query_is(stuck, "blocked"))
+        await eventually(lambda: _state_is(sessions, tenant, uuid.UUID(blocked["id"]), "blocked"))
+        mirror = temporal_client.get_workflow_handle(rig.mirror_id)
+        assert await eventually(lambda: _query_is(mirror, "blocked"))  # only the blocked row is left
 
-        runs = await eventually(lambda: _runs(temporal_client, tenant, at_least=7))
+        runs = await eventually(lambda: _runs(temporal_client, tenant, at_least=1))
         needles = [value.encode() for value in secrets.values()]
         for run in runs:
             handle = temporal_client.get_workflow_handle(run.id, run_id=run.run_id)
@@ -120,7 +134,7 @@ async def test_no_customer_content_in_any_workflow_history(
             raw += (await handle.describe()).raw_description.SerializeToString()
             assert str(tenant).encode() in raw  # the scan does see payloads and search attributes (ids are there)
             assert not [n for n in needles if n in raw], f"customer content in the history of {run.id}"
-        assert "customers" in {run.search_attributes.get("CrmTable", [None])[0] for run in runs}
+        assert {run.id for run in runs} == {rig.mirror_id}  # one workflow for the tenant, not one per row
 
 
 async def _runs(client: Client, tenant: uuid.UUID, *, at_least: int) -> list[WorkflowExecution] | None:
@@ -130,3 +144,9 @@ async def _runs(client: Client, tenant: uuid.UUID, *, at_least: int) -> list[Wor
 
 async def _query_is(handle, state: str) -> bool:  # type: ignore[no-untyped-def]
     return bool(await handle.query("sync_state") == state)
+
+
+async def _state_is(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, row_id: uuid.UUID,
+                    state: str) -> bool:
+    row = await row_of(sessions, "customers", tenant, row_id)
+    return row is not None and row.sync_state == state

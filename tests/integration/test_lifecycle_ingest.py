@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from settings import Settings
+from store import content
+from store.base import SyncState
 from store.models import Customer, MirrorOutbox
 from tests.support.lifecycle import agent_api, operator_headers
 from tests.support.tenants import create_tenant
@@ -97,7 +99,7 @@ async def test_retries_are_idempotent_and_updates_queue_intents(
             "id": conversation_id, "customer_id": customer_id,
             "messages": [{"turn_id": "1", "role": "customer", "text": "hello"}]})
         assert conversation.status_code == 201 and conversation.json()["workflow_id"] == \
-            f"mirror:{tenant}:conversations:{conversation_id}"
+            f"mirror:{tenant}"  # the tenant's mirror writes it
         resent = await api.post(f"/api/agent/conversations/{conversation_id}/messages", json={"messages": [
             {"turn_id": "1", "role": "customer", "text": "hello"}, {"turn_id": "2", "role": "agent", "text": "hi"}]})
         assert resent.json()["accepted"] == 1 and resent.json()["duplicates"] == 1
@@ -115,6 +117,7 @@ async def test_retries_are_idempotent_and_updates_queue_intents(
             (200, False, 200, False)
         status = (await api.get(f"/api/agent/records/customers/{customer_id}")).json()
         assert status["sync_state"] == "pending" and status["crm_external_id"] is None
+        assert status["sync_attempts"] == 0 and status["workflow_id"] == f"mirror:{tenant}"
     assert await _outbox(sessions, tenant) == [
         ("customers", "create"), ("conversations", "create"), ("messages", "append"), ("messages", "append"),
         ("customers", "update"), ("conversations", "update")]
@@ -132,3 +135,28 @@ async def test_incident_routes_are_operator_only_and_tenant_pinned(
         assert listed.status_code == 200 and listed.json() == {"tenant_id": str(tenant), "incidents": []}
         missing = await api.post(f"{path}/{uuid.uuid4()}/redrive", headers=operator_headers(settings))
         assert missing.status_code == 404
+
+
+async def test_operator_lists_a_tenants_rows_by_sync_state(
+        settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
+    tenant, other = await create_tenant(sessions), await create_tenant(sessions)
+    async with agent_api(settings, engine, sessions, tenant) as api:
+        secret = "Secretname Nobodyknows"
+        ids = sorted([(await api.post("/api/agent/customers", json={"name": f"{secret}{i}"})).json()["id"]
+                      for i in range(3)])
+        async with sessions() as session, session.begin():  # one of them failed its last CRM write
+            await content.record_failure(session, "customers", [uuid.UUID(ids[0])], "unavailable:503",
+                                         state=SyncState.RETRYING, retry_at=None)
+        path = f"/api/tenants/{tenant}/records"
+        assert (await api.get(path)).status_code == 403  # an agent token
+        assert (await api.get(path, headers=operator_headers(settings, other))).status_code == 404
+        assert (await api.get(path + "?state=failed", headers=operator_headers(settings))).status_code == 422
+        first = (await api.get(path + "?limit=2", headers=operator_headers(settings, tenant))).json()
+        assert first["counts"]["customers"] == {"pending": 2, "retrying": 1}
+        assert first["workflow_id"] == f"mirror:{tenant}"
+        rest = (await api.get(f"{path}?limit=2&after={first['next_after']}", headers=operator_headers(settings))).json()
+        assert [r["id"] for r in first["rows"] + rest["rows"]] == ids and rest["next_after"] is None
+        retrying = (await api.get(path + "?state=retrying", headers=operator_headers(settings))).json()
+        assert retrying["rows"] == [{"id": ids[0], "sync_state": "retrying", "sync_attempts": 1,
+                                     "last_sync_error": "unavailable:503", "retry_at": None}]
+        assert "Secretname" not in str(first) + str(rest)  # ids, states and codes only

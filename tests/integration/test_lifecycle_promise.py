@@ -2,7 +2,7 @@
 of it, each row has its own CRM object, and a transcript batch lands exactly once.
 
 Each test reproduces one finding of the combined fault run deterministically (a CRM response held or lost at
-the transport), end to end: agent API → outbox → relay → lifecycle worker → HubSpot sandbox.
+the transport), end to end: agent API → outbox → relay → tenant mirror worker → HubSpot sandbox.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from settings import Settings
 from store.models import IdempotencyRecord
 from tests.support.faults import Faults
 from tests.support.lifecycle import eventually, lifecycle_rig, row_of, synced
-from workflows.types import LifecyclePolicy
+from workflows.types import MirrorPolicy
 
 pytestmark = [pytest.mark.integration]
 
@@ -106,29 +106,31 @@ async def test_a_transcript_batch_whose_flush_failed_midway_is_appended_once(
         assert body.count(batch_marker(f"{conversation_id}:2")) == 1
 
 
-async def test_a_transcript_waiting_for_its_customer_is_woken_when_the_customer_syncs(
+async def test_a_transcript_waiting_for_its_customer_goes_as_soon_as_the_customer_syncs(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
-    # A CRM backoff of half an hour: only the wake, not the retry timer, can sync the transcript within the test.
-    slow = LifecyclePolicy(first_backoff=timedelta(minutes=30), max_backoff=timedelta(hours=1))
-    faults = Faults()
-    create = faults.hold("POST", "/crm/v3/objects/contacts")
-    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, wrap=faults.wrap,
-                             policy=slow) as rig:
+    # A CRM backoff of half an hour: only the dependency wake, not a retry timer, can sync the transcript in time.
+    slow = MirrorPolicy(first_backoff=timedelta(minutes=30), max_backoff=timedelta(hours=1))
+    async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, policy=slow) as rig:
+        rig.hubspot.knobs.fail_next = 1  # the customer's first CRM call answers 503: it backs off for 30 minutes
         conversation = (await rig.api.post("/api/agent/conversations", json={
             "customer": {"name": "Emmy Noether", "phone": "+49 30 1234567"},
             "messages": [{"turn_id": "1", "role": "customer", "text": "Do you open on Sundays?"}]})).json()
-        conversation_id = uuid.UUID(conversation["id"])
+        conversation_id, customer_id = uuid.UUID(conversation["id"]), uuid.UUID(conversation["customer_id"])
         await rig.relay.drain()
 
         async def waiting() -> bool:
             row = await row_of(sessions, "conversations", rig.tenant, conversation_id)
-            return bool(row is not None and row.last_sync_error == "dependency_pending:customers")
+            return bool(row is not None and row.last_sync_error == "dependency_pending:customers"
+                        and row.sync_state == "pending" and row.retry_at is not None)
 
-        await eventually(waiting)  # the transcript tried, found no customer in the CRM, and backed off
-        create.release.set()
-        await eventually(lambda: synced(sessions, "customers", rig.tenant, uuid.UUID(conversation["customer_id"])))
-        await rig.relay.drain()  # the relay delivers the wake the customer's write queued
+        await eventually(waiting)  # the transcript found no customer in the CRM and waits (no CRM call spent)
+        customer = await row_of(sessions, "customers", rig.tenant, customer_id)
+        assert customer is not None and customer.sync_state == "retrying" and customer.sync_attempts == 1
+        # The agent corrects the customer: an update is due at once, and its success frees the transcript.
+        await rig.api.patch(f"/api/agent/customers/{customer_id}", json={"email": "emmy@example.org"})
+        await rig.relay.drain()
+        await eventually(lambda: synced(sessions, "customers", rig.tenant, customer_id))
         row = await eventually(lambda: synced(sessions, "conversations", rig.tenant, conversation_id))
         assert "customer: Do you open on Sundays?" in rig.hubspot.records["notes"][row.crm_external_id] \
             .properties["hs_note_body"]

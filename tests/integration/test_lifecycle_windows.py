@@ -1,6 +1,6 @@
 """Retention windows on the time-skipping server: every class-(c) row reaches the CRM, stays exactly its
 window after the CRM write (messages 7 days; conversations, customers, leads, qualification 30; cases 90),
-then is purged locally — while the CRM keeps the records."""
+then is purged locally by the sweep (the only purge: no per-row timers) — while the CRM keeps the records."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from settings import Settings
 from store import content
 from store.models import Message, QualificationState
 from tests.support.histories import keep_history
-from tests.support.lifecycle import eventually, lifecycle_rig, row_of
+from tests.support.lifecycle import eventually, is_closed, lifecycle_rig, row_of
+from workflows.sweep import SweepWorkflow
+from workflows.types import SweepInput
 
 pytestmark = [pytest.mark.integration]
 MINUTE = timedelta(minutes=1)
@@ -45,7 +47,7 @@ async def _present(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID
 async def test_each_table_is_purged_exactly_at_its_window(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         time_skipping_env: WorkflowEnvironment, task_queue: str) -> None:
-    env = time_skipping_env
+    env, rig_queue = time_skipping_env, task_queue
     async with lifecycle_rig(settings, engine, sessions, env.client, task_queue) as rig:
         api, relay, tenant, hubspot = rig.api, rig.relay, rig.tenant, rig.hubspot
         conversation = (await api.post("/api/agent/conversations", json={
@@ -71,6 +73,8 @@ async def test_each_table_is_purged_exactly_at_its_window(
                 "customers": [uuid.UUID(customer_id)], "leads": [uuid.UUID(lead["id"])],
                 "qualification_states": [qualification_id], "cases": [uuid.UUID(case["id"])]}
         purge_after = await eventually(lambda: _synced(sessions, tenant, rows), within=60)
+        assert await eventually(lambda: is_closed(env.client, rig.mirror_id))  # no open execution for synced rows
+        await keep_history(env.client, rig.mirror_id, "tenant_mirror_synced")
 
         contact = hubspot.records["contacts"][(await row_of(sessions, "customers", tenant, rows["customers"][0]))
                                               .crm_external_id]
@@ -78,29 +82,28 @@ async def test_each_table_is_purged_exactly_at_its_window(
             contact.properties["message"]
         assert len(hubspot.records["tickets"]) == 1 and len(hubspot.records["notes"]) == 1
 
-        async def skip_to(moment: datetime) -> None:
+        async def sweep_at(moment: datetime, name: str | None = None) -> None:
+            """What the sweep's Schedule does at that moment (the test server runs no Schedules)."""
             await env.sleep(moment - await env.get_current_time())
+            sweep_id = f"sweep-{uuid.uuid4()}"
+            with env.auto_time_skipping_disabled():  # else the wait for its result skips years ahead
+                await env.client.execute_workflow(SweepWorkflow.run, SweepInput(), id=sweep_id, task_queue=rig_queue)
+            if name:
+                await keep_history(env.client, sweep_id, name)
 
         expected = {table: len(ids) for table, ids in rows.items()}
         windows = sorted({content.retention(table) for table in rows})  # 7, 30 and 90 days
         for window in windows:
             group = [t for t in rows if content.retention(t) == window]
             deadlines = [purge_after[i] for t in group for i in rows[t]]
-            await skip_to(min(deadlines) - MINUTE)
+            await sweep_at(min(deadlines) - MINUTE)
             assert await _present(sessions, tenant, rows) == expected, f"purged before the {window} window"
-            await skip_to(max(deadlines) + MINUTE)
+            await sweep_at(max(deadlines) + MINUTE, "sweep" if window == windows[0] else None)
             expected = {t: (0 if t in group else n) for t, n in expected.items()}
-            assert await eventually(lambda e=expected: _matches(sessions, tenant, rows, e), within=30)
-
-        tid = str(tenant)
-        await keep_history(env.client, f"mirror:{tid}:customers:{customer_id}", "record_lifecycle_purged")
-        await keep_history(env.client, f"mirror:{tid}:conversations:{conversation['id']}", "transcript_purged")
+            assert await _present(sessions, tenant, rows) == expected
         # The CRM is the system of record: everything is still there.
         assert len(hubspot.records["contacts"]) == 1 and len(hubspot.records["tickets"]) == 1
         note = next(iter(hubspot.records["notes"].values()))
         assert "Is the flat on Elm Street available?" in note.properties["hs_note_body"]
 
 
-async def _matches(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, rows: dict[str, list[uuid.UUID]],
-                   expected: dict[str, int]) -> bool:
-    return await _present(sessions, tenant, rows) == expected

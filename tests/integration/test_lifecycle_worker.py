@@ -30,8 +30,8 @@ from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
 from vault.connections import Actor
 from vault.credentials import CredentialVault
-from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
+from workflows.tenant_mirror import TenantMirrorWorkflow
 
 pytestmark = [pytest.mark.integration]
 
@@ -39,7 +39,7 @@ pytestmark = [pytest.mark.integration]
 async def test_composition_root_mirrors_through_the_vault(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
-    assert RecordLifecycleWorkflow in worker.WORKFLOWS and SweepWorkflow in worker.WORKFLOWS
+    assert TenantMirrorWorkflow in worker.WORKFLOWS and SweepWorkflow in worker.WORKFLOWS
     app = hubspot_sandbox.create_app()
     hubspot: hubspot_sandbox.HubSpotState = app.state.sandbox
     async with serve_in_task(app) as base_url:
@@ -60,7 +60,7 @@ async def test_composition_root_mirrors_through_the_vault(
         audits = (await session.execute(select(AuditLog).where(AuditLog.tenant_id == tenant,
                                                                AuditLog.action == "credential.decrypt"))).scalars()
         actors = {(a.actor_type, a.actor_id) for a in audits}
-    assert ("system", customer["workflow_id"]) in actors  # the decrypt is audited as this record's lifecycle
+    assert ("system", customer["workflow_id"]) in actors  # the decrypt is audited as the tenant's mirror
 
 
 async def test_sweep_schedule_registers_idempotently(temporal_client: Client, task_queue: str) -> None:

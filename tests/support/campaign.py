@@ -32,7 +32,7 @@ from settings import Settings
 from tests.support.campaign_ledger import Expected, Ledger, audit, settle
 from tests.support.lifecycle import agent_api, relay_for
 from tests.support.tenants import create_tenant
-from workflows.types import LifecyclePolicy
+from workflows.types import MirrorPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,8 +49,7 @@ class Campaign:
     kills: int = 4
     storms: int = 4
     settle_seconds: float = 180.0
-    # Production's policy but 30 s caps on the backoff and the dependency poll (production: 10 and 5 min), so the
-    # run settles in minutes.
+    # Production's policy but a 30 s cap on the backoff (production: 10 min), so the run settles in minutes.
     max_backoff: float = 30.0
 
 
@@ -202,8 +201,7 @@ async def run_campaign(client: Client, settings: Settings, engine: AsyncEngine,
     try:
         for _ in range(plan.workers):
             await workers.start()
-        policy = LifecyclePolicy(max_backoff=timedelta(seconds=plan.max_backoff),
-                                 dependency_poll=timedelta(seconds=plan.max_backoff))
+        policy = MirrorPolicy(max_backoff=timedelta(seconds=plan.max_backoff))
         relay = relay_for(engine, sessions, client, task_queue, tenants=[tenant], policy=policy)
         async with running(relay), agent_api(settings, engine, sessions, tenant, relay=relay) as api:
             load = Load(api, random.Random(rng.random()))

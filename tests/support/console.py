@@ -38,15 +38,14 @@ from settings import OAuthClientSettings, Settings
 from tests.support.lifecycle import relay_for
 from tests.support.ports import free_port
 from tests.support.tenants import create_tenant
-from workflows.types import LifecyclePolicy
+from workflows.types import MirrorPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("CRM_CONSOLE_SCREENSHOTS", ROOT / "artifacts" / "console"))
 WAIT = 30_000  # ms: how long a page may take to show what the server did (a poll, not a timing assertion)
 expect.set_options(timeout=15_000)  # a loaded CI machine: every expectation polls up to 15 s before failing
 # A failed CRM write waits an hour before its next attempt: only an operator's redrive retries it sooner.
-PATIENT = LifecyclePolicy(first_backoff=timedelta(hours=1), max_backoff=timedelta(hours=1),
-                          crm_timeout=timedelta(seconds=20), dependency_poll=timedelta(seconds=1))
+PATIENT = MirrorPolicy(first_backoff=timedelta(hours=1), max_backoff=timedelta(hours=1))
 
 
 def chromium_path() -> str:
@@ -118,7 +117,7 @@ async def served_console(settings: Settings, engine: AsyncEngine, sessions: asyn
             settings={"base_url": tekmetric_url, "token_url": tekmetric_url + tekmetric_sandbox.TOKEN_PATH})
         other_tenant = await create_tenant(sessions, provider="hubspot", name=f"Other Clinic {run}")
         relay = relay_for(engine, sessions, client, task_queue, tenants=[hubspot_tenant, tekmetric_tenant],
-                          policy=PATIENT, debounce=timedelta(milliseconds=200))
+                          policy=PATIENT)
         ctx = AppContext(settings=settings, engine=engine, sessions=sessions,
                          temporal=TemporalGateway(settings.temporal, client), extras={"relay": relay})
         worker = composition.build_worker(client, settings, activities=composition.build_activities(settings, engine),

@@ -1,4 +1,4 @@
-"""Test plumbing for the lifecycle: a worker with the lifecycle workflows, a relay, an agent API client.
+"""Test plumbing for the mirror: a worker with the tenant mirror and the sweep, a relay, an agent API client.
 
 Everything is real: the Temporal server handed in (dev or time-skipping), the database, the provider
 sandbox behind the `DriverProvider`. Only the wiring is shortened.
@@ -21,11 +21,10 @@ from temporalio.worker import Worker
 
 from activities.mirror import MirrorActivities
 from activities.sweep import SweepActivities
-from activities.transcript import TranscriptActivities
 from api.app import create_app
 from api.auth import mint_token
 from api.context import AppContext
-from api.lifecycle import LifecycleOptions
+from api.lifecycle import MirrorOptions, mirror_workflow_id
 from api.relay import OutboxRelay
 from api.temporal import TemporalGateway
 from settings import Settings
@@ -34,20 +33,18 @@ from tests.support.sandbox_provider import SandboxDriverProvider, TransportWrapp
 from tests.support.tenants import create_tenant
 from vault.connections import DriverProvider
 from worker import HEARTBEAT_THROTTLE
-from workflows.record_lifecycle import RecordLifecycleWorkflow
 from workflows.sweep import SweepWorkflow
-from workflows.transcript import TranscriptWorkflow
-from workflows.types import LifecyclePolicy
+from workflows.tenant_mirror import TenantMirrorWorkflow
+from workflows.types import MirrorPolicy
 
-LIFECYCLE_WORKFLOWS: list[type] = [RecordLifecycleWorkflow, TranscriptWorkflow, SweepWorkflow]
-FAST = LifecyclePolicy(first_backoff=timedelta(milliseconds=200), max_backoff=timedelta(seconds=2),
-                       crm_timeout=timedelta(seconds=20), dependency_poll=timedelta(seconds=1))
+LIFECYCLE_WORKFLOWS: list[type] = [TenantMirrorWorkflow, SweepWorkflow]
+FAST = MirrorPolicy(first_backoff=timedelta(milliseconds=200), max_backoff=timedelta(seconds=2),
+                    pass_timeout=timedelta(seconds=60))
 
 
 def lifecycle_activities(sessions: async_sessionmaker[AsyncSession], drivers: DriverProvider
                          ) -> list[Callable[..., Any]]:
-    return [*MirrorActivities(sessions, drivers).all(), *TranscriptActivities(sessions, drivers).all(),
-            *SweepActivities(sessions).all()]
+    return [*MirrorActivities(sessions, drivers).all(), *SweepActivities(sessions).all()]
 
 
 def lifecycle_worker(client: Client, sessions: async_sessionmaker[AsyncSession], drivers: DriverProvider,
@@ -59,15 +56,15 @@ def lifecycle_worker(client: Client, sessions: async_sessionmaker[AsyncSession],
 
 
 def relay_for(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], client: Client | TemporalGateway,
-              task_queue: str, *, tenants: list[uuid.UUID], policy: LifecyclePolicy = FAST,
-              debounce: timedelta = timedelta(seconds=1), max_batch: int = 25) -> OutboxRelay:
+              task_queue: str, *, tenants: list[uuid.UUID], policy: MirrorPolicy = FAST,
+              passes_per_run: int = 500) -> OutboxRelay:
     """A relay for the test's own tenants: tests share one database, and other tests' intents are not ours."""
     gateway = client if isinstance(client, TemporalGateway) else None
 
     async def source() -> Client:
         return await gateway.client() if gateway is not None else client  # type: ignore[return-value]
 
-    options = LifecycleOptions(task_queue=task_queue, policy=policy, debounce=debounce, max_batch=max_batch)
+    options = MirrorOptions(task_queue=task_queue, policy=policy, passes_per_run=passes_per_run)
     return OutboxRelay(engine, sessions, source, options, tenants=tenants)
 
 
@@ -101,6 +98,11 @@ async def row_of(sessions: async_sessionmaker[AsyncSession], table: str, tenant_
 async def is_running(client: Client, workflow_id: str) -> bool:
     description = await client.get_workflow_handle(workflow_id).describe()
     return description.status == WorkflowExecutionStatus.RUNNING
+
+
+async def is_closed(client: Client, workflow_id: str) -> bool:
+    """The latest run of `workflow_id` exists and is no longer running (for `eventually`)."""
+    return not await is_running(client, workflow_id)
 
 
 async def eventually(check: Callable[[], Any], *, within: float = 30.0, every: float = 0.1) -> Any:
@@ -140,10 +142,14 @@ class Rig:
     def hubspot(self) -> Any:
         return self.drivers.state("hubspot")
 
+    @property
+    def mirror_id(self) -> str:
+        return mirror_workflow_id(self.tenant)
+
 
 @asynccontextmanager
 async def lifecycle_rig(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-                        client: Client, task_queue: str, *, policy: LifecyclePolicy = FAST,
+                        client: Client, task_queue: str, *, policy: MirrorPolicy = FAST,
                         wrap: TransportWrapper | None = None) -> AsyncIterator[Rig]:
     """A fresh tenant on the HubSpot sandbox, a lifecycle worker on `client`, a relay and the agent API.
 

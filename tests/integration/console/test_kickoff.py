@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ from playwright.async_api import Browser, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store import incidents
+from store.base import utcnow
 from store.models import Appointment, Customer
 from store.outbound_models import CallRequest, InboundCrmEvent
 from tests.support.console import WAIT, Console, shot, sign_in
@@ -182,10 +183,10 @@ async def _failed_write(console: Console, sessions: async_sessionmaker[AsyncSess
         row = await row_of(sessions, "customers", console.hubspot_tenant, row_id)
         return row if row is not None and row.sync_attempts >= 1 else None
 
-    row = await eventually(failed_once, within=60)
+    await eventually(failed_once, within=60)
     async with sessions() as session, session.begin():
-        await incidents.open_sync_failure(session, console.hubspot_tenant, "customers", row_id,
-                                          last_error=row.last_sync_error, attempts=row.sync_attempts)
+        # as the mirror's escalation would 24 h after the insert
+        assert await incidents.escalate_tenant(session, console.hubspot_tenant, utcnow() + timedelta(seconds=1)) == 1
     console.hubspot.knobs.fail_next = 0  # HubSpot recovers; the lifecycle's next try is an hour away
     return row_id
 

@@ -1,10 +1,10 @@
-"""MirrorActivities in an ActivityEnvironment against the HubSpot sandbox (real driver, real database)."""
+"""The mirror pass in an ActivityEnvironment against the HubSpot sandbox (real driver, real database)."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.mirror import MirrorActivities
-from activities.types import IncidentInput, MirrorRecordInput
+from activities.types import MirrorPassInput
 from store.models import Customer, ErasureHold, ErasureRequest, Incident, Lead, QualificationState
 from tests.support.lifecycle import row_of
 from tests.support.sandbox_provider import SandboxDriverProvider
@@ -35,8 +35,8 @@ async def _add(sessions: async_sessionmaker[AsyncSession], *rows: object) -> Non
         session.add_all(rows)
 
 
-def _mirror(table: str, tenant: uuid.UUID, row_id: uuid.UUID) -> MirrorRecordInput:
-    return MirrorRecordInput(tenant_id=tenant, table=table, row_id=row_id, retention=WINDOW)
+def _pass(tenant: uuid.UUID) -> MirrorPassInput:
+    return MirrorPassInput(tenant_id=tenant, retention={"customers": WINDOW})
 
 
 async def test_a_customer_the_crm_already_knows_is_updated_not_duplicated(
@@ -47,9 +47,8 @@ async def test_a_customer_the_crm_already_knows_is_updated_not_duplicated(
     row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Katherine Johnson", phone="+14155550199",
                    fields={"city": "Hampton"}, sync_attempts=0)
     await _add(sessions, row)
-    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
-                                             _mirror("customers", tenant, row.id))
-    assert result.outcome == "synced"
+    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_pass, _pass(tenant))
+    assert (result.synced, result.backlog, result.state, result.next_attempt_at) == (1, 0, "synced", None)
     assert known.properties["lastname"] == "Johnson" and known.properties["city"] == "Hampton"
     assert len(hubspot.records["contacts"]) == 1
     synced = await row_of(sessions, "customers", tenant, row.id)
@@ -70,8 +69,7 @@ async def test_hubspot_lead_of_a_customer_lands_on_the_customers_contact(
     await _add(sessions, customer, lead, qualification)
     activities = MirrorActivities(sessions, drivers)
     env = ActivityEnvironment()
-    await env.run(activities.mirror_record, _mirror("leads", tenant, lead.id))
-    await env.run(activities.mirror_record, _mirror("qualification_states", tenant, qualification.id))
+    assert (await env.run(activities.mirror_pass, _pass(tenant))).synced == 2  # the lead, then its qualification
     lead_row = await row_of(sessions, "leads", tenant, lead.id)
     qualification_row = await row_of(sessions, "qualification_states", tenant, qualification.id)
     assert lead_row.crm_external_id == qualification_row.crm_external_id == contact.id
@@ -81,32 +79,31 @@ async def test_hubspot_lead_of_a_customer_lands_on_the_customers_contact(
     assert len(hubspot.records["contacts"]) == 1
 
 
-async def test_unmapped_content_blocks_the_write_and_counts_the_attempt(
+async def test_unmapped_content_blocks_only_its_row_and_counts_the_attempt(
         sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
     tenant = await create_tenant(sessions)
     row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Mary Jackson", fields={"shoe_size": "7"},
                    sync_attempts=0)
-    await _add(sessions, row)
-    with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
-                                        _mirror("customers", tenant, row.id))
-    assert raised.value.type == "UnmappedFieldsError" and raised.value.non_retryable
-    assert raised.value.message == "no CRM field mapped for: customer.shoe_size"  # the key, never the value
+    fine = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Katherine Coleman", sync_attempts=0)
+    await _add(sessions, row, fine)
+    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_pass, _pass(tenant))
+    assert (result.synced, result.failed, result.backlog, result.state, result.more) == (1, 1, 1, "blocked", False)
     failed = await row_of(sessions, "customers", tenant, row.id)
-    assert (failed.sync_state, failed.sync_attempts, failed.last_sync_error) == ("failed", 1, "unmapped_fields")
+    assert (failed.sync_state, failed.sync_attempts, failed.last_sync_error) == ("blocked", 1, "unmapped_fields")
+    assert failed.retry_at is not None and result.next_attempt_at == failed.retry_at  # a slow look, not a loop
 
 
-async def test_a_5xx_is_retryable_and_keeps_no_provider_text(
+async def test_a_5xx_fails_its_row_with_backoff_and_keeps_no_provider_text(
         sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
     drivers.state("hubspot").knobs.fail_next = 1
     tenant = await create_tenant(sessions)
     row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Annie Easley", sync_attempts=0)
     await _add(sessions, row)
-    with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
-                                        _mirror("customers", tenant, row.id))
-    assert raised.value.type == "UnavailableError" and not raised.value.non_retryable
-    assert raised.value.message == "unavailable:503"
+    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_pass, _pass(tenant))
+    failed = await row_of(sessions, "customers", tenant, row.id)
+    assert (result.failed, result.state) == (1, "retrying")
+    assert (failed.sync_state, failed.last_sync_error) == ("retrying", "unavailable:503")
+    assert failed.retry_at is not None and result.next_attempt_at == failed.retry_at
 
 
 async def test_a_row_held_by_an_erasure_is_not_written(
@@ -118,24 +115,27 @@ async def test_a_row_held_by_an_erasure_is_not_written(
     request = ErasureRequest(id=uuid.uuid4(), tenant_id=tenant, subject_hash="h", requested_by="op")
     await _add(sessions, row, request)
     await _add(sessions, ErasureHold(request_id=request.id, tenant_id=tenant, table_name="customers", row_id=row.id))
-    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record,
-                                             _mirror("customers", tenant, row.id))
-    assert result.outcome == "erased" and len(hubspot.records.get("contacts", {})) == before
+    result = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_pass, _pass(tenant))
+    assert (result.synced, result.failed) == (0, 0) and len(hubspot.records.get("contacts", {})) == before
+    held = await row_of(sessions, "customers", tenant, row.id)
+    assert (held.sync_state, held.last_sync_error, held.sync_attempts) == ("pending", "erasure_hold", 0)
 
 
-async def test_incident_opens_once_per_row(sessions: async_sessionmaker[AsyncSession],
-                                           drivers: SandboxDriverProvider) -> None:
+async def test_one_incident_per_tenant_and_failure_kind_with_its_row_count(
+        sessions: async_sessionmaker[AsyncSession], drivers: SandboxDriverProvider) -> None:
     tenant = await create_tenant(sessions)
-    row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="x", sync_attempts=3, sync_state="failed",
-                   last_sync_error="unavailable:503")
-    await _add(sessions, row)
+    old = datetime.now(UTC) - timedelta(days=2)
+    rows = [Customer(id=uuid.uuid4(), tenant_id=tenant, name=f"x{i}", sync_attempts=3 + i, sync_state="retrying",
+                     last_sync_error="unavailable:503", created_at=old, retry_at=old + timedelta(days=9))
+            for i in range(4)]
+    await _add(sessions, *rows)
     activities, env = MirrorActivities(sessions, drivers), ActivityEnvironment()
-    ids = IncidentInput(tenant_id=tenant, table="customers", row_id=row.id)
-    assert (await env.run(activities.open_sync_incident, ids)).opened
-    assert not (await env.run(activities.open_sync_incident, ids)).opened
+    assert (await env.run(activities.mirror_pass, _pass(tenant))).incidents_opened == 1
+    assert (await env.run(activities.mirror_pass, _pass(tenant))).incidents_opened == 0
     async with sessions() as session:
         incidents = (await session.execute(select(Incident).where(Incident.tenant_id == tenant))).scalars().all()
-    assert [(i.status, i.attempts, i.last_error) for i in incidents] == [("open", 3, "unavailable:503")]
+    assert [(i.status, i.failure_kind, i.row_count, i.attempts, i.last_error) for i in incidents] == \
+        [("open", "unavailable", 4, 6, "unavailable:503")]
 
 
 class _Exploding:
@@ -154,7 +154,7 @@ async def test_an_unexpected_exception_reaches_history_as_its_type_only(
     row = Customer(id=uuid.uuid4(), tenant_id=tenant, name="Hedy Lamarr", email="hedy@example.com", sync_attempts=0)
     await _add(sessions, row)
     with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(MirrorActivities(sessions, _Exploding("hedy@example.com")).mirror_record,
-                                        _mirror("customers", tenant, row.id))
-    assert raised.value.message == "mirror_record failed: RuntimeError" and raised.value.type == "RuntimeError"
+        await ActivityEnvironment().run(MirrorActivities(sessions, _Exploding("hedy@example.com")).mirror_pass,  # type: ignore[arg-type]
+                                        _pass(tenant))
+    assert raised.value.message == "mirror_pass failed: RuntimeError" and raised.value.type == "RuntimeError"
     assert not raised.value.non_retryable and "hedy" not in str(raised.value)
