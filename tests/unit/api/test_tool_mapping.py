@@ -8,21 +8,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.mirror import MirrorActivities
-from activities.types import MirrorRecordInput
+from activities.types import MirrorPassInput
 from drivers.models import FieldInfo
 from settings import Settings
 from store.field_mapping import put_override, save_schema
 from store.models import Lead
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
-from tests.unit.activities.test_mirror_activities import WINDOW
 from tests.unit.api.support import agent_headers, client_for, context
 
 TOOLS = "/api/tools"
@@ -122,9 +119,9 @@ async def test_tool_route_and_mirror_write_the_same_payload(
     tool = (await api.post(CREATE, headers=agent_headers(settings, tenant), json={
         "object": "lead", "fields": {**content, "stage": "lead"}})).json()
     assert tool["ok"] is True, tool
-    mirrored = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
-        tenant_id=tenant, table="leads", row_id=lead.id, retention=WINDOW))
-    assert mirrored.outcome == "synced"
+    mirrored = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_pass, MirrorPassInput(
+        tenant_id=tenant))
+    assert mirrored.failed == 0 and mirrored.state == "synced"
     records = drivers.state("hubspot").records["contacts"]
     by_tool = _content(records[tool["external_id"]].properties)
     by_mirror = _content(next(r for r in records.values()
@@ -143,10 +140,10 @@ async def test_the_mirror_refuses_a_picklist_violation_as_the_tool_route_does(
     lead = Lead(id=uuid.uuid4(), tenant_id=tenant, status="scorching", fields={"last_name": "Hot"}, sync_attempts=0)
     async with sessions.begin() as session:
         session.add(lead)
-    with pytest.raises(ApplicationError) as raised:
-        await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_record, MirrorRecordInput(
-            tenant_id=tenant, table="leads", row_id=lead.id, retention=WINDOW))
-    assert raised.value.non_retryable and raised.value.message == "invalid values for: lead.status"
+    passed = await ActivityEnvironment().run(MirrorActivities(sessions, drivers).mirror_pass, MirrorPassInput(
+        tenant_id=tenant))
+    assert passed.failed == 1 and passed.synced == 0
     async with sessions() as session:
         row = await session.get(Lead, lead.id)
-    assert row is not None and row.last_sync_error == "invalid_field_values"
+    assert row is not None and row.last_sync_error == "invalid_field_values" and row.sync_state == "blocked"
+    assert row.crm_external_id is None  # refused before any CRM call
