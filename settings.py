@@ -67,6 +67,18 @@ class ProviderBudgetSettings(BaseModel):
     fallback_share: float = Field(default=0.25, gt=0.0, le=1.0)  # per process while Redis is away
 
 
+class LookupSettings(BaseModel):
+    """Voice-grade lookups (api/lookup.py): a caller waits on the line while `crm_lookup_customer` runs.
+
+    After `deadline_ms` the tool answers "unknown caller" (`reason: crm_timeout`) so the agent greets generically;
+    the CRM's late answer still warms the phone index (store/phone_index.py), whose entries live `index_ttl_days`.
+    """
+
+    deadline_ms: int = Field(default=800, ge=50, le=10_000)
+    index_enabled: bool = True
+    index_ttl_days: float = Field(default=7.0, gt=0.0, le=30.0)
+
+
 class MetricsSettings(BaseModel):
     """Prometheus endpoints (docs/metrics.md). The API always serves GET /metrics; the worker's listeners are
     off unless a port is set, e.g. `CRM_METRICS__WORKER_PORT=9464 CRM_METRICS__TEMPORAL_PORT=9465`."""
@@ -134,6 +146,7 @@ class Settings(BaseSettings):
     # OAuth apps by provider slug, used by the operator connect flow (vault issue).
     oauth_clients: dict[str, OAuthClientSettings] = {}
     outbound: OutboundSettings = OutboundSettings()
+    lookup: LookupSettings = LookupSettings()
 
 
     def default_secrets(self) -> list[str]:
