@@ -82,7 +82,7 @@ def phone_formats(e164: str) -> list[str]:
     fmt = phonenumbers.PhoneNumberFormat
     international = phonenumbers.format_number(number, fmt.INTERNATIONAL)
     national = phonenumbers.format_number(number, fmt.NATIONAL)
-    spelled = [e164, e164[1:], "00" + e164[1:], international, national]
+    spelled = [e164, e164[1:], "00" + e164[1:], international, "00" + international[1:], national]
     spelled += [s.replace("(", "").replace(")", "").replace(" ", "-") for s in (international, national)]
     spelled += ["".join(ch for ch in national if ch.isdigit()), str(number.national_number)]
     return list(dict.fromkeys(s for s in spelled if s))
