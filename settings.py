@@ -65,6 +65,9 @@ class ProviderBudgetSettings(BaseModel):
     enabled: bool = True
     tool_reserve: float = Field(default=0.1, ge=0.0, lt=1.0)  # share of each limit only the agent's tools may use
     fallback_share: float = Field(default=0.25, gt=0.0, le=1.0)  # per process while Redis is away
+    # How long an agent's tool call may wait for a slot (e.g. a search slot) before it is refused; the lookup's own
+    # deadline answers the caller first, and the search that got its slot later still warms the phone index.
+    tool_wait_seconds: float = Field(default=5.0, ge=0.0, le=10.0)
 
 
 class LookupSettings(BaseModel):

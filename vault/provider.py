@@ -100,7 +100,8 @@ class VaultDriverProvider:
         """This process's provider: the vault from settings (raises CredentialKeyError without a usable key)."""
         pacing = settings.provider_budget
         budget = ProviderBudget.from_url(settings.redis_url, tool_reserve=pacing.tool_reserve,
-                                         fallback_share=pacing.fallback_share) if pacing.enabled else None
+                                         fallback_share=pacing.fallback_share,
+                                         tool_wait=pacing.tool_wait_seconds) if pacing.enabled else None
         return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients,
                    budget=budget, outbound=outbound_guard(settings.outbound),
                    phone_index=phone_index_from(settings, sessions))
