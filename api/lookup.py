@@ -42,6 +42,19 @@ def indexed(request: Request, driver: BaseDriver, tenant_id: uuid.UUID) -> BaseD
     return IndexedDriver.wrap(driver, phone_index(context_of(request)), tenant_id)
 
 
+def started(request: Request) -> None:
+    """Mark when the request arrived (the deadline covers our own work before the CRM call too)."""
+    request.state.tool_started = asyncio.get_running_loop().time()
+
+
+def remaining(request: Request, deadline: float) -> float:
+    """What is left of `deadline` seconds since the request arrived (all of it when not marked)."""
+    arrived: float | None = getattr(request.state, "tool_started", None)
+    if arrived is None:
+        return deadline
+    return max(0.0, deadline - (asyncio.get_running_loop().time() - arrived))
+
+
 def lookup_deadline(settings: Settings) -> float:
     return settings.lookup.deadline_ms / 1000
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 from sqlalchemy import Index, String, UniqueConstraint, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base, ContentRow, SyncState, utcnow
@@ -58,8 +59,7 @@ def phone_hash(subject_hash_key: str, tenant_id: uuid.UUID, e164: str) -> str:
     return hmac.new(tenant_index_key(subject_hash_key, tenant_id), e164.encode(), hashlib.sha256).hexdigest()
 
 
-def _insert(session: AsyncSession) -> Any:
-    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+def _insert(dialect: str) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(PhoneIndexEntry)
 
 
@@ -71,13 +71,21 @@ class PhoneIndex:
         self._sessions, self._key = sessions, subject_hash_key
         self.ttl = min(ttl, timedelta(days=RETENTION_DAYS))
 
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        """An autocommit connection: the index's reads and upserts are single statements, and a voice lookup
+        should not pay a BEGIN and a ROLLBACK round trip around each."""
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        async with engine.connect() as connection:
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
     def hash(self, tenant_id: uuid.UUID, e164: str) -> str:
         return phone_hash(self._key, tenant_id, e164)
 
     async def recall(self, tenant_id: uuid.UUID, provider: str, e164: str) -> str | None:
         """The CRM id last seen with this number, unless its entry expired."""
-        async with self._sessions() as session:
-            found = await session.scalar(select(PhoneIndexEntry.crm_external_id).where(
+        async with self._connection() as connection:
+            found = await connection.scalar(select(PhoneIndexEntry.crm_external_id).where(
                 PhoneIndexEntry.tenant_id == tenant_id, PhoneIndexEntry.provider == provider,
                 PhoneIndexEntry.phone_hash == self.hash(tenant_id, e164), PhoneIndexEntry.purge_after > utcnow()))
         return found
@@ -87,8 +95,8 @@ class PhoneIndex:
         now = utcnow()
         values = {"crm_external_id": external_id, "object": object, "synced_at": now, "updated_at": now,
                   "purge_after": now + self.ttl}
-        async with self._sessions() as session, session.begin():
-            await session.execute(_insert(session).values(
+        async with self._connection() as connection:
+            await connection.execute(_insert(connection.dialect.name).values(
                 id=uuid.uuid4(), tenant_id=tenant_id, provider=provider, phone_hash=self.hash(tenant_id, e164),
                 created_at=now, sync_state=SyncState.SYNCED.value, sync_attempts=0, **values,
             ).on_conflict_do_update(index_elements=["tenant_id", "provider", "phone_hash"], set_=values))

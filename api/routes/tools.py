@@ -27,7 +27,7 @@ from api.auth import Principal, require_agent
 from api.context import context_of
 from api.crm import FieldMap, classify, driver_provider, load_field_map, request_id, require_supported
 from api.errors import read_json
-from api.lookup import indexed, lookup_deadline, unknown_caller, within
+from api.lookup import indexed, lookup_deadline, remaining, started, unknown_caller, within
 from api.openapi import document
 from api.ratelimit import enforce
 from drivers.base import BaseDriver, CrmObject, CustomerRecord, Record
@@ -60,6 +60,7 @@ class Tool(Generic[In]):
 
     async def __call__(self, request: Request) -> Response:
         """Authenticate, limit, validate, open the tenant's driver and make the call."""
+        started(request)  # a voice-grade deadline counts from here: the caller is already waiting
         principal: Principal = require_agent(request)
         tenant_id = principal.require_tenant()
         ctx = context_of(request)
@@ -83,7 +84,7 @@ class Tool(Generic[In]):
         if self.deadline is not None and self.timed_out is not None:
             try:
                 return await within(request, self._call(request, body, tenant_id, actor),
-                                    self.deadline(context_of(request).settings))
+                                    remaining(request, self.deadline(context_of(request).settings)))
             except TimeoutError:
                 return self.timed_out()
         return await self._call(request, body, tenant_id, actor)
