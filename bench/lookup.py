@@ -30,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from api.app import create_app  # noqa: E402
 from api.auth import mint_token  # noqa: E402
 from api.context import AppContext  # noqa: E402
+from api.crm import load_field_map  # noqa: E402
 from api.lookup import settle_late_lookups  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
 from bench.common import database_url, pct  # noqa: E402
@@ -106,6 +108,24 @@ def national(n: int) -> tuple[str, str]:
 def summary(name: str, values: list[float], extra: str = "") -> str:
     return (f"  {name:<44} p50 {pct(values, 0.5):7.1f}  p95 {pct(values, 0.95):7.1f}  p99 {pct(values, 0.99):7.1f}"
             f"  max {max(values):7.1f} ms{extra}")
+
+
+async def stages(drivers: VaultDriverProvider, vault: CredentialVault, index: PhoneIndex, tenant: uuid.UUID,
+                 n: int = 50) -> None:
+    """Where the overhead goes: each database step of the route on its own (p50 of n, ms)."""
+    actor = Actor(type="tool", id="bench", purpose="crm_lookup_customer")
+    steps: dict[str, Callable[[], Awaitable[Any]]] = {
+        "tenant row": lambda: drivers.tenant(tenant),
+        "credential decrypt + audit row": lambda: vault.load(tenant, actor, provider="hubspot"),
+        "index recall": lambda: index.recall(tenant, "hubspot", "+971500000001"),
+        "index remember": lambda: index.remember(tenant, "hubspot", "customer", "+971509999999", "0"),
+    }
+    async with drivers.open(tenant, actor) as driver:
+        steps["field mapping"] = lambda: load_field_map(drivers._sessions, tenant, driver)
+        parts = []
+        for name, step in steps.items():
+            parts.append(f"{name} {pct([(await timed(step))[1] for _ in range(n)], 0.5):.1f}")
+    print(f"  where it goes (p50 ms, one at a time): {'; '.join(parts)}")
 
 
 async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, database: str) -> None:
@@ -176,6 +196,7 @@ async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, d
         print(summary("overhead over the provider calls, cold", [e - p for e, p in cold]))
         print(summary("overhead over the provider calls, warm", [e - p for e, p in warm]))
         print(f"  not found (should be 0): {misses}")
+        await stages(drivers, vault, index, tenant)
 
         latency.stall = stall_ms / 1000
         stalled: list[float] = []
