@@ -71,8 +71,9 @@ class IndexedDriver:
 
     async def update_record(self, object: CrmObject, external_id: str, fields: Mapping[str, Any]) -> Record | None:
         record = await self.inner.update_record(object, external_id, fields)
-        await self._quietly(self.index.forget_record(self.tenant_id, self.inner.slug, external_id))
-        await self._learn(object, external_id, record.fields if record is not None else fields)
+        if self._touches_phone(object, fields):  # its numbers may have changed: forget them, learn the new ones
+            await self._quietly(self.index.forget_record(self.tenant_id, self.inner.slug, external_id))
+            await self._learn(object, external_id, record.fields if record is not None else fields)
         return record
 
     async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
@@ -83,7 +84,7 @@ class IndexedDriver:
     async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[Outcome]:
         outcomes = await self.inner.upsert_many(object, items)
         for item, outcome in zip(items, outcomes, strict=False):
-            if outcome.error is None and outcome.external_id is not None:
+            if outcome.error is None and outcome.external_id is not None and self._touches_phone(object, item.fields):
                 if not outcome.created:
                     await self._quietly(self.index.forget_record(self.tenant_id, self.inner.slug, outcome.external_id))
                 await self._learn(object, outcome.external_id, item.fields)
@@ -94,15 +95,20 @@ class IndexedDriver:
     def _indexed(self, object: CrmObject) -> bool:
         return object is CrmObject.CUSTOMER or (object is CrmObject.LEAD and self.inner.leads_are_contacts)
 
+    def _phone_fields(self, object: CrmObject) -> list[str]:
+        catalog = self.inner.default_field_catalog
+        return [name for key in ("phone", "mobile_phone") if (name := catalog.get(f"{object.value}.{key}"))]
+
+    def _touches_phone(self, object: CrmObject, fields: Mapping[str, Any]) -> bool:
+        return self._indexed(object) and any(name in fields for name in self._phone_fields(object))
+
     def _carries(self, object: CrmObject, fields: Mapping[str, Any], e164: str, *extra: str | None) -> bool:
         return e164 in self._phones(object, fields, *extra)
 
     def _phones(self, object: CrmObject, fields: Mapping[str, Any], *extra: str | None) -> set[str]:
         """The E.164 numbers a record carries, read from the fields the driver maps `<object>.phone` and
         `<object>.mobile_phone` to (and the customer's own `phone`)."""
-        catalog = self.inner.default_field_catalog
-        names = [catalog.get(f"{object.value}.{key}") for key in ("phone", "mobile_phone")]
-        raw = [*(fields.get(name) for name in names if name), *extra]
+        raw = [*(fields.get(name) for name in self._phone_fields(object)), *extra]
         return {e for e in (normalize_phone(str(v), self.inner.default_region) for v in raw if v) if e}
 
     async def _learn(self, object: CrmObject, external_id: str, fields: Mapping[str, Any], *extra: str | None) -> None:

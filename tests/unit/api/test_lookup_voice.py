@@ -104,3 +104,16 @@ async def test_a_stale_entry_falls_back_to_the_search(
     moved = state.add("contacts", {"firstname": "Layla", "lastname": "Haddad", "phone": "+971501234567"}).id
     found = (await api.post(LOOKUP, json={"phone": "+971501234567"}, headers=headers)).json()
     assert found["found"] is True and found["customer"]["external_id"] == moved
+
+
+async def test_an_update_that_leaves_the_number_keeps_the_entry(
+        api: httpx.AsyncClient, settings: Settings, tenant: uuid.UUID, provider: SandboxProvider) -> None:
+    state = _lagging(provider, tenant)
+    headers = agent_headers(settings, tenant)
+    contact = await _answer_the_phone(api, headers, "+971501234567", "call-1")
+    await api.post(UPDATE, headers=headers, json={"object": "customer", "external_id": contact,
+                                                  "fields": {"city": "Dubai"}})
+    searches = state.calls[SEARCHES]
+    found = (await api.post(LOOKUP, json={"phone": "+971501234567"}, headers=headers)).json()
+    assert found["found"] is True and found["customer"]["fields"]["customer.city"] == "Dubai"
+    assert state.calls[SEARCHES] == searches
