@@ -21,7 +21,7 @@ from api.schemas import LookupCustomerResponse
 from drivers.base import BaseDriver
 from settings import Settings
 from store.phone_index import PhoneIndex
-from vault.indexed import IndexedDriver
+from vault.indexed import IndexedDriver, settle_learning
 from vault.provider import phone_index_from
 
 log = logging.getLogger(__name__)
@@ -92,3 +92,4 @@ async def settle_late_lookups(ctx: AppContext) -> None:
     late: set[asyncio.Future[Any]] = ctx.extras.get("late_lookups", set())
     if late:
         await asyncio.gather(*list(late), return_exceptions=True)
+    await settle_learning()

@@ -218,16 +218,21 @@ async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, d
 
         HubSpotDriver.rate_limits = HUBSPOT_LIMITS  # the real limits: 4 searches/s, 100 calls/10 s
         state.search_limit.per_second = 4
-        await asyncio.sleep(1.1)  # a fresh search window
         crowd = list(range(lookups + 20, lookups + 40))
         for label in ("20 concurrent new callers", "the same 20 calling again"):
+            await asyncio.sleep(10.5)  # fresh windows: the rows before spent HubSpot's 100 calls / 10 s
+            taken = Counter(budget.counters)
             started = time.perf_counter()
             results = await asyncio.gather(*(timed(lambda n=n: lookup(national(n)[1])) for n in crowd))
             wall = (time.perf_counter() - started) * 1000
             outcome = Counter("found" if b.get("found") else str(b.get("reason")) for b, _, _ in results)
             print(summary(label, [e for _, e, _ in results], f"; {dict(outcome)}; all answered in {wall:.0f} ms"))
+            late_started = time.perf_counter()
             await settle_late_lookups(ctx)
-            await asyncio.sleep(1.1)
+            waits = Counter(budget.counters)
+            waits.subtract(taken)
+            print(f"    late answers all in {(time.perf_counter() - late_started) * 1000:.0f} ms later; budget: "
+                  f"{waits['taken']} calls taken, {waits['refused']} times a tool waited for a slot")
         print(f"  sandbox 429s: {state.calls.get('429', 0)}; budget counters {budget.counters}")
     await drivers.aclose()
     await engine.dispose()

@@ -4,7 +4,8 @@ What the index learns and forgets happens here, in the layer every caller of a d
 routes and the mirror, erasure and polling activities all get their driver from a DriverProvider):
 - `lookup_customer(phone=…)` asks the index first; a hit is one `get` by id, verified to still carry the number,
   instead of a search (slow, separately rate-limited, and blind to records created seconds ago);
-- a found or created customer (a lead, where the provider's lead is the contact itself) is remembered;
+- a found or created customer (a lead, where the provider's lead is the contact itself) is remembered (a found
+  one right after the answer, off the caller's time; a created one before the create returns);
 - an update drops the record's entries (its phone may have changed) and remembers the phone it now carries;
   a delete drops them.
 The index is a cache: its failures are logged and the call goes on as if it were empty, never failing a CRM call.
@@ -13,9 +14,10 @@ Everything else is the wrapped driver's, unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, cast
 
 from drivers.base import BaseDriver, CreateResult, CrmObject, CustomerRecord, DeleteResult, Record, UpsertItem
@@ -24,6 +26,21 @@ from drivers.text import normalize_phone
 from store.phone_index import PhoneIndex
 
 log = logging.getLogger(__name__)
+
+
+_learning: set[asyncio.Task[None]] = set()
+
+
+def _in_background(step: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(step)
+    _learning.add(task)
+    task.add_done_callback(_learning.discard)
+
+
+async def settle_learning() -> None:
+    """Wait for index writes still running after their lookup answered (shutdown; tests; the bench)."""
+    while _learning:
+        await asyncio.gather(*list(_learning), return_exceptions=True)
 
 
 class IndexedDriver:
@@ -58,8 +75,8 @@ class IndexedDriver:
                     return record
                 await self._quietly(self.index.forget_record(self.tenant_id, self.inner.slug, known))
         found = await self.inner.lookup_customer(phone=phone, email=email, external_id=external_id)
-        if found is not None:
-            await self._learn(CrmObject.CUSTOMER, found.external_id, found.fields, found.phone)
+        if found is not None:  # remembered after the answer: a caller is waiting for it, not for our write
+            _in_background(self._learn(CrmObject.CUSTOMER, found.external_id, found.fields, found.phone))
         return found
 
     # ----- writes -------------------------------------------------------------------------------
