@@ -65,24 +65,22 @@ def unknown_caller() -> LookupCustomerResponse:
 
 async def within(request: Request, work: Awaitable[T], deadline: float) -> T:
     """`work`'s result if it comes within `deadline` seconds; else TimeoutError, and `work` goes on in the
-    background (kept in `extras["late_lookups"]` until done, so it is neither collected nor silently lost)."""
+    background. It is kept in `extras["late_lookups"]` until done (also when the caller hangs up and cancels the
+    request), so it is neither collected half-way nor silently lost."""
     task = asyncio.ensure_future(work)
-    try:
-        async with asyncio.timeout(deadline):
-            return await asyncio.shield(task)
-    except TimeoutError:
-        late: set[asyncio.Future[Any]] = context_of(request).extras.setdefault("late_lookups", set())
-        late.add(task)
-        task.add_done_callback(_settled(late))
-        raise
+    late: set[asyncio.Future[Any]] = context_of(request).extras.setdefault("late_lookups", set())
+    late.add(task)
+    task.add_done_callback(_settled(late))
+    async with asyncio.timeout(deadline):
+        return await asyncio.shield(task)
 
 
 def _settled(late: set[asyncio.Future[Any]]) -> Any:
     def done(task: asyncio.Future[Any]) -> None:
         late.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            # Ids only: the exception's text may come from the CRM.
-            log.info("a late lookup failed after its deadline (%s)", type(task.exception()).__name__)
+            # Ids only: the exception's text may come from the CRM. An answer in time re-raised it already.
+            log.debug("a lookup failed (%s)", type(task.exception()).__name__)
 
     return done
 
