@@ -69,6 +69,21 @@ class ProviderBudgetSettings(BaseModel):
     enabled: bool = True
     tool_reserve: float = Field(default=0.1, ge=0.0, lt=1.0)  # share of each limit only the agent's tools may use
     fallback_share: float = Field(default=0.25, gt=0.0, le=1.0)  # per process while Redis is away
+    # How long an agent's tool call may wait for a slot (e.g. a search slot) before it is refused; the lookup's own
+    # deadline answers the caller first, and the search that got its slot later still warms the phone index.
+    tool_wait_seconds: float = Field(default=5.0, ge=0.0, le=10.0)
+
+
+class LookupSettings(BaseModel):
+    """Voice-grade lookups (api/lookup.py): a caller waits on the line while `crm_lookup_customer` runs.
+
+    After `deadline_ms` the tool answers "unknown caller" (`reason: crm_timeout`) so the agent greets generically;
+    the CRM's late answer still warms the phone index (store/phone_index.py), whose entries live `index_ttl_days`.
+    """
+
+    deadline_ms: int = Field(default=800, ge=50, le=10_000)
+    index_enabled: bool = True
+    index_ttl_days: float = Field(default=7.0, gt=0.0, le=30.0)
 
 
 class MetricsSettings(BaseModel):
@@ -138,6 +153,7 @@ class Settings(BaseSettings):
     # OAuth apps by provider slug, used by the operator connect flow (vault issue).
     oauth_clients: dict[str, OAuthClientSettings] = {}
     outbound: OutboundSettings = OutboundSettings()
+    lookup: LookupSettings = LookupSettings()
 
 
     def default_secrets(self) -> list[str]:

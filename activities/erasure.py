@@ -43,6 +43,7 @@ from activities.erasure_types import (
 from drivers.base import CrmObject
 from drivers.errors import DeleteUnsupportedError, DriverError, NotFoundError
 from store import erasure_requests as requests
+from store import phone_index
 from store.erasure import crm_ids_of_rows, held_row_ids, hold_rows, resolve_subject_rows, scrub_rows
 from store.models import ErasureOutcome, Tenant
 from vault.connections import Actor, DriverProvider
@@ -76,6 +77,7 @@ class ErasureActivities:
         self._sessions = sessions
         self._drivers = drivers
         self._key = requests.sealing_key(subject_hash_key)
+        self._hash_key = subject_hash_key  # the phone index's per-tenant keys derive from it
 
     def all(self) -> list[Callable[..., Any]]:
         """Every erasure activity, for the worker's registration."""
@@ -215,6 +217,15 @@ class ErasureActivities:
                                               await held_row_ids(session, request.id))
             await hold_rows(session, request.id, input.tenant_id, rows)
             counts = await scrub_rows(session, input.tenant_id, rows)
+            # The phone index is derived from the subject's number: drop it by hash and by every CRM id found.
+            indexed = await phone_index.forget(
+                session, input.tenant_id,
+                phone_hashes=[phone_index.phone_hash(self._hash_key, input.tenant_id, subject.phone)]
+                if subject is not None and subject.phone else [],
+                external_ids=await requests.target_external_ids(session, request.id)
+                + ([subject.external_id] if subject is not None and subject.external_id else []))
+            if indexed:
+                counts[phone_index.PhoneIndexEntry.__tablename__] = indexed
             request.local_rows_scrubbed += sum(counts.values())
             requests.audit(session, request, "erasure.local_scrub", details={"deleted_by_table": counts})
         return ScrubResult(rows_deleted=sum(counts.values()))

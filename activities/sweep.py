@@ -20,7 +20,7 @@ from temporalio import activity
 
 from activities.contained import contained
 from activities.types import SweepStepInput, SweepStepResult
-from store import content, incidents, outbox
+from store import content, incidents, outbox, phone_index
 
 
 class SweepActivities:
@@ -61,6 +61,13 @@ class SweepActivities:
                 activity.heartbeat(table, purged)
                 if batch < input.limit:
                     break
+        while True:  # the phone index (class c, derived from CRM records): entries past their TTL
+            async with self._sessions() as session, session.begin():
+                batch = await phone_index.purge_expired(session, input.as_of, input.limit)
+            purged += batch
+            activity.heartbeat("phone_index", purged)
+            if batch < input.limit:
+                break
         return SweepStepResult(count=purged)
 
     @activity.defn

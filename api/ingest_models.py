@@ -11,9 +11,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from drivers.base import normalize_phone
+from drivers.text import DEFAULT_REGION
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)?$")
 FieldValue = str | int | float | bool | None
@@ -25,8 +26,8 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-def _phone(value: str) -> str:
-    e164 = normalize_phone(value)
+def _phone(value: str, info: ValidationInfo) -> str:
+    e164 = normalize_phone(value, str((info.context or {}).get("region") or DEFAULT_REGION))
     if e164 is None:
         raise ValueError("is not a phone number")
     return e164

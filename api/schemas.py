@@ -122,6 +122,8 @@ class LookupCustomerResponse(_Wire):
     ok: Literal[True] = True
     found: bool
     customer: CustomerOut | None = None
+    # Set when not found because the CRM did not answer within the lookup deadline: greet as an unknown caller.
+    reason: Literal["crm_timeout"] | None = None
 
 
 class RecordsResponse(_Wire):

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth import ROLES, mint_token
 from api.keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
 from drivers.registry import KNOWN_SLUGS, PARTNERSHIP_ONLY, PartnershipOnlyError
+from drivers.text import valid_region
 from settings import Settings, get_settings
 from store.models import ApiKey, Incident, Tenant, TenantCredential
 from store.session import create_engine, session_factory
@@ -38,6 +39,9 @@ def register(subparsers: Any) -> None:
     create.add_argument("--provider", required=True, help=f"CRM slug: {', '.join(KNOWN_SLUGS)}")
     create.add_argument("--settings", default="{}", help='provider settings as JSON, e.g. \'{"portal_id": 1}\'')
     create.add_argument("--status", choices=STATUSES, default="pending")
+    create.add_argument("--region", default="US",
+                        help="the tenant's phone region (ISO 3166 code, e.g. AE, SA, EG, US): national numbers such as "
+                             "050 123 4567 are read in it everywhere a phone is normalized")
     create.set_defaults(handler=_handler(_tenant_create))
     tenants.add_parser("list", help="every tenant").set_defaults(handler=_handler(_tenant_list))
     show = tenants.add_parser("show", help="one tenant: connection, keys, incidents")
@@ -122,6 +126,10 @@ async def _tenant_create(args: argparse.Namespace, settings: Settings,
         raise _error("--settings must be a JSON object")
     if not args.name.strip():
         raise _error("--name must not be empty")
+    region = str(provider_settings.get("default_region") or args.region)
+    if not valid_region(region):
+        raise _error(f"--region {region!r} is not a phone region (an ISO 3166 code such as AE, SA, EG or US)")
+    provider_settings["default_region"] = region.upper()
     async with sessions.begin() as session:
         tenant = Tenant(name=args.name.strip(), provider=args.provider, status=args.status,
                         settings=provider_settings)

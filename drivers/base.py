@@ -36,7 +36,7 @@ from drivers.models import (
     UpsertOutcome,
 )
 from drivers.provider import CredentialForm, OAuthApp, RateLimit
-from drivers.text import appended, batch_marker, full_name, national_digits, normalize_phone
+from drivers.text import appended, batch_marker, full_name, national_digits, normalize_phone, phone_formats, region_of
 from drivers.transport import OutboundRefusedError
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ __all__ = [
     "full_name",
     "national_digits",
     "normalize_phone",
+    "phone_formats",
 ]
 
 TokenSourceFactory = Callable[[], TokenSource]
@@ -87,7 +88,7 @@ class BaseDriver(abc.ABC):
     """Base of every CRM driver. Subclasses set the ClassVars and implement the abstract verbs.
 
     `config` carries per-tenant provider settings (e.g. Salesforce `instance_url`, `api_version`,
-    `idempotency_field`; `default_region` for phone parsing, default "US").
+    `idempotency_field`; `default_region` for phone parsing: the tenant's, set at tenant creation, default US).
     """
 
     slug: ClassVar[str]
@@ -241,7 +242,7 @@ class BaseDriver(abc.ABC):
     def __init__(self, client: httpx.AsyncClient, config: dict[str, Any] | None = None) -> None:
         self.client = client
         self.config: dict[str, Any] = dict(config or {})
-        self.default_region: str = str(self.config.get("default_region", "US"))
+        self.default_region: str = region_of(self.config)  # the tenant's, set at tenant creation
 
     def read_also(self, fields: Mapping[str, Collection[str]]) -> None:
         """Have reads of each object also return these provider fields (a tenant's mapped custom fields)."""

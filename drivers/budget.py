@@ -5,10 +5,11 @@ declares its limits (`BaseDriver.rate_limits`: e.g. HubSpot 100 requests / 10 s,
 counts against the account-wide limit and against its own scope's. Two priorities share one window:
 - `tool`: the agent's synchronous calls (a caller is on the line) may use the whole limit;
 - `mirror`: background writes stop at `1 - tool_reserve` of it, so tools always find headroom.
-`attach()` puts a budget on a driver's client (httpx event hooks). A refused call is not queued: it raises
-`RateLimitedError(retry_after=…)` at once. A tool route turns that
-into `crm_rate_limited` for the agent; a mirror activity fails retryable with that delay, so Temporal waits on a
-durable timer (no busy loop, no retry storm).
+`attach()` puts a budget on a driver's client (httpx event hooks). A refused mirror call is not queued: it raises
+`RateLimitedError(retry_after=…)` at once, and the mirror activity fails retryable with that delay, so Temporal
+waits on a durable timer (no busy loop, no retry storm). A tool call may wait for its slot up to `tool_wait`
+seconds (a caller is on the line: a search slot frees within a second, and the tool's own deadline bounds the
+wait); past that it raises too, which a tool route turns into `crm_rate_limited` for the agent.
 
 The provider's own signals correct the budget: a 429 with Retry-After, or a driver's header saying the window
 is spent (`BaseDriver.rate_limit_pause`), holds the whole (tenant, provider) budget off for that long.
@@ -20,6 +21,7 @@ an unbounded budget.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -132,11 +134,12 @@ class ProviderBudget:
     """Budgets for every (tenant, provider, scope), in Redis when it answers, else in this process."""
 
     def __init__(self, redis: Redis | None, *, tool_reserve: float = 0.1,  # type: ignore[type-arg]
-                 fallback_share: float = 0.25, fallback_seconds: float = 30.0,
+                 fallback_share: float = 0.25, fallback_seconds: float = 30.0, tool_wait: float = 0.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._shared: _Store | None = RedisStore(redis) if redis is not None else None
         self._local = LocalStore(clock)
         self.tool_reserve, self.fallback_share, self._fallback_seconds = tool_reserve, fallback_share, fallback_seconds
+        self.tool_wait = tool_wait  # seconds a tool call may wait for a slot before it is refused
         self._clock = clock
         self._local_until = 0.0
         self.counters: dict[str, int] = {"taken": 0, "refused": 0, "held_off": 0, "redis_errors": 0}
@@ -212,7 +215,13 @@ def attach(client: httpx.AsyncClient, budget: ProviderBudget, tenant: uuid.UUID,
     async def take(request: httpx.Request) -> None:
         if not driver.rate_limits:
             return
-        grant = await budget.take(tenant, slug, driver.rate_limits, driver.budget_scope(request), priority)
+        scope = driver.budget_scope(request)
+        grant = await budget.take(tenant, slug, driver.rate_limits, scope, priority)
+        waited = 0.0
+        while not grant.allowed and priority == "tool" and waited + grant.wait <= budget.tool_wait:
+            await asyncio.sleep(grant.wait)  # the tool's deadline cancels this wait if it comes first
+            waited += grant.wait
+            grant = await budget.take(tenant, slug, driver.rate_limits, scope, priority)
         if not grant.allowed:
             raise RateLimitedError(f"{priority} budget spent for now", provider=slug,
                                    retry_after=timedelta(seconds=grant.wait), provider_code="BUDGET")

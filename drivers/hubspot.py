@@ -21,6 +21,7 @@ from drivers.base import (
     appended,
     full_name,
     national_digits,
+    phone_formats,
 )
 from drivers.errors import ConflictError, InvalidRequestError
 from drivers.hubspot_webhooks import HubSpotVerifier
@@ -39,6 +40,11 @@ _MODIFIED = {"contacts": "lastmodifieddate"}  # every other object uses hs_lastm
 _NOTE_TO_CONTACT = 202
 _MAX_PAGE = 200
 _LEAD_FILTER = {"propertyName": "lifecyclestage", "operator": "EQ", "value": "lead"}
+
+
+def _secondly(response: httpx.Response) -> bool:
+    """A 429 of the per-second policy (the search endpoints' own limit): `"policyName":"SECONDLY"`."""
+    return '"SECONDLY"' in response.text
 
 
 class HubSpotPrivateApp(CredentialForm):
@@ -79,11 +85,13 @@ class HubSpotDriver(BaseDriver):
     )
     credential_form = HubSpotPrivateApp
     # developers.hubspot.com/docs/api/usage-details: public apps 110 requests / 10 s per account (private apps
-    # on Free/Starter 100 / 10 s: the lower figure is used); the search endpoints 5 requests / s per account.
+    # on Free/Starter 100 / 10 s: the lower figure is used). The search endpoints have their own limit, documented
+    # as 4 requests / s per token (changelog crm-search-api-rate-limit-increase; usage-details as quoted in
+    # HubSpot/hubspot-api-nodejs#256); current pages may say 5 / s per account (unverified): the lower is used.
     webhook_verifier = HubSpotVerifier()  # signature checks and event normalization: drivers/hubspot_webhooks.py
     rate_limits = (
         RateLimit(100, 10.0, source="HubSpot API usage guidelines: burst limit per account"),
-        RateLimit(5, 1.0, scope="search", source="HubSpot CRM search API: 5 requests per second per account"),
+        RateLimit(4, 1.0, scope="search", source="HubSpot CRM search API: 4 requests per second per token"),
     )
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
     leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
@@ -226,17 +234,15 @@ class HubSpotDriver(BaseDriver):
 
     async def _find_customer_by_phone(self, e164: str) -> CustomerRecord | None:
         national = national_digits(e164)
-        # Stored phones are free text; HubSpot's calculated searchable numbers hold the national digits,
-        # so they match whatever formatting the tenant typed. Country codes are checked below.
-        groups = [
-            {"filters": [{"propertyName": name, "operator": "EQ", "value": value}]}
-            for name, value in (
-                ("hs_searchable_calculated_phone_number", national),
-                ("hs_searchable_calculated_mobile_number", national),
-                ("phone", e164),
-                ("mobilephone", e164),
-            )
-        ]
+        # One search, OR-ed filter groups (4 of the 5 allowed): HubSpot's calculated searchable numbers hold the
+        # national digits whatever the formatting, and the stored strings are matched in every spelling a tenant
+        # types (`IN`: +971501234567, 00971…, 050 123 4567, …). Country codes are checked below.
+        spellings = phone_formats(e164)
+        filters: list[dict[str, Any]] = [
+            {"propertyName": f"hs_searchable_calculated_{kind}_number", "operator": "EQ", "value": national}
+            for kind in ("phone", "mobile")
+        ] + [{"propertyName": name, "operator": "IN", "values": spellings} for name in ("phone", "mobilephone")]
+        groups = [{"filters": [one]} for one in filters]
         body = {"filterGroups": groups, "properties": self._properties(CrmObject.CUSTOMER), "limit": 10}
         for result in (await self._request_json("POST", "/crm/v3/objects/contacts/search", json=body))["results"]:
             props = result["properties"]
@@ -275,7 +281,9 @@ class HubSpotDriver(BaseDriver):
         interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
         window = int(interval) / 1000 if interval.isdigit() else 10.0
         if response.status_code == 429:
-            return super().rate_limit_pause(response) if "Retry-After" in response.headers else window
+            if "Retry-After" in response.headers:
+                return super().rate_limit_pause(response)
+            return 1.0 if _secondly(response) else window
         return window if response.headers.get("X-HubSpot-RateLimit-Remaining") == "0" else None
 
     def _retry_after(self, response: httpx.Response) -> timedelta | None:
@@ -284,6 +292,8 @@ class HubSpotDriver(BaseDriver):
             return stated
         if response.status_code == 429 and '"DAILY"' in response.text:
             return timedelta(hours=1)  # the daily window resets at the portal's midnight, which we don't know
+        if response.status_code == 429 and _secondly(response):
+            return timedelta(seconds=1)  # the search endpoints' per-second limit, not the 10-second window
         interval = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
         return timedelta(milliseconds=int(interval)) if interval and interval.isdigit() else None
 

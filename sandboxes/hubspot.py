@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from sandboxes import hubspot_schema as schema
 from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, iso_ms, oauth_routes
-from sandboxes.hubspot_search import matches, sort_key
+from sandboxes.hubspot_search import SearchIndex, SecondlyLimit, filter_problem, matches, sort_key
 from sandboxes.hubspot_webhooks import HubSpotWebhooks, webhook_routes
 from sandboxes.hubspot_wire import (
     HsRecord,
@@ -30,11 +30,14 @@ from sandboxes.hubspot_wire import (
     conflict,
     error,
     public,
+    secondly_limited,
     validate,
     wanted,
 )
 
 OBJ = "/crm/v3/objects/{object_type}"
+SEARCH_LAG_SECONDS = 2.0  # "a few seconds" (shared/reference HubSpot 1.5): long enough to bite a repeat call
+SEARCH_PER_SECOND = 4
 NOTE_TO_CONTACT = 202  # HUBSPOT_DEFINED association type id
 
 
@@ -61,6 +64,20 @@ class HubSpotState(SandboxState):
 
     def property_names(self, object_type: str) -> set[str]:
         return {p["name"] for p in self.property_definitions(object_type)}
+
+    # Search fidelity (sandboxes/hubspot_search.py): the index lags API writes by `search_index.lag_seconds`
+    # (default on; 0 turns it off), and search has its own per-second limit (`search_limit.per_second`, None: off).
+    search_index: SearchIndex = field(init=False)
+    search_limit: SecondlyLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.search_index = SearchIndex(SEARCH_LAG_SECONDS, self.tokens.clock)
+        self.search_limit = SecondlyLimit(SEARCH_PER_SECOND, self.tokens.clock)
+
+    def instant_search(self) -> HubSpotState:
+        """No index lag and no per-second search limit: for tests and demos about something else."""
+        self.search_index.lag_seconds, self.search_limit.per_second = 0.0, None
+        return self
 
     def add(self, object_type: str, properties: dict[str, Any]) -> HsRecord:
         """Create a record as the API would (also used by tests to seed data without API calls)."""
@@ -143,6 +160,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         if problem:
             return problem
         record = st.add(object_type, props)
+        st.search_index.written(object_type, record.id, None)
         for assoc in body.get("associations") or []:
             for kind in assoc.get("types", []):
                 record.associations.append(("contacts", str(assoc["to"]["id"]), int(kind["associationTypeId"])))
@@ -171,7 +189,9 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         problem = validate(object_type, props, creating=False, state=st) or conflict(st, object_type, props, record.id)
         if problem:
             return problem
+        before = dict(record.properties)
         st.update(record, props)
+        st.search_index.written(object_type, record.id, before)
         return JSONResponse(public(record, None))
 
     @typed
@@ -195,12 +215,19 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
 
     @typed
     async def search(request: Request, object_type: str) -> Response:
+        if not st.search_limit.take():
+            return secondly_limited()
         body = await request.json()
         limit = int(body.get("limit", 10))
         if limit > 200:
             return error(400, "VALIDATION_ERROR", "limit must be less than or equal to 200")
-        rows = st.records.get(object_type, {}).values()
-        hits = [r for r in rows if not r.archived and matches(r, body, schema.QUERY_PROPERTIES[object_type])]
+        problem = filter_problem(body)
+        if problem:
+            return error(400, "VALIDATION_ERROR", problem)
+        rows = [r for r in st.records.get(object_type, {}).values() if not r.archived]
+        views = ((r, st.search_index.view(object_type, r, r.id)) for r in rows)
+        searched = schema.QUERY_PROPERTIES[object_type]
+        hits = [r for r, seen in views if seen is not None and matches(seen, body, searched)]
         for sort in reversed(body.get("sorts") or []):
             hits.sort(key=sort_key(sort), reverse=str(sort.get("direction", "ASCENDING")) == "DESCENDING")
         names = list(dict.fromkeys([*schema.DEFAULT_PROPERTIES[object_type], *(body.get("properties") or [])]))

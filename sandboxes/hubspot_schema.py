@@ -159,6 +159,8 @@ def searchable_phone(raw: str | None, region: str = "US") -> str | None:
     """hs_searchable_calculated_*: the national number digits without the country code."""
     if not raw:
         return None
+    if raw.strip().startswith("00"):  # the international prefix, whatever the portal's country dials
+        raw = "+" + raw.strip()[2:]
     try:
         number = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException:

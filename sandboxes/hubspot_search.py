@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -89,3 +90,84 @@ def sort_key(sort: dict[str, Any] | str) -> Callable[[_Searchable], tuple[int, f
         return (0, number, "") if number is not None else (1, 0.0, value.lower())
 
     return key
+
+
+# Search request caps since 2024-08-26 (developers.hubspot.com/changelog/breaking-change-expanded-filtering-
+# capabilities-and-error-messaging-in-hubspots-search-api): 5 filter groups, 10 filters per group, 25 in all.
+MAX_FILTER_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 10, 25
+
+
+def filter_problem(body: dict[str, Any]) -> str | None:
+    """Why HubSpot would refuse this search's filters (400 VALIDATION_ERROR), or None.
+
+    The limits are documented; the exact wording of HubSpot's messages is not (ours name the limit).
+    """
+    groups = body.get("filterGroups") or []
+    if len(groups) > MAX_FILTER_GROUPS:
+        return f"Too many filter groups ({len(groups)}); the maximum is {MAX_FILTER_GROUPS}."
+    counts = [len(group.get("filters") or []) for group in groups]
+    if any(count > MAX_FILTERS_PER_GROUP for count in counts):
+        return f"Too many filters in a filter group ({max(counts)}); the maximum is {MAX_FILTERS_PER_GROUP}."
+    if sum(counts) > MAX_FILTERS:
+        return f"Too many filters ({sum(counts)}); the maximum is {MAX_FILTERS} across all filter groups."
+    return None
+
+
+@dataclass
+class _View:
+    properties: dict[str, str | None]
+
+
+@dataclass
+class SearchIndex:
+    """HubSpot's search index lags writes by a few seconds: a record created or updated through the API is found
+    by search (and list-by-search) only `lag_seconds` later, meanwhile as it was before the write (a new record:
+    not at all). Reads by id are consistent at once. Records seeded straight into the state (test setup) are
+    indexed at once, as if written long ago. `lag_seconds = 0` turns the lag off for tests that don't care.
+    """
+
+    lag_seconds: float
+    clock: Callable[[], float]
+    _stale: dict[tuple[str, str], tuple[float, dict[str, str | None] | None]] = field(default_factory=dict)
+
+    def written(self, object_type: str, record_id: str, before: dict[str, str | None] | None) -> None:
+        """An API write of a record whose indexed properties were `before` (None: a new record)."""
+        if self.lag_seconds <= 0:
+            return
+        now, key = self.clock(), (object_type, record_id)
+        pending = self._stale.get(key)
+        still_old = pending[1] if pending is not None and pending[0] > now else before
+        self._stale[key] = (now + self.lag_seconds, still_old)
+
+    def view(self, object_type: str, record: _Searchable, record_id: str) -> _Searchable | None:
+        """What search sees of the record now (None: not in the index yet)."""
+        pending = self._stale.get((object_type, record_id))
+        if pending is None:
+            return record
+        if self.clock() >= pending[0]:
+            del self._stale[(object_type, record_id)]
+            return record
+        return _View(pending[1]) if pending[1] is not None else None
+
+
+@dataclass
+class SecondlyLimit:
+    """The search endpoints' own limit, per account, counted apart from the 10-second burst limit.
+
+    Documented as four requests per second per token (changelog crm-search-api-rate-limit-increase; the 2022
+    usage-details page quoted in HubSpot/hubspot-api-nodejs#256); current pages may say five (unverified).
+    """
+
+    per_second: int | None
+    clock: Callable[[], float]
+    _calls: list[float] = field(default_factory=list)
+
+    def take(self) -> bool:
+        if self.per_second is None:
+            return True
+        now = self.clock()
+        self._calls = [t for t in self._calls if now - t < 1.0]
+        if len(self._calls) >= self.per_second:
+            return False
+        self._calls.append(now)
+        return True

@@ -42,6 +42,13 @@ def error(status: int, category: str, message: str, **extra: Any) -> JSONRespons
     return JSONResponse(body | extra, status_code=status)
 
 
+def secondly_limited() -> JSONResponse:
+    """A search over its per-second limit. The body as clients reported it (HGData/mk-node-hubspot#89)."""
+    return JSONResponse({"status": "error", "message": "You have reached your secondly limit.",
+                         "errorType": "RATE_LIMIT", "correlationId": new_correlation_id(), "policyName": "SECONDLY",
+                         "requestId": new_correlation_id()}, status_code=429)
+
+
 class HubSpotWire:
     def unauthorized(self, reason: str) -> Response:
         if reason == "expired":

@@ -52,6 +52,7 @@ class ReceiverState(SandboxState):
     rejected: Counter[str] = field(default_factory=Counter)  # signature failures by reason
     seen_ids: list[str] = field(default_factory=list)  # webhook-id of every verified request
     next_id: int = 101
+    region: str = "US"  # the partner's own country: how it reads the national numbers its users typed
 
     @property
     def secrets(self) -> ReceiverSecrets:
@@ -81,9 +82,9 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
             "url": f"https://partner.example/records/{row['id']}"}
 
 
-def _e164(raw: Any) -> str | None:
+def _e164(raw: Any, region: str = "US") -> str | None:
     try:
-        number = phonenumbers.parse(str(raw), "US")
+        number = phonenumbers.parse(str(raw), region)
     except phonenumbers.NumberParseException:
         return None
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
@@ -154,7 +155,8 @@ def _lookup(state: ReceiverState, data: dict[str, Any]) -> dict[str, Any] | None
         fields = row["fields"]
         if ((data.get("external_id") and row["id"] == data["external_id"])
                 or (data.get("email") and str(fields.get("email", "")).lower() == str(data["email"]).lower())
-                or (data.get("phone") and fields.get("phone") and _e164(fields["phone"]) == data["phone"])):
+                or (data.get("phone") and fields.get("phone")
+                    and _e164(fields["phone"], state.region) == data["phone"])):
             name = " ".join(p for p in (fields.get("first_name"), fields.get("last_name")) if p) or None
             return {"id": row["id"], "name": name, "email": fields.get("email"), "phone": fields.get("phone"),
                     "fields": fields, "url": _shown(row)["url"]}

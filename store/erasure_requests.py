@@ -99,6 +99,12 @@ async def add_targets(session: AsyncSession, request_id: uuid.UUID, provider: st
     return len(fresh)
 
 
+async def target_external_ids(session: AsyncSession, request_id: uuid.UUID) -> list[str]:
+    """Every CRM record id the request found for its subject, whatever its outcome."""
+    result = await session.execute(select(ErasureOutcome.external_id).where(ErasureOutcome.request_id == request_id))
+    return list(dict.fromkeys(result.scalars()))
+
+
 async def target_ids(session: AsyncSession, request_id: uuid.UUID, outcomes: Iterable[str]) -> list[uuid.UUID]:
     """Outcome ids still to act on; the customer record last, so its related records go first."""
     customer_last = case((ErasureOutcome.object == "customer", 1), else_=0)

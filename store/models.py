@@ -23,6 +23,7 @@ from store.outbound_models import (  # noqa: F401  (registered on Base.metadata;
     OutboundTrigger,
     PollCursor,
 )
+from store.phone_index import PhoneIndexEntry  # noqa: F401  (registered on Base.metadata; re-exported)
 
 
 def classified(data_class: str, *args: Any, retention_days: int | None = None) -> tuple[Any, ...]:

@@ -72,7 +72,10 @@ def settings(database_url: str, redis_url: str) -> Settings:
                     temporal={"task_queue": f"test-{uuid.uuid4()}"},
                     # The sandboxes listen on loopback: the dev/test allowance of the SSRF guard (tests that
                     # check the refusals build their own guard without it).
-                    outbound={"allow_loopback": True})
+                    outbound={"allow_loopback": True},
+                    # Lookups in tests answer from the CRM, never from a loaded machine's clock; tests of the
+                    # deadline set it low themselves.
+                    lookup={"deadline_ms": 10_000})
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -28,9 +29,11 @@ from drivers.registry import get_driver_class
 from drivers.transport import OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
 from settings import OAuthClientSettings, OutboundSettings, Settings
 from store.models import Tenant
+from store.phone_index import PhoneIndex
 from telemetry import MeteredTransport, crm_call_metrics_hooks
 from vault.connections import Actor
 from vault.credentials import Credential, CredentialVault
+from vault.indexed import IndexedDriver
 from vault.tokens import PersistentTokenSource, TokenBroker
 
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
@@ -78,8 +81,10 @@ class VaultDriverProvider:
                  transport: httpx.AsyncBaseTransport | None = None, client_factory: ClientFactory | None = None,
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  oauth_clients: Mapping[str, OAuthClientSettings] | None = None,
-                 budget: ProviderBudget | None = None, outbound: OutboundGuard | None = None) -> None:
+                 budget: ProviderBudget | None = None, outbound: OutboundGuard | None = None,
+                 phone_index: PhoneIndex | None = None) -> None:
         self._sessions, self.vault, self.budget = sessions, vault, budget
+        self.phone_index = phone_index  # when set, drivers come wrapped in it (vault/indexed.py)
         # The guard is always on for our own clients; an injected transport/factory is the caller's (tests),
         # guarded only when the caller also passes `outbound`.
         injected = transport is not None or client_factory is not None
@@ -95,9 +100,11 @@ class VaultDriverProvider:
         """This process's provider: the vault from settings (raises CredentialKeyError without a usable key)."""
         pacing = settings.provider_budget
         budget = ProviderBudget.from_url(settings.redis_url, tool_reserve=pacing.tool_reserve,
-                                         fallback_share=pacing.fallback_share) if pacing.enabled else None
+                                         fallback_share=pacing.fallback_share,
+                                         tool_wait=pacing.tool_wait_seconds) if pacing.enabled else None
         return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients,
-                   budget=budget, outbound=outbound_guard(settings.outbound))
+                   budget=budget, outbound=outbound_guard(settings.outbound),
+                   phone_index=phone_index_from(settings, sessions))
 
     async def aclose(self) -> None:
         """Close what the provider holds across calls (the budget's Redis pool)."""
@@ -154,7 +161,7 @@ class VaultDriverProvider:
                 client.event_hooks[hook].extend(hooks)
             if self.budget is not None:  # the agent's tool calls first; lifecycles and erasures share the rest
                 attach(client, self.budget, tenant.tenant_id, cls, "tool" if actor.type == "tool" else "mirror")
-            yield cls(client, config)
+            yield IndexedDriver.wrap(cls(client, config), self.phone_index, tenant.tenant_id)
 
     async def check_outbound(self, cls: type[BaseDriver], config: Mapping[str, Any]) -> None:
         """Refuse a tenant configuration whose URLs (base, token, instance, endpoint…) the guard refuses.
@@ -175,6 +182,14 @@ class VaultDriverProvider:
             return self.tokens.source(credential, driver=cls, config=config, actor=actor)
 
         return cls.build_auth(credential.secret, config, tokens)
+
+
+def phone_index_from(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> PhoneIndex | None:
+    """The process's phone index (None when `CRM_LOOKUP__INDEX_ENABLED` is off)."""
+    if not settings.lookup.index_enabled:
+        return None
+    return PhoneIndex(sessions, settings.subject_hash_key.get_secret_value(),
+                      timedelta(days=settings.lookup.index_ttl_days))
 
 
 def outbound_guard(settings: OutboundSettings) -> OutboundGuard:

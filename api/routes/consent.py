@@ -28,6 +28,7 @@ from api.auth import require_agent, require_operator
 from api.context import AppContext, context_of
 from api.errors import Problem, read_json
 from api.outbound_schemas import ConsentBody, DoNotCallBody, RevokeBody, e164_of
+from drivers.text import region_of
 from store import outbound
 from store.models import Tenant
 from store.outbound_models import CallRequest, DoNotCall, OutboundConsent
@@ -51,7 +52,7 @@ async def _person(request: Request, phone: str) -> tuple[uuid.UUID, str]:
         tenant = await session.get(Tenant, tenant_id)
     if tenant is None:
         raise Problem(404, "not-found", "No such tenant.")
-    region = str((tenant.settings or {}).get("default_region") or "US")
+    region = region_of(tenant.settings)
     return tenant_id, outbound.person_hash(ctx.settings.subject_hash_key.get_secret_value(), tenant_id,
                                            e164_of(phone, region))
 

@@ -30,6 +30,7 @@ from api.context import AppContext, context_of
 from api.errors import Problem, read_json
 from api.openapi import document
 from drivers.base import normalize_phone
+from drivers.text import region_of
 from store import erasure_requests as requests
 from store.erasure import Subject, subject_hash
 from store.models import ErasureOutcome, ErasureRequest, Tenant
@@ -148,7 +149,7 @@ async def start_erasure(ctx: AppContext, principal: Principal, tenant_id: uuid.U
         tenant = (await session.execute(select(Tenant).where(Tenant.id == tenant_id))).scalar()
         if tenant is None:
             raise Problem(404, "not-found", "No such tenant.")
-        subject = _subject(body, str((tenant.settings or {}).get("default_region", "US")))
+        subject = _subject(body, region_of(tenant.settings))
         hashed = subject_hash(key.encode(), tenant_id, subject)
         erasure = await requests.open_request_for(session, tenant_id, hashed)
         attached = erasure is not None

@@ -35,6 +35,7 @@ from api.ingest_models import (
     merged,
 )
 from api.lifecycle import mirror_workflow_id
+from api.regions import tenant_region
 from store import content
 from store.base import ContentRow
 from store.models import Conversation, Customer, Lead
@@ -45,11 +46,13 @@ Create = Callable[[AsyncSession, uuid.UUID, B], Awaitable[tuple[Any, bool]]]
 
 
 async def _body(request: Request, model: type[B]) -> B:
-    require_agent(request)  # 401/403 before looking at the body
+    principal = require_agent(request)  # 401/403 before looking at the body
     raw = await read_json(request, context_of(request).settings.api.max_body_bytes)
     if not isinstance(raw, dict):
         raise Problem(422, "invalid-body", "The body must be a JSON object.")
-    return model.model_validate(raw)  # ValidationError -> 422 problem (locations only, no values)
+    # Phones are read in the tenant's region (050 123 4567 is a UAE mobile for an AE tenant).
+    region = await tenant_region(request, principal.require_tenant())
+    return model.model_validate(raw, context={"region": region})  # ValidationError -> 422 (locations, no values)
 
 
 async def _commit(request: Request, write: Write) -> JSONResponse:

@@ -27,11 +27,13 @@ from api.auth import Principal, require_agent
 from api.context import context_of
 from api.crm import FieldMap, classify, driver_provider, load_field_map, request_id, require_supported
 from api.errors import read_json
+from api.lookup import indexed, lookup_deadline, remaining, started, unknown_caller, within
 from api.openapi import document
 from api.ratelimit import enforce
 from drivers.base import BaseDriver, CrmObject, CustomerRecord, Record
 from drivers.errors import DriverError, UnavailableError
 from drivers.idempotency import request_fingerprint
+from settings import Settings
 from store.base import utcnow
 from vault.connections import Actor
 
@@ -51,9 +53,14 @@ class Tool(Generic[In]):
     body: type[In]
     answer: type[BaseModel]
     call: Callable[[In, BaseDriver, FieldMap], Awaitable[BaseModel]]
+    # Voice-grade tools: their own deadline (seconds, from settings), and the answer given when it passes; the
+    # call then finishes in the background (api/lookup.py). None: TOOL_DEADLINE_SECONDS, then UnavailableError.
+    deadline: Callable[[Settings], float] | None = None
+    timed_out: Callable[[], BaseModel] | None = None
 
     async def __call__(self, request: Request) -> Response:
         """Authenticate, limit, validate, open the tenant's driver and make the call."""
+        started(request)  # a voice-grade deadline counts from here: the caller is already waiting
         principal: Principal = require_agent(request)
         payload = await read_json(request, context_of(request).settings.api.max_body_bytes)
         rid = request_id(request)
@@ -81,10 +88,20 @@ class Tool(Generic[In]):
 
         Raises DriverError (a deadline overrun is UnavailableError) or LookupError (no connected CRM).
         """
+        if self.deadline is not None and self.timed_out is not None:
+            try:
+                return await within(request, self._call(request, body, tenant_id, actor),
+                                    remaining(request, self.deadline(context_of(request).settings)))
+            except TimeoutError:
+                return self.timed_out()
+        return await self._call(request, body, tenant_id, actor)
+
+    async def _call(self, request: Request, body: In, tenant_id: uuid.UUID, actor: Actor) -> BaseModel:
         ctx = context_of(request)
         try:
             async with asyncio.timeout(TOOL_DEADLINE_SECONDS):
-                async with driver_provider(request).open(tenant_id, actor) as driver:
+                async with driver_provider(request).open(tenant_id, actor) as opened:
+                    driver = indexed(request, opened, tenant_id)  # the phone index in front (api/lookup.py)
                     return await self.call(body, driver, await load_field_map(ctx.sessions, tenant_id, driver))
         except TimeoutError:
             raise UnavailableError("deadline exceeded", provider="crm") from None
@@ -166,7 +183,8 @@ async def list_recent(body: schemas.ListRecentRequest, driver: BaseDriver, field
 
 
 TOOLS: list[Tool[Any]] = [
-    Tool("crm_lookup_customer", schemas.LookupCustomerRequest, schemas.LookupCustomerResponse, lookup_customer),
+    Tool("crm_lookup_customer", schemas.LookupCustomerRequest, schemas.LookupCustomerResponse, lookup_customer,
+         deadline=lookup_deadline, timed_out=unknown_caller),
     Tool("crm_search_records", schemas.SearchRecordsRequest, schemas.RecordsResponse, search_records),
     Tool("crm_create_record", schemas.CreateRecordToolRequest, schemas.CreateRecordToolResponse, create_record),
     Tool("crm_update_record", schemas.UpdateRecordRequest, schemas.UpdateRecordResponse, update_record),

@@ -73,12 +73,19 @@ def pausing_driver(entered: asyncio.Event, release: asyncio.Event, pause_on_call
     return PausingHubSpotDriver
 
 
+def _hubspot() -> Any:
+    """A HubSpot sandbox whose search sees writes at once and never throttles: these tests are about erasure."""
+    app = hubspot_sandbox.create_app()
+    app.state.sandbox.instant_search()
+    return app
+
+
 @dataclass
 class SandboxDrivers:
     """DriverProvider over an in-process HubSpot sandbox; each tenant maps to a driver class (and, with
     `per_tenant`, to a CRM of its own)."""
 
-    app: Any = field(default_factory=hubspot_sandbox.create_app)
+    app: Any = field(default_factory=lambda: _hubspot())
     classes: dict[uuid.UUID, type[BaseDriver]] = field(default_factory=dict)
     per_tenant: bool = False
     apps: dict[uuid.UUID, Any] = field(default_factory=dict)
@@ -94,7 +101,7 @@ class SandboxDrivers:
         self.classes[tenant_id] = driver_class
         if not self.per_tenant:
             return self.state
-        app = self.apps[tenant_id] = hubspot_sandbox.create_app()
+        app = self.apps[tenant_id] = _hubspot()
         state: hubspot_sandbox.HubSpotState = app.state.sandbox
         return state
 

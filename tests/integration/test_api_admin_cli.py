@@ -19,7 +19,7 @@ from api.errors import Problem
 from api.keys import hash_key, verify_api_key
 from cli.main import main
 from settings import Settings, get_settings
-from store.models import ApiKey
+from store.models import ApiKey, Tenant
 
 pytestmark = pytest.mark.integration
 CRM_SOR = str(Path(sys.executable).parent / "crm-sor")
@@ -94,12 +94,27 @@ async def test_tokens_carry_the_tenant(cli_env: None, capsys: pytest.CaptureFixt
     assert status == 0 and decode_token(settings, out.strip()).tenant_id is None
 
 
+async def test_a_tenant_is_created_with_its_phone_region(cli_env: None, capsys: pytest.CaptureFixture[str],
+                                                        sessions: async_sessionmaker[AsyncSession]) -> None:
+    status, out, _ = await crm_sor(capsys, "tenant", "create", "--name", "Dubai Dental", "--provider", "hubspot",
+                                   "--region", "ae")
+    assert status == 0
+    tenant_id = uuid.UUID(out.split()[1])
+    status, out, _ = await crm_sor(capsys, "tenant", "create", "--name", "Austin Autos", "--provider", "hubspot")
+    default_id = uuid.UUID(out.split()[1])
+    async with sessions() as session:
+        tenant, default = await session.get(Tenant, tenant_id), await session.get(Tenant, default_id)
+    assert tenant is not None and tenant.settings["default_region"] == "AE"
+    assert default is not None and default.settings["default_region"] == "US"
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["tenant", "show", "not-a-uuid"], "is not a tenant id"),
     (["tenant", "show", "UNKNOWN"], "no tenant"),
     (["tenant", "create", "--name", "X", "--provider", "opentable"], "partnership-only"),
     (["tenant", "create", "--name", "X", "--provider", "acme"], "unknown provider"),
     (["tenant", "create", "--name", "X", "--provider", "hubspot", "--settings", "[1]"], "JSON object"),
+    (["tenant", "create", "--name", "X", "--provider", "hubspot", "--region", "UAE"], "is not a phone region"),
     (["apikey", "create", "--tenant", "UNKNOWN", "--name", "n", "--scope", "crm:write"], "no tenant"),
     (["apikey", "create", "--tenant", "TENANT", "--name", "n", "--scope", "crm:all"], "unknown scope"),
     (["apikey", "revoke", "--tenant", "TENANT", "crm_sk_000000000000_x"], "has no key"),

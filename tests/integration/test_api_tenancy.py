@@ -83,7 +83,7 @@ async def test_an_agent_reaches_only_its_own_crm_and_credential(
 
     lookup = await tenancy.api.post("/api/tools/crm_lookup_customer", headers=headers,
                                     json={"email": "bea@example.com"} | smuggled)
-    assert lookup.json() == {"ok": True, "found": False, "customer": None}
+    assert lookup.json() == {"ok": True, "found": False, "customer": None, "reason": None}
     update = await tenancy.api.post("/api/tools/crm_update_record", headers=headers, json={
         "object": "customer", "external_id": victim.id, "fields": {"lastname": "Hijacked"}} | smuggled)
     assert update.json()["ok"] is False and update.json()["reason"] == "not_found"

@@ -160,3 +160,18 @@ async def test_operator_lists_a_tenants_rows_by_sync_state(
         assert retrying["rows"] == [{"id": ids[0], "sync_state": "retrying", "sync_attempts": 1,
                                      "last_sync_error": "unavailable:503", "retry_at": None}]
         assert "Secretname" not in str(first) + str(rest)  # ids, states and codes only
+
+
+async def test_a_phone_is_read_in_the_tenants_region(settings: Settings, engine: AsyncEngine,
+                                                     sessions: async_sessionmaker[AsyncSession]) -> None:
+    dubai = await create_tenant(sessions, settings={"default_region": "AE"})
+    austin = await create_tenant(sessions)
+    async with agent_api(settings, engine, sessions, dubai) as api:
+        local = (await api.post("/api/agent/customers", json={"name": "Layla", "phone": "٠٥٠ ١٢٣ ٤٥٦٧"})).json()
+    async with agent_api(settings, engine, sessions, austin) as api:
+        us = (await api.post("/api/agent/customers", json={"name": "Ann", "phone": "(415) 555-2671"})).json()
+        abroad = (await api.post("/api/agent/customers", json={"name": "Omar", "phone": "00971 50 123 4567"})).json()
+    async with sessions() as session:
+        phones = [(await session.get(Customer, uuid.UUID(row["id"]))).phone  # type: ignore[union-attr]
+                  for row in (local, us, abroad)]
+    assert phones == ["+971501234567", "+14155552671", "+971501234567"]

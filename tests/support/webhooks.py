@@ -145,7 +145,7 @@ async def webhook_rig(settings: Settings, engine: AsyncEngine, sessions: async_s
                       client: Client | None, *, provider: str = "hubspot") -> AsyncIterator[WebhookRig]:
     """The rig; `client=None` means Temporal is unreachable from the API."""
     drivers = SandboxDriverProvider(sessions)
-    crm: HubSpotState = drivers.state("hubspot")
+    crm: HubSpotState = drivers.state("hubspot").instant_search()  # polling tests are not about search lag
     tenant_id = await create_tenant(sessions, provider=provider, settings={"portal_id": crm.portal_id})
     gateway = UnreachableTemporal(settings) if client is None else TemporalGateway(settings.temporal, client=client)
     ctx = AppContext(settings=settings, engine=engine, sessions=sessions, temporal=gateway)

@@ -45,7 +45,7 @@ class SandboxProvider:
         app = hubspot_sandbox.create_app()
         self.crms[tenant_id] = app
         state: hubspot_sandbox.HubSpotState = app.state.sandbox
-        return state
+        return state.instant_search()  # tests about search lag and limits turn them back on
 
     def state(self, tenant_id: uuid.UUID) -> hubspot_sandbox.HubSpotState:
         state: hubspot_sandbox.HubSpotState = self.crms[tenant_id].state.sandbox

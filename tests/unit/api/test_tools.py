@@ -35,7 +35,7 @@ async def test_lookup_that_finds_nothing_is_an_explicit_answer(
         api: httpx.AsyncClient, settings: Settings, tenant: uuid.UUID) -> None:
     response = await api.post(LOOKUP, json={"email": "nobody@example.com"}, headers=agent_headers(settings, tenant))
     assert response.status_code == 200
-    assert response.json() == {"ok": True, "found": False, "customer": None}
+    assert response.json() == {"ok": True, "found": False, "customer": None, "reason": None}
 
 
 async def test_create_maps_canonical_keys_and_is_idempotent_per_key(

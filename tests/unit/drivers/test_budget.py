@@ -106,3 +106,29 @@ async def test_budgeted_mirror_calls_at_three_times_the_limit_never_meet_a_429(
     lookups = [await driver("tool").lookup_customer(email=f"tool{i}@example.com") for i in range(5)]
     assert lookups == [None] * 5  # the agent's lookups still got through (searches, in the reserve)
     await mirror.client.aclose()
+
+
+async def test_a_tool_call_waits_for_its_slot_where_a_mirror_call_is_refused(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    # One search a second: the second search in a row finds its scope spent for up to a second.
+    monkeypatch.setattr(HubSpotDriver, "rate_limits", (RateLimit(100, 600.0), RateLimit(1, 1.0, scope="search")))
+    app = hubspot_sandbox.create_app()
+    app.state.sandbox.instant_search()
+    token = app.state.sandbox.tokens.credentials().access_token
+    budget = ProviderBudget(redis, tool_wait=5.0)
+
+    def driver(priority: str, tenant: uuid.UUID) -> HubSpotDriver:
+        client = httpx.AsyncClient(base_url="https://api.hubapi.com", transport=httpx.ASGITransport(app=app),
+                                   headers={"Authorization": f"Bearer {token}"})
+        attach(client, budget, tenant, HubSpotDriver, priority)  # type: ignore[arg-type]
+        return HubSpotDriver(client)
+
+    tool = driver("tool", uuid.uuid4())
+    assert [await tool.search_records(CrmObject.CUSTOMER, "x") for _ in range(3)] == [[], [], []]  # waited, answered
+    mirror = driver("mirror", uuid.uuid4())
+    await mirror.search_records(CrmObject.CUSTOMER, "x")
+    with pytest.raises(errors.RateLimitedError) as refused:
+        await mirror.search_records(CrmObject.CUSTOMER, "x")
+    assert refused.value.provider_code == "BUDGET"
+    await tool.client.aclose()
+    await mirror.client.aclose()
