@@ -47,21 +47,23 @@ def _actor(operator: Operator) -> Actor:
 async def _show(request: Request, *, status: int = 200, notice: str | None = None, error: str | None = None,
                 edit: dict[str, str] | None = None, suggestions: list[tuple[str, str]] | None = None,
                 sample: dict[str, str] | None = None, preview: dict[str, Any] | None = None,
-                preview_problems: list[dict[str, Any]] | None = None) -> Response:
+                preview_problems: list[dict[str, Any]] | None = None, focus: str | None = None) -> Response:
+    """The page; `focus`: the object whose keys and fields are shown (else the query's `object`, else the first)."""
     ctx = context_of(request)
     tenant: Tenant = request.state.tenant
     mapping = await tenant_mapping(ctx, tenant.id)
     installed = await install_view(ctx, tenant.id)
-    async with ctx.sessions() as session:  # the installer may have changed the tenant's status
-        tenant = await session.get(Tenant, tenant.id, populate_existing=True) or tenant
     supported = sorted(o.value for o in get_driver_class(tenant.provider).supported_objects)
     checks = report(mapping, supported) if mapping.schema else None
     entries = mapping_view(tenant.id, mapping)["entries"]
     edit = edit or {name: request.query_params.get(name, "") for name in EDIT_FIELDS}
+    objects = objects_of(mapping, entries, supported, checks)
+    wanted = focus or request.query_params.get("object", "")
+    shown = next((o for o in objects if o.name == wanted), objects[0] if objects else None)
     return render(
         request, "mapping.html", status, tenant=tenant, active="Field mapping",
         temporal_url=temporal_ui_url(ctx, tenant.id), notice=notice, error=error,
-        version=mapping.version, objects=objects_of(mapping, entries, supported, checks), checks=checks,
+        version=mapping.version, objects=objects, shown=shown, checks=checks,
         others=other_entries(entries), kinds=KIND_CHOICES, edit=edit, verify=edit.get("verify", "on") == "on",
         suggestions=suggestions or [], field_names=sorted({n for fs in mapping.schema.values() for n in fs}),
         canonical_keys=sorted(mapping.write), sample_objects=[o for o in OBJECTS if o in supported],
@@ -89,10 +91,15 @@ async def save_override(request: Request, operator: Operator) -> Response:
             await set_override(ctx, driver_provider(request), tenant.id, _actor(operator), kind, edit["key"], body)
     except (ValidationError, Problem) as exc:
         status = exc.status if isinstance(exc, Problem) else 422
-        return await _show(request, status=status, error=message_of(exc), edit=edit,
+        return await _show(request, status=status, error=message_of(exc), edit=edit, focus=_object(edit["key"]),
                            suggestions=await _suggestions(request, exc, edit["key"]))
     how = KIND_CHOICES.get(edit["kind"], edit["kind"])
-    return await _show(request, notice=f"Mapped {edit['key']} to {body.provider_field} ({how}).")
+    return await _show(request, notice=f"Mapped {edit['key']} to {body.provider_field} ({how}).",
+                       focus=_object(edit["key"]))
+
+
+def _object(key: str) -> str:
+    return key.partition(".")[0]
 
 
 async def _suggestions(request: Request, exc: Exception, key: str) -> list[tuple[str, str]]:
@@ -103,7 +110,7 @@ async def _suggestions(request: Request, exc: Exception, key: str) -> list[tuple
     if not names:
         return []
     mapping = await tenant_mapping(context_of(request), request.state.tenant.id)
-    return labelled(names, mapping, key.partition(".")[0])
+    return labelled(names, mapping, _object(key))
 
 
 @page
@@ -116,8 +123,9 @@ async def remove(request: Request, operator: Operator) -> Response:
         for kind in kinds.split(","):
             await remove_override(context_of(request), tenant.id, kind, key)
     except Problem as exc:
-        return await _show(request, status=exc.status, error=message_of(exc))
-    return await _show(request, notice=f"Removed the override of {key}: the default applies again.")
+        return await _show(request, status=exc.status, error=message_of(exc), focus=_object(key))
+    return await _show(request, notice=f"Removed the override of {key}: the default applies again.",
+                       focus=_object(key))
 
 
 @page
@@ -147,11 +155,11 @@ async def preview(request: Request, operator: Operator) -> Response:
         shown = await preview_payload(context_of(request), tenant.id, body)
     except ValueError as exc:  # a line that is not `key: value` (pydantic's ValidationError is one too)
         text = message_of(exc) if isinstance(exc, ValidationError) else str(exc)
-        return await _show(request, status=422, error=text, sample=sample)
+        return await _show(request, status=422, error=text, sample=sample, focus=sample["object"])
     except Problem as exc:
         return await _show(request, status=exc.status, error=message_of(exc), sample=sample,
-                           preview_problems=list(exc.extra.get("fields", [])))
-    return await _show(request, sample=sample, preview=shown)
+                           preview_problems=list(exc.extra.get("fields", [])), focus=sample["object"])
+    return await _show(request, sample=sample, preview=shown, focus=sample["object"])
 
 
 @page
@@ -165,6 +173,8 @@ async def install(request: Request, operator: Operator) -> Response:
                                    InstallBody(accept_degraded=accept))
     except Problem as exc:
         return await _show(request, status=exc.status, error=message_of(exc))
+    async with context_of(request).sessions() as session:  # the run may have changed the tenant's status
+        request.state.tenant = await session.get(Tenant, tenant.id, populate_existing=True) or tenant
     messages = {"complete": "The installer ran: every field exactly-once create needs is in the CRM.",
                 "degraded": "The installer ran; the fields are still missing. The tenant runs degraded (without "
                             "exactly-once create) until they exist.",
