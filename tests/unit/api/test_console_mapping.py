@@ -89,6 +89,24 @@ async def test_an_unknown_field_is_refused_with_suggestions_and_the_form_keeps_t
     assert again.status_code == 404 and "No such override." in again.text
 
 
+async def test_check_against_the_crm_lists_what_needs_fixing(
+        browser: httpx.AsyncClient, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    tenant = await create_tenant(sessions)
+    csrf = await _signed_in(browser, settings, tenant)
+    url = f"/console/t/{tenant}/mapping"
+    assert "Not read from the CRM yet." in (await browser.get(url)).text
+    unverified = await browser.post(f"{url}/override", data={  # saved unchecked: a CRM that cannot describe itself
+        "csrf_token": csrf, "kind": "write", "key": "deal.budget", "provider_field": "amuont"})
+    assert unverified.status_code == 200
+    checked = await browser.post(f"{url}/validate?object=deal", data={"csrf_token": csrf})
+    assert checked.status_code == 200
+    text = html.unescape(checked.text)
+    assert "some mappings need fixing" in text
+    assert "deal has no field amuont in this CRM. Closest: <code>amount</code>" in text
+    assert "Keys and CRM fields: deal" in text and 'id="field-deal-amount"' in text  # the deal's CRM fields
+    assert "not in the CRM" in text  # beside the key whose field the CRM lacks
+
+
 async def test_mapping_forms_need_the_csrf_token_and_the_operators_own_tenant(
         browser: httpx.AsyncClient, settings: Settings, sessions: async_sessionmaker[AsyncSession],
         drivers: SandboxDriverProvider) -> None:
