@@ -30,7 +30,10 @@ from api.auth import mint_token  # noqa: E402
 from api.context import AppContext  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
 from bench.common import database_url, pct  # noqa: E402
+from drivers.hubspot import HubSpotDriver  # noqa: E402
+from drivers.models import FieldInfo  # noqa: E402
 from settings import Settings  # noqa: E402
+from store.field_mapping import save_schema  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
 from store.models import Customer, Incident, Tenant  # noqa: E402
 from store.session import create_engine, session_factory  # noqa: E402
@@ -50,12 +53,20 @@ async def run(url: str, rows: int, tenants: int, requests: int) -> None:
         await session.flush()
         session.add_all([Incident(tenant_id=busy, kind="crm_sync_failure", table_name="customers", row_id=c.id,
                                   last_error="unavailable:503", attempts=3) for c in customers])
+        for obj in ("customer", "lead", "deal", "case"):  # an introspected CRM: the driver's mapped fields and 60
+            mapped = {v for k, v in HubSpotDriver.default_field_catalog.items() if k.startswith(f"{obj}.")}  # others,
+            await save_schema(session, busy, obj, [  # every 5th a 20-value picklist
+                *(FieldInfo(name=name, label=name.title(), type="string") for name in sorted(mapped)),
+                *(FieldInfo(name=f"field_{n:02d}", label=f"Field {n}", type="enumeration" if n % 5 == 0 else "string",
+                            picklist_values=[f"Option {v}" for v in range(20)] if n % 5 == 0 else [], custom=n > 40)
+                  for n in range(60))])
     ctx = AppContext(settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings.temporal))
     pages = {"tenants": "/console/", "overview": f"/console/t/{busy}/", "sync": f"/console/t/{busy}/sync",
              "sync, one table": f"/console/t/{busy}/sync?table=customers&state=failed",
              "a record": f"/console/t/{busy}/sync?record={customers[0].id}",
              "incidents (200 shown)": f"/console/t/{busy}/incidents", "erasure": f"/console/t/{busy}/erasure",
-             "connect": f"/console/t/{busy}/connect", "webhooks": f"/console/t/{busy}/webhooks"}
+             "connect": f"/console/t/{busy}/connect", "webhooks": f"/console/t/{busy}/webhooks",
+             "field mapping": f"/console/t/{busy}/mapping?object=lead"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(context=ctx)),
                                  base_url="https://console.bench") as browser:
         form = await browser.get("/console/login")

@@ -36,8 +36,12 @@ routes: list[BaseRoute] = [
     post(f"{T}/connect/oauth", connect.oauth_start),
     post(f"{T}/connect/credentials", connect.credentials),
     post(f"{T}/connect/test", connect.test_connection),
-    # The field-mapping studio (issue 15) replaces this placeholder page (api/console/mapping.py).
     get(f"{T}/mapping", mapping.mapping_page),
+    post(f"{T}/mapping/override", mapping.save_override),
+    post(f"{T}/mapping/remove", mapping.remove),
+    post(f"{T}/mapping/validate", mapping.check_against_crm),
+    post(f"{T}/mapping/preview", mapping.preview),
+    post(f"{T}/mapping/install", mapping.install),
     get(f"{T}/sync", sync.sync_page),
     get(f"{T}/incidents", incidents.incidents_page),
     get(f"{T}/incidents/redrive", incidents.confirm_redrive),

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from api.auth import require_operator
-from api.context import context_of
+from api.context import AppContext, context_of
 from api.crm import classify, driver_provider, failure_problem
 from api.errors import Problem, read_json
 from api.openapi import document
@@ -28,7 +28,7 @@ from drivers.errors import DriverError
 from drivers.installer import install
 from store import installs
 from store.models import Tenant
-from vault.connections import Actor
+from vault.connections import Actor, DriverProvider
 
 PATH = "/api/operator/tenants/{tenant_id:uuid}/install"
 
@@ -50,8 +50,9 @@ class InstallView(BaseModel):
     tenant_reason: str | None
 
 
-async def _view(request: Request, tenant_id: uuid.UUID) -> dict[str, Any]:
-    async with context_of(request).sessions() as session:
+async def install_view(ctx: AppContext, tenant_id: uuid.UUID) -> dict[str, Any]:
+    """The installer's last report and the tenant's status (`InstallView`; 404 when there is no such tenant)."""
+    async with ctx.sessions() as session:
         tenant = await session.get(Tenant, tenant_id)
         if tenant is None:
             raise Problem(404, "not-found", "No such tenant.")
@@ -61,12 +62,27 @@ async def _view(request: Request, tenant_id: uuid.UUID) -> dict[str, Any]:
             "tenant_reason": tenant.status_reason}
 
 
+async def run_installer(ctx: AppContext, drivers: DriverProvider, tenant_id: uuid.UUID, actor: Actor,
+                        body: InstallBody) -> dict[str, Any]:
+    """Run the installer now, keep its report, move the tenant's status accordingly; the new `InstallView`."""
+    await install_view(ctx, tenant_id)  # 404 before any CRM call
+    try:
+        async with drivers.open(tenant_id, actor) as driver:
+            report = await install(driver)
+    except (LookupError, DriverError) as exc:
+        raise failure_problem(classify(exc)) from None
+    async with ctx.sessions.begin() as session:
+        state = await installs.record(session, tenant_id, report.as_dict(), accept_degraded=body.accept_degraded)
+        await installs.apply(session, tenant_id, state)
+    return await install_view(ctx, tenant_id)
+
+
 @document(responses={200: InstallView}, auth="operator", errors={404: "No such tenant (for this operator)"})
 async def show(request: Request) -> JSONResponse:
     """The installer's last report for the tenant and what it means for the tenant's status."""
     tenant_id: uuid.UUID = request.path_params["tenant_id"]
     require_operator(request, tenant_id)
-    return JSONResponse(await _view(request, tenant_id))
+    return JSONResponse(await install_view(context_of(request), tenant_id))
 
 
 @document(request=InstallBody, responses={200: InstallView}, auth="operator",
@@ -79,17 +95,8 @@ async def run(request: Request) -> JSONResponse:
     length = request.headers.get("content-length")
     empty = length == "0" or (length is None and "transfer-encoding" not in request.headers)
     body = InstallBody.model_validate({} if empty else await read_json(request, 4_096))
-    await _view(request, tenant_id)  # 404 before any CRM call
     actor = Actor(type="platform_operator", id=principal.subject, purpose="install CRM fields")
-    try:
-        async with driver_provider(request).open(tenant_id, actor) as driver:
-            report = await install(driver)
-    except (LookupError, DriverError) as exc:
-        raise failure_problem(classify(exc)) from None
-    async with context_of(request).sessions.begin() as session:
-        state = await installs.record(session, tenant_id, report.as_dict(), accept_degraded=body.accept_degraded)
-        await installs.apply(session, tenant_id, state)
-    return JSONResponse(await _view(request, tenant_id))
+    return JSONResponse(await run_installer(context_of(request), driver_provider(request), tenant_id, actor, body))
 
 
 routes = [Route(PATH, show, methods=["GET"]), Route(PATH, run, methods=["POST"])]

@@ -35,14 +35,19 @@ async def test_csrf_cross_tenant_and_signed_out_requests_are_refused(browser: Br
     assert csrf
     refused = await context.request.post(f"{other}/connect/test", form={"csrf_token": csrf}, max_redirects=0)
     assert refused.status == 404
+    assert (await context.request.get(f"{other}/mapping")).status == 404
+    refused = await context.request.post(f"{other}/mapping/override", max_redirects=0, form={
+        "csrf_token": csrf, "kind": "write", "key": "lead.budget_max", "provider_field": "amount"})
+    assert refused.status == 404
 
     # CSRF: the same form without its token, or with another, changes nothing.
     before = (await context.request.get(f"{console.base_url}/console/t/{console.hubspot_tenant}/connect")).status
     assert before == 200
     for form in ({}, {"csrf_token": "forged"}):
-        answer_ = await context.request.post(f"{console.base_url}/console/t/{console.hubspot_tenant}/incidents/redrive",
-                                             form=form, max_redirects=0)
-        assert answer_.status == 403 and "did not come from the console" in await answer_.text()
+        for action in ("incidents/redrive", "mapping/override"):
+            answer_ = await context.request.post(f"{console.base_url}/console/t/{console.hubspot_tenant}/{action}",
+                                                 form=form, max_redirects=0)
+            assert answer_.status == 403 and "did not come from the console" in await answer_.text()
     await shot(page, "16-cross-tenant")
 
     # The sign-in form needs its own token too (login CSRF), and a signed-out session cookie opens nothing.
