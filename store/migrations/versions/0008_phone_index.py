@@ -1,7 +1,7 @@
 """phone index: keyed hash of a normalized phone -> CRM record id, for voice-grade lookups (class c, TTL)
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-11-28 11:00:00
 """
 
@@ -37,6 +37,7 @@ def upgrade() -> None:
     sa.Column('sync_attempts', sa.Integer(), nullable=False),
     sa.Column('last_sync_error', sa.Text(), nullable=True),
     sa.Column('purge_after', UTC, nullable=True),
+    sa.Column('retry_at', UTC, nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('tenant_id', 'provider', 'phone_hash', name='uq_phone_index_phone'),
     info={'data_class': 'c', 'retention_days': 30}
