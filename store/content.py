@@ -1,10 +1,11 @@
 """Class-(c) rows through their lifecycle: retention windows, sync marks, and the guarded purge.
 
 The purge is the product's promise in SQL: every DELETE here carries `sync_state = 'synced' AND
-crm_external_id IS NOT NULL AND purge_after <= :as_of` in the statement itself, so no caller (a bug, a
-race with an update that set the row back to pending, a hand-written script) can purge a row the CRM does
-not hold. Sync marks are compare-and-set on `updated_at`: a row changed while its CRM write was in flight
-stays pending, and the next write carries the change.
+crm_external_id IS NOT NULL AND synced_at IS NOT NULL AND purge_after <= :as_of` and no erasure hold on the
+row in the statement itself, so no caller (a bug, a race with an update that set the row back to pending, a
+hand-written script) can purge a row the CRM does not hold, or one an erasure is still working on. Sync
+marks are compare-and-set on `updated_at`: a row changed while its CRM write was in flight stays pending,
+and the next write carries the change.
 """
 
 from __future__ import annotations
@@ -14,12 +15,27 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy import (
+    ARRAY,
+    Integer,
+    String,
+    Uuid,
+    and_,
+    any_,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
 
 from store.base import ContentRow, SyncState, utcnow
-from store.models import CONTENT_TABLES, Conversation, Message
+from store.models import CONTENT_TABLES, Conversation, ErasureHold, Message
 
 TABLES: dict[str, Any] = {model.__tablename__: model for model in CONTENT_TABLES}  # type: ignore[attr-defined]
 
@@ -47,9 +63,16 @@ def retention(table: str, overrides: Mapping[str, int] | None = None) -> timedel
 
 
 def purgeable(model: Any, as_of: datetime) -> ColumnElement[bool]:
-    """The condition no purge may drop: synced, with the CRM's id, and past its window."""
-    condition = and_(model.sync_state == SyncState.SYNCED.value, model.crm_external_id.is_not(None),
-                     model.synced_at.is_not(None), model.purge_after.is_not(None), model.purge_after <= as_of)
+    """The condition no purge may drop: synced, with the CRM's id, past its window, and held by no erasure.
+
+    'synced' is rendered into the SQL, not bound: the partial index `ix_<table>_purgeable` (migration 0006) is
+    declared on that literal, and a prepared statement's generic plan can only use it when the query says so.
+    """
+    synced = literal(SyncState.SYNCED.value, String, literal_execute=True)
+    condition = and_(model.sync_state == synced, model.crm_external_id.is_not(None),
+                     model.synced_at.is_not(None), model.purge_after.is_not(None), model.purge_after <= as_of,
+                     # An erasure in progress owns its rows until its scrub: it reads their CRM ids first.
+                     ~exists().where(ErasureHold.tenant_id == model.tenant_id, ErasureHold.row_id == model.id))
     if model is Conversation:
         # A conversation outlives its messages: its transcript note is what they hang off.
         condition = and_(condition, ~exists().where(Message.conversation_id == Conversation.id))
@@ -59,7 +82,13 @@ def purgeable(model: Any, as_of: datetime) -> ColumnElement[bool]:
 async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id: uuid.UUID | None = None,
                 row_ids: list[uuid.UUID] | None = None, conversation_id: uuid.UUID | None = None,
                 limit: int | None = None) -> int:
-    """Delete purgeable rows (optionally of one tenant / these ids / one conversation's messages); count."""
+    """Delete purgeable rows (optionally of one tenant / these ids / one conversation's messages); count.
+
+    Batches walk `ix_<table>_purgeable` in `purge_after` order and delete by primary key. The statement is
+    shaped for the generic plan PostgreSQL switches to after five executions of the sweep's prepared
+    statement (psycopg prepares it): the limit is rendered into the SQL, and the chosen ids are collected
+    before the DELETE looks them up — otherwise that plan walks every purgeable row for every batch.
+    """
     model = model_for(table)
     chosen = select(model.id).where(purgeable(model, as_of))
     if tenant_id is not None:
@@ -69,11 +98,22 @@ async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id
     if conversation_id is not None:
         chosen = chosen.where(model.conversation_id == conversation_id)
     if limit is not None:
-        chosen = chosen.order_by(model.purge_after).limit(limit)
+        chosen = chosen.order_by(model.purge_after).limit(literal(int(limit), Integer, literal_execute=True))
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres and limit is not None:
+        # The sweep's batches need no flush to disk at commit: a crash can only lose the last few, whose rows
+        # are then simply purged again by the next sweep. (Its transaction holds this purge alone.)
+        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    if postgres:
+        # `id = ANY(<array of the chosen ids>)`: the ids are gathered first (an InitPlan) and the DELETE finds
+        # each by primary key. With `id IN (…)`, a generic plan may instead walk every purgeable row to join.
+        ids = select(func.array_agg(chosen.subquery().c.id)).scalar_subquery()
+        target = model.id == any_(cast(ids, ARRAY(Uuid)))  # the cast makes ANY take an array, not rows
+    else:
+        target = model.id.in_(chosen.scalar_subquery())
     # The guard is repeated on the DELETE itself: a row set back to pending after the SELECT stays.
     result = await session.execute(
-        delete(model).where(model.id.in_(chosen.scalar_subquery()), purgeable(model, as_of))
-        .execution_options(synchronize_session=False))
+        delete(model).where(target, purgeable(model, as_of)).execution_options(synchronize_session=False))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -337,3 +337,11 @@ class AuditLog(Base):
 CONTENT_TABLES: tuple[type[ContentRow], ...] = (
     Conversation, Message, Customer, Lead, QualificationState, Appointment, Case,
 )
+
+# The purge's own index (migration 0006): only rows the guard can let go, in the order the sweep takes them.
+# Partial, so a large backlog of pending rows costs the sweep nothing; its predicate is the literal part of
+# `store.content.purgeable` (the planner uses it only for a query that states the same literals).
+PURGEABLE_WHERE = "sync_state = 'synced' AND crm_external_id IS NOT NULL AND synced_at IS NOT NULL"
+for _model in CONTENT_TABLES:
+    Index(f"ix_{_model.__tablename__}_purgeable", _model.__table__.c.purge_after,  # type: ignore[attr-defined]
+          postgresql_where=text(PURGEABLE_WHERE), sqlite_where=text(PURGEABLE_WHERE))
