@@ -16,10 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Integer,
     String,
-    Uuid,
     and_,
     any_,
     cast,
@@ -27,12 +25,14 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     select,
     text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import UserDefinedType
 
 from store.base import ContentRow, SyncState, utcnow
 from store.models import CONTENT_TABLES, Conversation, ErasureHold, Message
@@ -79,17 +79,36 @@ def purgeable(model: Any, as_of: datetime) -> ColumnElement[bool]:
     return condition
 
 
+class _TidArray(UserDefinedType[Any]):
+    """PostgreSQL's `tid[]`, an array of row addresses."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "tid[]"
+
+
+# Where the sweep's batched purge of (table, as_of, tenant, conversation) got to, in this process. Deleted rows
+# leave their index entries until VACUUM, all at the front of `ix_<table>_purgeable`: without this, batch k
+# walks past the entries of batches 1..k-1 and a long purge slows down quadratically. Never a correctness
+# matter (the guard is in the SQL either way): at worst a row behind the mark waits for the next sweep.
+_RESUME: dict[tuple[str, datetime, uuid.UUID | None, uuid.UUID | None], datetime] = {}
+
+
 async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id: uuid.UUID | None = None,
                 row_ids: list[uuid.UUID] | None = None, conversation_id: uuid.UUID | None = None,
                 limit: int | None = None) -> int:
     """Delete purgeable rows (optionally of one tenant / these ids / one conversation's messages); count.
 
-    Batches walk `ix_<table>_purgeable` in `purge_after` order and delete by primary key. The statement is
-    shaped for the generic plan PostgreSQL switches to after five executions of the sweep's prepared
-    statement (psycopg prepares it): the limit is rendered into the SQL, and the chosen ids are collected
-    before the DELETE looks them up — otherwise that plan walks every purgeable row for every batch.
+    With `limit` (the sweep's batches, one transaction each) rows go in `purge_after` order along
+    `ix_<table>_purgeable`, each batch resuming where the last one ended. On PostgreSQL the statement is shaped
+    for the generic plan psycopg's prepared statement gets after five executions: the limit is rendered into
+    the SQL and the chosen ids are gathered before the DELETE finds them by primary key (with `id IN (…)` that
+    plan walks every purgeable row for every batch).
     """
     model = model_for(table)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    resume_key = (table, as_of, tenant_id, conversation_id) if postgres and limit is not None and not row_ids else None
     chosen = select(model.id).where(purgeable(model, as_of))
     if tenant_id is not None:
         chosen = chosen.where(model.tenant_id == tenant_id)
@@ -97,24 +116,35 @@ async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id
         chosen = chosen.where(model.id.in_(row_ids))
     if conversation_id is not None:
         chosen = chosen.where(model.conversation_id == conversation_id)
+    if resume_key is not None and resume_key in _RESUME:
+        chosen = chosen.where(model.purge_after >= _RESUME[resume_key])
     if limit is not None:
         chosen = chosen.order_by(model.purge_after).limit(literal(int(limit), Integer, literal_execute=True))
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres and limit is not None:
+    if not postgres:
+        # The guard is repeated on the DELETE itself: a row set back to pending after the SELECT stays.
+        result = await session.execute(delete(model).where(model.id.in_(chosen.scalar_subquery()),
+                                                           purgeable(model, as_of))
+                                       .execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if limit is not None:
         # The sweep's batches need no flush to disk at commit: a crash can only lose the last few, whose rows
         # are then simply purged again by the next sweep. (Its transaction holds this purge alone.)
         await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    if postgres:
-        # `id = ANY(<array of the chosen ids>)`: the ids are gathered first (an InitPlan) and the DELETE finds
-        # each by primary key. With `id IN (…)`, a generic plan may instead walk every purgeable row to join.
-        ids = select(func.array_agg(chosen.subquery().c.id)).scalar_subquery()
-        target = model.id == any_(cast(ids, ARRAY(Uuid)))  # the cast makes ANY take an array, not rows
-    else:
-        target = model.id.in_(chosen.scalar_subquery())
-    # The guard is repeated on the DELETE itself: a row set back to pending after the SELECT stays.
-    result = await session.execute(
-        delete(model).where(target, purgeable(model, as_of)).execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    # By physical address (ctid, a TID scan): no second walk down the primary key for each chosen row.
+    ctid: ColumnElement[Any] = literal_column("ctid")
+    rows = select(func.array_agg(chosen.add_columns(ctid).subquery().c.ctid)).scalar_subquery()
+    gone = (delete(model).where(ctid == any_(cast(rows, _TidArray())),  # the cast: ANY of an array, not rows
+                                purgeable(model, as_of))  # the guard again: a row set back to pending stays
+            .returning(model.purge_after).cte("gone"))
+    count, last = (await session.execute(select(func.count(gone.c.purge_after), func.max(gone.c.purge_after)))).one()
+    if resume_key is not None:
+        if count < int(limit or 0):
+            _RESUME.pop(resume_key, None)  # this purge is done
+        else:
+            if len(_RESUME) > 1000:  # bounded: marks of abandoned runs are forgotten
+                _RESUME.clear()
+            _RESUME[resume_key] = last
+    return int(count)
 
 
 async def load(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID) -> Any | None:
