@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from sandboxes import hubspot_schema as schema
 from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, iso_ms, oauth_routes
+from sandboxes.hubspot_batch import batch_handlers
 from sandboxes.hubspot_search import matches, sort_key
 from sandboxes.hubspot_webhooks import HubSpotWebhooks, webhook_routes
 from sandboxes.hubspot_wire import (
@@ -215,6 +216,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         ("DELETE", OBJ + "/{record_id}", archive),
         ("GET", "/crm/v3/properties/{object_type}", properties),
     ]
+    api += [("POST", OBJ + f"/batch/{verb}", typed(handler)) for verb, handler in batch_handlers(st).items()]
     v1_token, v3_token, authorize = oauth_routes(st, wire, token_paths=["/oauth/v1/token", "/oauth/v3/token"],
                                                  authorize_path="/oauth/authorize")
 
