@@ -62,7 +62,8 @@ class HubSpotDriver(BaseDriver):
     developers.hubspot.com/changelog/v1-oauth-api-deprecation and /docs/api-reference/auth-oauth-v3/guide)
     or a private-app bearer token. Pagination: search `after` cursor from `paging.next.after`, at most 200 per page and
     10,000 per query. Rate limits: 429 with `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds}`;
-    `retry_after` comes from Retry-After when sent, else the interval window.
+    `retry_after` comes from Retry-After when sent, else the interval window. Batch writes: `batch/update` and
+    `batch/upsert` by the idempotency property, 100 inputs a call (drivers/hubspot_batch.py).
 
     Idempotent create reads by the unique property `crm_sor_idempotency_key` (`idProperty`, consistent,
     unlike the search index) and creates only when absent, storing the request fingerprint in
