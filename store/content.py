@@ -127,9 +127,12 @@ async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id
                                        .execution_options(synchronize_session=False))
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
     if limit is not None:
-        # The sweep's batches need no flush to disk at commit: a crash can only lose the last few, whose rows
-        # are then simply purged again by the next sweep. (Its transaction holds this purge alone.)
-        await session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        # For this transaction only (its purge alone): no flush to disk at commit, since a crash can only lose
+        # the last few batches, whose rows the next sweep purges again; and a plan made for this batch's own
+        # bounds, not the generic plan of the prepared statement, whose guesses for them can sort every
+        # purgeable row to take the first `limit`.
+        await session.execute(text("SELECT set_config('synchronous_commit', 'off', true), "
+                                   "set_config('plan_cache_mode', 'force_custom_plan', true)"))
     # By physical address (ctid, a TID scan): no second walk down the primary key for each chosen row.
     ctid: ColumnElement[Any] = literal_column("ctid")
     rows = select(func.array_agg(chosen.add_columns(ctid).subquery().c.ctid)).scalar_subquery()
