@@ -48,6 +48,13 @@ class HubSpotState(SandboxState):
     # to answer /oauth/v1/token as HubSpot will after that date, while /oauth/v3/token keeps working.
     v1_oauth_retired: bool = False
     webhooks: HubSpotWebhooks = field(default_factory=HubSpotWebhooks)  # app subscriptions + signed deliveries
+    _header_window: list[float] = field(default_factory=list)
+
+    def count_unlimited_call(self) -> int:
+        """Calls in the current window while no limit is enforced (for the rate-limit headers only)."""
+        now = self.tokens.clock()
+        self._header_window = [t for t in self._header_window if now - t < self.knobs.interval_seconds] + [now]
+        return len(self._header_window)
 
     def add(self, object_type: str, properties: dict[str, Any]) -> HsRecord:
         """Create a record as the API would (also used by tests to seed data without API calls)."""

@@ -76,6 +76,14 @@ async def test_a_hundred_new_hubspot_records_cost_two_calls_and_count_down_the_w
         assert seen[-2:] == ["99", "98"]  # one call each against the ten-second window, whatever its size
 
 
+async def test_hubspot_rate_limit_headers_count_down_with_limits_off_too() -> None:
+    async with hubspot_harness() as h:
+        assert isinstance(h.state, HubSpotState) and h.state.knobs.interval_limit is None
+        seen = [(await h.driver.client.get("/crm/v3/objects/deals")).headers for _ in range(3)]
+        assert [s["X-HubSpot-RateLimit-Remaining"] for s in seen] == ["99", "98", "97"]
+        assert {s["X-HubSpot-RateLimit-Max"] for s in seen} == {"100"}
+
+
 # ----- Salesforce ---------------------------------------------------------------------------------------------
 
 
