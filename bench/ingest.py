@@ -85,7 +85,7 @@ def line(name: str, latencies: list[float], throughput: float, per_call: int = 1
 
 async def run(url: str, requests: int, concurrency: int, rounds: int) -> None:
     upgrade_to_head(url)
-    engine = create_engine(url, pool_size=concurrency + 4) if url.startswith("postgresql") else create_engine(url)
+    engine = create_engine(url)  # the API's own engine settings (api/app.py builds it the same way)
     sessions = session_factory(engine)
     settings = Settings(database_url=url, env="bench")
     tenant = uuid.uuid4()
