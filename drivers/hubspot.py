@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -10,6 +10,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
+from drivers import hubspot_batch
 from drivers.base import (
     BaseDriver,
     CreateResult,
@@ -18,6 +19,8 @@ from drivers.base import (
     DeleteResult,
     FieldInfo,
     Record,
+    UpsertItem,
+    UpsertOutcome,
     appended,
     full_name,
     national_digits,
@@ -65,7 +68,8 @@ class HubSpotDriver(BaseDriver):
     developers.hubspot.com/changelog/v1-oauth-api-deprecation and /docs/api-reference/auth-oauth-v3/guide)
     or a private-app bearer token. Pagination: search `after` cursor from `paging.next.after`, at most 200 per page and
     10,000 per query. Rate limits: 429 with `X-HubSpot-RateLimit-{Max,Remaining,Interval-Milliseconds}`;
-    `retry_after` comes from Retry-After when sent, else the interval window.
+    `retry_after` comes from Retry-After when sent, else the interval window. Batch writes: `batch/update` and
+    `batch/upsert` by the idempotency property, 100 inputs a call (drivers/hubspot_batch.py).
 
     Idempotent create reads by the unique property `crm_sor_idempotency_key` (`idProperty`, consistent,
     unlike the search index) and creates only when absent, storing the request fingerprint in
@@ -94,6 +98,7 @@ class HubSpotDriver(BaseDriver):
         RateLimit(4, 1.0, scope="search", source="HubSpot CRM search API: 4 requests per second per token"),
     )
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
+    batch_size = 100  # inputs per batch/read|update|upsert call (HubSpot's documented maximum)
     leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
     hard_delete_supported = True
     extra_fields_key: ClassVar[str | None] = "properties"
@@ -226,6 +231,12 @@ class HubSpotDriver(BaseDriver):
         return CreateResult(
             external_id=note_external_id, record_url=self._url("notes", note_external_id), created=False
         )
+
+    async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[UpsertOutcome]:
+        """Up to 100 items: known ids in one `batch/update`, keys read in one `batch/read`, the rest in one
+        `batch/upsert` by the idempotency property; partial failures (207) fail only their items."""
+        obj = self._require(object)
+        return await hubspot_batch.upsert_many(self, obj, _TYPES[obj], items)
 
     # ----- provider hooks ----------------------------------------------------------------------
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
 
+from drivers import salesforce_batch
 from drivers.base import (
     BaseDriver,
     CreateResult,
@@ -17,11 +18,13 @@ from drivers.base import (
     DeleteResult,
     FieldInfo,
     Record,
+    UpsertItem,
+    UpsertOutcome,
     appended,
     full_name,
     national_digits,
 )
-from drivers.errors import ConflictError, DriverError, InvalidRequestError, RateLimitedError
+from drivers.errors import ConflictError, DriverError, InvalidRequestError, RateLimitedError, parse_retry_after
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.provider import OAuthApp, RateLimit
 from drivers.salesforce_webhooks import SalesforceVerifier
@@ -35,7 +38,7 @@ _SOBJECTS = {
     CrmObject.APPOINTMENT: "Event",
     CrmObject.NOTE: "Task",  # a transcript is a completed call Task on the Contact
 }
-_CONFLICT_CODES = {"DUPLICATE_VALUE", "DUPLICATES_DETECTED", "DUPLICATE_EXTERNAL_ID"}
+_LIMIT_PAUSE_SECONDS = 300.0  # the quota is a rolling 24 h window and Salesforce gives no reset time
 _CUSTOMER_FIELDS = ["Id", "FirstName", "LastName", "Name", "Email", "Phone", "MobilePhone", "SystemModstamp"]
 
 
@@ -48,7 +51,8 @@ class SalesforceDriver(BaseDriver):
     is the expiry signal and the auth flow refreshes once. Pagination: SOQL `nextRecordsUrl` until
     `done`, batch size via `Sforce-Query-Options`. Rate limits: the org's rolling 24-hour quota
     (`Sforce-Limit-Info: api-usage=n/max`); over it, 403 REQUEST_LIMIT_EXCEEDED maps to rate_limited with
-    Retry-After when sent, else config `limit_retry_after_seconds` (default 300).
+    Retry-After when sent, else config `limit_retry_after_seconds` (default 300), and a spent allocation
+    holds the tenant's whole budget off (`rate_limit_pause`). Batch writes: sObject Collections, 200 records.
 
     Idempotent create is external-id upsert on `CrmSorKey__c` (`PATCH /sobjects/X/CrmSorKey__c/{key}`),
     with the request fingerprint in `CrmSorFingerprint__c`. Delete moves records to the Recycle Bin
@@ -75,6 +79,7 @@ class SalesforceDriver(BaseDriver):
     # comes back in Sforce-Limit-Info and corrects this default. Concurrency, not rate, limits the rest.
     webhook_verifier = SalesforceVerifier()  # signature checks and event normalization: drivers/salesforce_webhooks.py
     rate_limits = (RateLimit(100_000, 86_400.0, source="Salesforce API Request Limits and Allocations"),)
+    batch_size = 200  # records per sObject Collections call
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
     hard_delete_supported = False
     idempotency_field = "CrmSorKey__c"
@@ -221,6 +226,12 @@ class SalesforceDriver(BaseDriver):
             await self._request("PATCH", path, json={"Description": body})
         return CreateResult(external_id=note_external_id, record_url=self._url("Task", note_external_id), created=False)
 
+    async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[UpsertOutcome]:
+        """Up to 200 items: known ids in one sObject Collections update, keys read in one SOQL query, the rest
+        in one sObject Collections upsert by `CrmSorKey__c` (`allOrNone: false`: a bad record fails alone)."""
+        obj = self._require(object)
+        return await salesforce_batch.upsert_many(self, obj, _SOBJECTS[obj], items)
+
     # ----- provider hooks ----------------------------------------------------------------------
 
     async def _probe(self) -> None:
@@ -259,15 +270,24 @@ class SalesforceDriver(BaseDriver):
     def _classify(self, response: httpx.Response, provider_code: str | None) -> type[DriverError] | None:
         if provider_code == "REQUEST_LIMIT_EXCEEDED":
             return RateLimitedError  # Salesforce throttles with 403, not 429
-        if provider_code in _CONFLICT_CODES:
+        if provider_code in salesforce_batch.CONFLICT_CODES:
             return ConflictError
         return None
+
+    @classmethod
+    def rate_limit_pause(cls, response: httpx.Response) -> float | None:
+        """Hold the tenant's whole budget off once the org's daily allocation is spent: `Sforce-Limit-Info`
+        (on every answer, the 403 REQUEST_LIMIT_EXCEEDED too) shows api-usage at its maximum."""
+        usage = _api_usage(response.headers.get("Sforce-Limit-Info"))
+        if usage is None or usage[0] < usage[1]:
+            return None
+        after = parse_retry_after(response.headers.get("Retry-After"))
+        return after.total_seconds() if after is not None else _LIMIT_PAUSE_SECONDS
 
     def _retry_after(self, response: httpx.Response) -> timedelta | None:
         stated = super()._retry_after(response)
         if stated is None and response.status_code == 403:
-            # The quota is a rolling 24 h window and Salesforce gives no reset time: back off a while.
-            return timedelta(seconds=float(self.config.get("limit_retry_after_seconds", 300)))
+            return timedelta(seconds=float(self.config.get("limit_retry_after_seconds", _LIMIT_PAUSE_SECONDS)))
         return stated
 
     # ----- helpers -----------------------------------------------------------------------------
@@ -332,6 +352,16 @@ class SalesforceDriver(BaseDriver):
             fields={k: v for k, v in row.items() if k != "attributes"},
             url=self._url("Contact", row["Id"]),
         )
+
+
+def _api_usage(header: str | None) -> tuple[int, int] | None:
+    """(used, allowed) from `Sforce-Limit-Info: api-usage=10018/100000; api-bursts=1/750`."""
+    for part in (header or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        used, _, allowed = value.partition("/")
+        if name == "api-usage" and used.isdigit() and allowed.isdigit():
+            return int(used), int(allowed)
+    return None
 
 
 def _parse_time(value: str) -> datetime:

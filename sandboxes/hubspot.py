@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from sandboxes import hubspot_schema as schema
 from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, iso_ms, oauth_routes
+from sandboxes.hubspot_batch import batch_handlers
 from sandboxes.hubspot_search import SearchIndex, SecondlyLimit, filter_problem, matches, sort_key
 from sandboxes.hubspot_webhooks import HubSpotWebhooks, webhook_routes
 from sandboxes.hubspot_wire import (
@@ -50,6 +51,14 @@ class HubSpotState(SandboxState):
     # to answer /oauth/v1/token as HubSpot will after that date, while /oauth/v3/token keeps working.
     v1_oauth_retired: bool = False
     webhooks: HubSpotWebhooks = field(default_factory=HubSpotWebhooks)  # app subscriptions + signed deliveries
+    _header_window: list[float] = field(default_factory=list)
+
+    def count_unlimited_call(self) -> int:
+        """Calls in the current window while no limit is enforced (for the rate-limit headers only)."""
+        now = self.tokens.clock()
+        self._header_window = [t for t in self._header_window if now - t < self.knobs.interval_seconds] + [now]
+        return len(self._header_window)
+
     # Properties the portal's admin (or our installer, through the properties API) created: type → definitions.
     custom_properties: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # False: a fresh portal without the crm_sor_* properties our installer creates (schema.INSTALLER_PROPERTIES).
@@ -271,6 +280,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
         ("GET", "/crm/v3/properties/{object_type}", properties),
         ("POST", "/crm/v3/properties/{object_type}", create_property),
     ]
+    api += [("POST", OBJ + f"/batch/{verb}", typed(handler)) for verb, handler in batch_handlers(st).items()]
     v1_token, v3_token, authorize = oauth_routes(st, wire, token_paths=["/oauth/v1/token", "/oauth/v3/token"],
                                                  authorize_path="/oauth/authorize")
 

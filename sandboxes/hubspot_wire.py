@@ -79,8 +79,9 @@ class HubSpotWire:
 
     def decorate(self, response: Response, state: HubSpotState, remaining: int | None = None) -> None:
         limit = state.knobs.interval_limit or 100
-        if remaining is None:
-            remaining = max(0, limit - state.calls_in_window)
+        if remaining is None:  # limits off: the headers still count this call, as HubSpot's always do
+            used = state.calls_in_window if state.knobs.interval_limit else state.count_unlimited_call()
+            remaining = max(0, limit - used)
         response.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] = str(int(state.knobs.interval_seconds * 1000))
         response.headers["X-HubSpot-RateLimit-Max"] = str(limit)
         response.headers["X-HubSpot-RateLimit-Remaining"] = str(remaining)

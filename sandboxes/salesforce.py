@@ -6,7 +6,8 @@ instance_url, error bodies as a JSON array of `{message, errorCode, fields}`, 40
 expired session, 403 REQUEST_LIMIT_EXCEEDED over the API quota, `Sforce-Limit-Info` on every response,
 token responses without `expires_in` (and without a refresh token unless rotation is on), delete to the
 Recycle Bin (GET then 404 ENTITY_IS_DELETED), and `nextRecordsUrl` paging honouring
-`Sforce-Query-Options: batchSize=`. Ids are 18 characters (15 + case-safe suffix); 15-character ids are
+`Sforce-Query-Options: batchSize=`, and sObject Collections (update by Id, upsert by external id: see
+sandboxes/salesforce_collections.py). Ids are 18 characters (15 + case-safe suffix); 15-character ids are
 accepted wherever an id goes. API versions outside v31.0–v62.0 answer 404 (v21–v30 were retired in Summer
 '25). sObject and field names are case-insensitive, as in Salesforce. `/limits` needs the "View Setup and
 Configuration" permission (`view_setup`, Salesforce's REST docs for the Limits resource); without it the
@@ -27,6 +28,7 @@ from starlette.routing import Route
 
 from sandboxes import salesforce_schema as schema
 from sandboxes.common import Handler, SandboxState, TokenIssuer, control_routes, guarded, oauth_routes
+from sandboxes.salesforce_collections import collection_handlers
 from sandboxes.salesforce_query import QueryError, evaluate, parse_soql
 from sandboxes.salesforce_search import parse_sosl, sosl_hits
 from sandboxes.salesforce_wire import ORG_ID, USER_ID, SalesforceWire, errors, public, sf_time, versioned
@@ -288,7 +290,10 @@ def create_app(state: SalesforceState | None = None) -> Starlette:
     async def versions(request: Request) -> Response:
         return JSONResponse([{"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"}])
 
+    update_collection, upsert_collection = collection_handlers(st, check_fields)
     api = [
+        ("PATCH", DATA + "/composite/sobjects", update_collection),
+        ("PATCH", DATA + "/composite/sobjects/{sobject}/{field}", upsert_collection),
         ("GET", DATA, resources),
         ("GET", DATA + "/limits", limits),
         ("GET", DATA + "/query", query),

@@ -37,6 +37,7 @@ class SalesforceWire:
 
     def rate_limited(self, state: SalesforceState) -> Response:
         response = errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+        response.headers["Sforce-Limit-Info"] = f"api-usage={state.api_usage}/{state.api_usage_limit}"
         if state.knobs.retry_after is not None:
             response.headers["Retry-After"] = state.knobs.retry_after
         return response

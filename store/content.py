@@ -1,10 +1,11 @@
 """Class-(c) rows through their lifecycle: retention windows, sync marks, and the guarded purge.
 
 The purge is the product's promise in SQL: every DELETE here carries `sync_state = 'synced' AND
-crm_external_id IS NOT NULL AND purge_after <= :as_of` in the statement itself, so no caller (a bug, a
-race with an update that set the row back to pending, a hand-written script) can purge a row the CRM does
-not hold. Sync marks are compare-and-set on `updated_at`: a row changed while its CRM write was in flight
-stays pending, and the next write carries the change.
+crm_external_id IS NOT NULL AND synced_at IS NOT NULL AND purge_after <= :as_of` and no erasure hold on the
+row in the statement itself, so no caller (a bug, a race with an update that set the row back to pending, a
+hand-written script) can purge a row the CRM does not hold, or one an erasure is still working on. Sync
+marks are compare-and-set on `updated_at`: a row changed while its CRM write was in flight stays pending,
+and the next write carries the change.
 """
 
 from __future__ import annotations
@@ -14,12 +15,30 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, case, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    any_,
+    case,
+    cast,
+    delete,
+    exists,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.types import UserDefinedType
 
 from store.base import ContentRow, SyncState, utcnow
-from store.models import CONTENT_TABLES, Conversation, Message
+from store.models import CONTENT_TABLES, Conversation, ErasureHold, Message
 
 TABLES: dict[str, Any] = {model.__tablename__: model for model in CONTENT_TABLES}  # type: ignore[attr-defined]
 
@@ -50,20 +69,53 @@ def retention(table: str, overrides: Mapping[str, int] | None = None) -> timedel
 
 
 def purgeable(model: Any, as_of: datetime) -> ColumnElement[bool]:
-    """The condition no purge may drop: synced, with the CRM's id, and past its window."""
-    condition = and_(model.sync_state == SyncState.SYNCED.value, model.crm_external_id.is_not(None),
-                     model.synced_at.is_not(None), model.purge_after.is_not(None), model.purge_after <= as_of)
+    """The condition no purge may drop: synced, with the CRM's id, past its window, and held by no erasure.
+
+    'synced' is rendered into the SQL, not bound: the partial index `ix_<table>_purgeable` (migration 0006) is
+    declared on that literal, and a prepared statement's generic plan can only use it when the query says so.
+    """
+    synced = literal(SyncState.SYNCED.value, String, literal_execute=True)
+    condition = and_(model.sync_state == synced, model.crm_external_id.is_not(None),
+                     model.synced_at.is_not(None), model.purge_after.is_not(None), model.purge_after <= as_of,
+                     # An erasure in progress owns its rows until its scrub: it reads their CRM ids first.
+                     ~exists().where(ErasureHold.tenant_id == model.tenant_id, ErasureHold.row_id == model.id))
     if model is Conversation:
         # A conversation outlives its messages: its transcript note is what they hang off.
         condition = and_(condition, ~exists().where(Message.conversation_id == Conversation.id))
     return condition
 
 
+class _TidArray(UserDefinedType[Any]):
+    """PostgreSQL's `tid[]`, an array of row addresses."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "tid[]"
+
+
+# Where the sweep's batched purge of (table, as_of, tenant, conversation) got to, in this process. Deleted rows
+# leave their index entries until VACUUM, all at the front of `ix_<table>_purgeable`: without this, batch k
+# walks past the entries of batches 1..k-1 and a long purge slows down quadratically. Never a correctness
+# matter (the guard is in the SQL either way): at worst a row behind the mark waits for the next sweep.
+_RESUME: dict[tuple[str, datetime, uuid.UUID | None, uuid.UUID | None], datetime] = {}
+
+
 async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id: uuid.UUID | None = None,
                 row_ids: list[uuid.UUID] | None = None, conversation_id: uuid.UUID | None = None,
                 limit: int | None = None) -> int:
-    """Delete purgeable rows (optionally of one tenant / these ids / one conversation's messages); count."""
+    """Delete purgeable rows (optionally of one tenant / these ids / one conversation's messages); count.
+
+    With `limit` (the sweep's batches, one transaction each) rows go in `purge_after` order along
+    `ix_<table>_purgeable`, each batch resuming where the last one ended; 10,000 a batch is a good size (the
+    fixed cost of a batch is a few round trips: `bench/purge.py`). On PostgreSQL the chosen rows' addresses are
+    gathered first and the DELETE goes to them directly (with `id IN (…)`, the generic plan psycopg's prepared
+    statement gets after five executions walked every purgeable row for every batch). A row changed by
+    someone else meanwhile has moved to a new address and is left alone, as the repeated guard would anyway.
+    """
     model = model_for(table)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    resume_key = (table, as_of, tenant_id, conversation_id) if postgres and limit is not None and not row_ids else None
     chosen = select(model.id).where(purgeable(model, as_of))
     if tenant_id is not None:
         chosen = chosen.where(model.tenant_id == tenant_id)
@@ -71,13 +123,38 @@ async def purge(session: AsyncSession, table: str, as_of: datetime, *, tenant_id
         chosen = chosen.where(model.id.in_(row_ids))
     if conversation_id is not None:
         chosen = chosen.where(model.conversation_id == conversation_id)
+    if resume_key is not None and resume_key in _RESUME:
+        chosen = chosen.where(model.purge_after >= _RESUME[resume_key])
     if limit is not None:
-        chosen = chosen.order_by(model.purge_after).limit(limit)
-    # The guard is repeated on the DELETE itself: a row set back to pending after the SELECT stays.
-    result = await session.execute(
-        delete(model).where(model.id.in_(chosen.scalar_subquery()), purgeable(model, as_of))
-        .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        chosen = chosen.order_by(model.purge_after).limit(literal(int(limit), Integer, literal_execute=True))
+    if not postgres:
+        # The guard is repeated on the DELETE itself: a row set back to pending after the SELECT stays.
+        result = await session.execute(delete(model).where(model.id.in_(chosen.scalar_subquery()),
+                                                           purgeable(model, as_of))
+                                       .execution_options(synchronize_session=False))
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if limit is not None:
+        # For this transaction only (its purge alone): no flush to disk at commit, since a crash can only lose
+        # the last few batches, whose rows the next sweep purges again; and a plan made for this batch's own
+        # bounds, not the generic plan of the prepared statement, whose guesses for them can sort every
+        # purgeable row to take the first `limit`.
+        await session.execute(text("SELECT set_config('synchronous_commit', 'off', true), "
+                                   "set_config('plan_cache_mode', 'force_custom_plan', true)"))
+    # By physical address (ctid, a TID scan): no second walk down the primary key for each chosen row.
+    ctid: ColumnElement[Any] = literal_column("ctid")
+    rows = select(func.array_agg(chosen.add_columns(ctid).subquery().c.ctid)).scalar_subquery()
+    gone = (delete(model).where(ctid == any_(cast(rows, _TidArray())),  # the cast: ANY of an array, not rows
+                                purgeable(model, as_of))  # the guard again: a row set back to pending stays
+            .returning(model.purge_after).cte("gone"))
+    count, last = (await session.execute(select(func.count(gone.c.purge_after), func.max(gone.c.purge_after)))).one()
+    if resume_key is not None:
+        if count < int(limit or 0):
+            _RESUME.pop(resume_key, None)  # this purge is done
+        else:
+            if len(_RESUME) > 1000:  # bounded: marks of abandoned runs are forgotten
+                _RESUME.clear()
+            _RESUME[resume_key] = last
+    return int(count)
 
 
 async def load(session: AsyncSession, table: str, tenant_id: uuid.UUID, row_id: uuid.UUID) -> Any | None:

@@ -379,3 +379,11 @@ CONTENT_TABLES: tuple[type[ContentRow], ...] = (
 for _model in CONTENT_TABLES:
     Index(f"ix_{_model.__tablename__}_unsynced", _model.tenant_id, _model.created_at,  # type: ignore[attr-defined]
           postgresql_where=text("sync_state <> 'synced'"), sqlite_where=text("sync_state <> 'synced'"))
+
+# The purge's own index (migration 0006): only rows the guard can let go, in the order the sweep takes them.
+# Partial, so a large backlog of pending rows costs the sweep nothing; its predicate is the literal part of
+# `store.content.purgeable` (the planner uses it only for a query that states the same literals).
+PURGEABLE_WHERE = "sync_state = 'synced' AND crm_external_id IS NOT NULL AND synced_at IS NOT NULL"
+for _model in CONTENT_TABLES:
+    Index(f"ix_{_model.__tablename__}_purgeable", _model.__table__.c.purge_after,  # type: ignore[attr-defined]
+          postgresql_where=text(PURGEABLE_WHERE), sqlite_where=text(PURGEABLE_WHERE))

@@ -30,6 +30,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    # Connections beyond pool_size (the max_overflow ones) are closed when returned: with SQLAlchemy's default
+    # of 5, an API process serving a dozen concurrent agent calls connected afresh for most of them. The pool
+    # opens connections only as concurrency needs them, so an idle process still holds few.
+    kwargs.setdefault("pool_size", 20)
     return create_async_engine(url, **kwargs)
 
 

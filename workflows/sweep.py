@@ -31,7 +31,8 @@ class SweepWorkflow:
         now, limit = workflow.now(), input.batch_size
         enqueued = await _step(SweepActivities.sweep_enqueue_orphans,
                                SweepStepInput(as_of=now, limit=limit, older_than=input.orphan_grace))
-        purged = await _step(SweepActivities.sweep_purge_overdue, SweepStepInput(as_of=now, limit=limit))
+        purged = await _step(SweepActivities.sweep_purge_overdue,
+                             SweepStepInput(as_of=now, limit=input.purge_batch_size))
         escalated = await _step(SweepActivities.sweep_escalate_stuck,
                                 SweepStepInput(as_of=now, limit=limit, older_than=input.escalate_after))
         pruned = await _step(SweepActivities.sweep_prune_outbox,

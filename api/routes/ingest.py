@@ -55,11 +55,17 @@ async def _body(request: Request, model: type[B]) -> B:
     return model.model_validate(raw, context={"region": region})  # ValidationError -> 422 (locations, no values)
 
 
-async def _commit(request: Request, write: Write) -> JSONResponse:
-    """Run `write` in one transaction for the token's tenant, then nudge the relay."""
+async def _commit(request: Request, write: Write, *, one_statement: bool = False) -> JSONResponse:
+    """Run `write` in one transaction for the token's tenant, then nudge the relay.
+
+    `one_statement`: `write` changes the database with a single statement (reads before it are fine), which
+    PostgreSQL makes atomic by itself, so it runs without BEGIN/COMMIT — two round trips fewer on the hot path.
+    """
     tenant_id = require_agent(request).require_tenant()
     ctx = context_of(request)
     async with ctx.sessions() as session, session.begin():
+        if one_statement and session.get_bind().dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         await writes.require_tenant(session, tenant_id)
         response = await write(session, tenant_id)
     relay = ctx.extras.get("relay")
@@ -89,8 +95,11 @@ def _row_id(request: Request) -> uuid.UUID:
         raise Problem(404, "not-found", "No such record.") from None
 
 
-def _create(model: type[B], table: str, create: Create[B]) -> Callable[[Request], Awaitable[JSONResponse]]:
-    """POST handler: validate, create the row (or find the one a retried POST made) with its intent."""
+def _create(model: type[B], table: str, create: Create[B], *, one_statement: bool = False
+            ) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """POST handler: validate, create the row (or find the one a retried POST made) with its intent.
+
+    `one_statement` (see `_commit`): only for creates whose sole write is the row + intent statement."""
 
     async def endpoint(request: Request) -> JSONResponse:
         body = await _body(request, model)
@@ -99,12 +108,13 @@ def _create(model: type[B], table: str, create: Create[B]) -> Callable[[Request]
             row, created = await create(session, tenant_id, body)
             return _accepted(row, table, created, tenant_id)
 
-        return await _commit(request, write)
+        return await _commit(request, write, one_statement=one_statement)
 
     return endpoint
 
 
-post_customer = _create(CustomerIn, "customers", writes.new_customer)
+# A customer's only write is `writes.insert` (row + intent in one statement); a lead may add its qualification.
+post_customer = _create(CustomerIn, "customers", writes.new_customer, one_statement=True)
 post_lead = _create(LeadIn, "leads", writes.new_lead)
 post_appointment = _create(AppointmentIn, "appointments", writes.new_appointment)
 post_case = _create(CaseIn, "cases", writes.new_case)

@@ -2,7 +2,7 @@
 per (tenant, failure kind)
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-11-28 11:00:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import store.base
 
 revision: str = '0007'
-down_revision: str | None = '0005'
+down_revision: str | None = '0006'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

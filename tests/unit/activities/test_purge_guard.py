@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store import content
-from store.models import Conversation, Customer, Message
+from store.models import Conversation, Customer, ErasureHold, ErasureRequest, Message
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 PAST, FUTURE = NOW - timedelta(minutes=1), NOW + timedelta(minutes=1)
@@ -37,6 +37,45 @@ async def test_purge_takes_only_synced_rows_past_their_window(sessions: async_se
     async with sessions() as session:
         left = {name for name, row in rows.items() if await session.get(Customer, row.id) is not None}
     assert left == set(rows) - {"due"}
+
+
+async def test_a_row_held_by_an_erasure_is_not_purged(sessions: async_sessionmaker[AsyncSession]) -> None:
+    # The erasure owns its rows until its scrub (it reads their CRM ids first); the purge leaves them alone.
+    tenant = uuid.uuid4()
+    synced = {"sync_state": "synced", "crm_external_id": "1", "synced_at": PAST, "purge_after": PAST}
+    held, free = _customer(tenant, **synced), _customer(tenant, **synced)
+    request = ErasureRequest(id=uuid.uuid4(), tenant_id=tenant, subject_hash="0" * 64, requested_by="test")
+    async with sessions() as session, session.begin():
+        session.add_all([held, free, request])
+    async with sessions() as session, session.begin():
+        session.add(ErasureHold(request_id=request.id, tenant_id=tenant, table_name="customers", row_id=held.id))
+    for batched in (None, 10):  # the targeted purge and the sweep's batched one share the guard
+        async with sessions() as session, session.begin():
+            await content.purge(session, "customers", NOW, tenant_id=tenant, limit=batched)
+    async with sessions() as session:
+        assert await session.get(Customer, held.id) is not None
+        assert await session.get(Customer, free.id) is None
+
+
+async def test_batches_past_the_prepared_plan_still_take_only_purgeable_rows(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    # PostgreSQL switches a statement prepared five times to a generic plan: the guard must hold in both.
+    tenant = uuid.uuid4()
+    due = [_customer(tenant, sync_state="synced", crm_external_id=str(i), synced_at=PAST, purge_after=PAST)
+           for i in range(24)]
+    kept = [_customer(tenant, sync_state=state, crm_external_id="k", synced_at=PAST, purge_after=PAST)
+            for state in ("pending", "failed")] + [
+            _customer(tenant, sync_state="synced", crm_external_id="k", synced_at=PAST, purge_after=FUTURE)]
+    async with sessions() as session, session.begin():
+        session.add_all(due + kept)
+    batches = []
+    while not batches or batches[-1] == 2:
+        async with sessions() as session, session.begin():
+            batches.append(await content.purge(session, "customers", NOW, tenant_id=tenant, limit=2))
+    assert batches == [2] * 12 + [0]
+    async with sessions() as session:
+        assert all([await session.get(Customer, row.id) is not None for row in kept])
+        assert not any([await session.get(Customer, row.id) is not None for row in due])
 
 
 async def test_a_conversation_waits_for_its_messages(sessions: async_sessionmaker[AsyncSession]) -> None:

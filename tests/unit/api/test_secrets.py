@@ -3,6 +3,8 @@ and no credential-bearing object shows its secret in repr()/str()."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -83,6 +85,21 @@ def test_tokens_carry_their_audience_and_are_checked_for_it() -> None:
     elsewhere = settings.model_copy(update={"jwt_audience": "other-deployment"})
     with pytest.raises(Problem):
         decode_token(elsewhere, token)
+
+
+async def test_a_remembered_token_still_expires_and_needs_the_current_secret() -> None:
+    settings = Settings(env="test")
+    token = mint_token(settings, subject="a", role="agent", tenant_id=uuid.uuid4(), ttl=timedelta(seconds=1))
+    assert decode_token(settings, token).role == "agent"
+    assert decode_token(settings, token).role == "agent"  # answered from memory this time
+    rotated = settings.model_copy(update={"jwt_secret": SecretStr(REAL_JWT)})
+    with pytest.raises(Problem) as refused:
+        decode_token(rotated, token)
+    assert refused.value.type_ == "invalid-token"
+    await asyncio.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.05)
+    with pytest.raises(Problem) as expired:
+        decode_token(settings, token)
+    assert expired.value.type_ == "token-expired"
 
 
 def test_no_credential_object_shows_its_secret() -> None:

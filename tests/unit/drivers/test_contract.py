@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drivers import errors
-from drivers.base import CrmObject, batch_marker
+from drivers.base import CrmObject, UpsertItem, batch_marker
 from drivers.registry import DRIVERS, PartnershipOnlyError, get_driver_class
 from tests.unit.drivers.harness import HARNESSES, REFRESHING, Harness
 
@@ -348,3 +348,44 @@ async def test_fifty_concurrent_callers_after_expiry_make_one_token_call(h_oauth
     results = await asyncio.gather(*(h.driver.get_record(h.probe, record_id) for _ in range(50)))
     assert {r.external_id for r in results} == {record_id}
     assert h.token_calls == 1 and h.source.refresh_count == 1
+
+
+async def test_upsert_many_answers_each_item_and_replays_a_retried_batch(h: Harness) -> None:
+    obj = h.keyed
+    items = [UpsertItem(f"um-{n}", h.create_fields(obj, n)) for n in (1, 2, 3)]
+    first = await h.driver.upsert_many(obj, items)
+    assert [o.ok for o in first] == [True, True, True] and all(o.created for o in first)
+    assert len({o.external_id for o in first}) == 3
+    again = await h.driver.upsert_many(obj, items)  # the same batch again: its answer was lost
+    assert [o.external_id for o in again] == [o.external_id for o in first] and not any(o.created for o in again)
+    assert [h.records_with_key(obj, f"um-{n}") for n in (1, 2, 3)] == [1, 1, 1]
+    clash = await h.driver.upsert_many(obj, [UpsertItem("um-1", h.create_fields(obj, 9))])
+    assert isinstance(clash[0].error, errors.ConflictError)  # a key with other fields: refused, not overwritten
+    assert clash[0].error.existing_id == first[0].external_id  # so the mirror writes its newer version there
+
+
+# Drivers whose provider has a batch API: one bad item fails alone, in a batch that also updates a known record.
+BATCH_APIS = {"hubspot": "no_such_property_zz", "salesforce": "No_Such_Field__c"}
+
+
+@pytest.mark.parametrize("slug", sorted(BATCH_APIS))
+async def test_a_batch_with_one_bad_item_fails_only_that_item(slug: str) -> None:
+    async with HARNESSES[slug]() as h:
+        obj, field = CrmObject.DEAL, h.update_field[CrmObject.DEAL]
+        known = h.seed(obj, h.create_fields(obj, 7))
+        items = [UpsertItem("pb-1", h.create_fields(obj, 1)),
+                 UpsertItem("pb-2", h.create_fields(obj, 2) | {BATCH_APIS[slug]: "x"}),
+                 UpsertItem("pb-3", {field: "updated in a batch"}, external_id=known),
+                 UpsertItem("pb-4", h.create_fields(obj, 4))]
+        before = sum(h.state.calls.values())
+        outcomes = await h.driver.upsert_many(obj, items)
+        assert sum(h.state.calls.values()) - before <= 3  # batch calls, not one per item
+        assert [o.ok for o in outcomes] == [True, False, True, True]
+        assert isinstance(outcomes[1].error, errors.InvalidRequestError) and outcomes[1].error.status_code == 400
+        assert outcomes[1].error.provider_code and "x" not in str(outcomes[1].error).split(":")[-1]
+        assert outcomes[2].external_id == known and not outcomes[2].created
+        assert (await h.driver.get_record(obj, known)).fields[field] == "updated in a batch"
+        assert [h.records_with_key(obj, f"pb-{n}") for n in (1, 2, 3, 4)] == [1, 0, 0, 1]
+        too_many = [UpsertItem(f"tm-{n}", h.create_fields(obj, n)) for n in range(type(h.driver).batch_size + 1)]
+        with pytest.raises(errors.InvalidRequestError):
+            await h.driver.upsert_many(obj, too_many)
