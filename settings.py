@@ -101,6 +101,12 @@ class OutboundSettings(BaseModel):
     timeout_seconds: float = 30.0
 
 
+class DevSettings(BaseModel):
+    """`crm-sor dev` only: the provider sandboxes listen on `sandbox_port_base` + 1, + 2, … (cli/dev_sandboxes.py)."""
+
+    sandbox_port_base: int = Field(default=8700, ge=1, le=65_000)
+
+
 class OAuthClientSettings(BaseModel):
     """Our OAuth app at one provider, e.g. `CRM_OAUTH_CLIENTS__HUBSPOT__CLIENT_ID`."""
 
@@ -134,6 +140,7 @@ class Settings(BaseSettings):
     # OAuth apps by provider slug, used by the operator connect flow (vault issue).
     oauth_clients: dict[str, OAuthClientSettings] = {}
     outbound: OutboundSettings = OutboundSettings()
+    dev: DevSettings = DevSettings()
 
 
     def default_secrets(self) -> list[str]:

@@ -10,24 +10,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from cli import tenant_setup
+from cli.tenant_setup import STATUSES
 
-from api.auth import ROLES, mint_token
-from api.keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
-from drivers.registry import KNOWN_SLUGS, PARTNERSHIP_ONLY, PartnershipOnlyError
-from settings import Settings, get_settings
-from store.models import ApiKey, Incident, Tenant, TenantCredential
-from store.session import create_engine, session_factory
+# Admin commands must start in well under a second: SQLAlchemy, the API and the drivers are imported inside
+# the commands that use them, never at module level (tests/unit/cli checks `crm-sor --help` imports none).
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-STATUSES = ("pending", "active", "disabled")
+    from settings import Settings
+    from store.models import Tenant
 
 
 def register(subparsers: Any) -> None:
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     tenants = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
     create = tenants.add_parser("create", help="add a tenant (status pending until its CRM is connected)")
     create.add_argument("--name", required=True)
-    create.add_argument("--provider", required=True, help=f"CRM slug: {', '.join(KNOWN_SLUGS)}")
+    create.add_argument("--provider", required=True, help="CRM slug: hubspot, salesforce, zoho, … (README)")
     create.add_argument("--settings", default="{}", help='provider settings as JSON, e.g. \'{"portal_id": 1}\'')
     create.add_argument("--status", choices=STATUSES, default="pending")
     create.set_defaults(handler=_handler(_tenant_create))
@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
     show = tenants.add_parser("show", help="one tenant: connection, keys, incidents")
     show.add_argument("tenant_id")
     show.set_defaults(handler=_handler(_tenant_show))
+    tenant_setup.register(tenants, _handler)
 
     apikey = subparsers.add_parser("apikey", help="create, list and revoke public API keys")
     keys = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
@@ -50,7 +51,7 @@ def register(subparsers: Any) -> None:
     key_create.add_argument("--tenant", required=True)
     key_create.add_argument("--name", required=True)
     key_create.add_argument("--scope", action="append", required=True, dest="scopes",
-                            help=f"repeatable: {', '.join(SCOPES)}")
+                            help="repeatable: crm:read, crm:write, leads:write")
     key_create.set_defaults(handler=_handler(_key_create))
     key_list = keys.add_parser("list", help="a tenant's keys (never the secrets)")
     key_list.add_argument("--tenant", required=True)
@@ -61,18 +62,26 @@ def register(subparsers: Any) -> None:
     revoke.set_defaults(handler=_handler(_key_revoke))
 
     token = subparsers.add_parser("token", help="mint an agent or operator JWT for local use and tests")
-    token.add_argument("--role", choices=ROLES, required=True)
-    token.add_argument("--tenant", help="required for agents; pins an operator to one tenant")
+    token.add_argument("--role", choices=("agent", "operator"), required=True)
+    token.add_argument("--tenant", help="required for agents; pins an operator to one tenant (tenant routes such "
+                                        "as erasure need it)")
     token.add_argument("--subject", help="agent or operator id (default: local-<role>)")
     token.add_argument("--ttl-minutes", type=int, default=60)
     token.set_defaults(handler=_handler(_token))
 
 
-Command = Callable[[argparse.Namespace, Settings, async_sessionmaker[AsyncSession]], Awaitable[None]]
+Command = Callable[[argparse.Namespace, "Settings", "async_sessionmaker[AsyncSession]"], Awaitable[None]]
 
 
 def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from settings import DEV_ENVS, get_settings
+        from store.session import create_engine, session_factory
+
+        if os.environ.get("CRM_ENV", "dev") in DEV_ENVS:
+            tenant_setup.dev_credential_key()  # a dev directory's `.crm-sor/credential.key`, as `crm-sor dev`
         settings = get_settings()
 
         async def main() -> None:
@@ -100,6 +109,8 @@ def _tenant_id(raw: str) -> uuid.UUID:
 
 
 async def _existing(sessions: async_sessionmaker[AsyncSession], raw: str) -> Tenant:
+    from store.models import Tenant
+
     tenant_id = _tenant_id(raw)
     async with sessions() as session:
         tenant = await session.get(Tenant, tenant_id)
@@ -110,6 +121,9 @@ async def _existing(sessions: async_sessionmaker[AsyncSession], raw: str) -> Ten
 
 async def _tenant_create(args: argparse.Namespace, settings: Settings,
                          sessions: async_sessionmaker[AsyncSession]) -> None:
+    from drivers.registry import KNOWN_SLUGS, PARTNERSHIP_ONLY, PartnershipOnlyError
+    from store.models import Tenant
+
     if args.provider in PARTNERSHIP_ONLY:
         raise _error(str(PartnershipOnlyError(args.provider)))
     if args.provider not in KNOWN_SLUGS:
@@ -132,6 +146,10 @@ async def _tenant_create(args: argparse.Namespace, settings: Settings,
 
 async def _tenant_list(args: argparse.Namespace, settings: Settings,
                        sessions: async_sessionmaker[AsyncSession]) -> None:
+    from sqlalchemy import select
+
+    from store.models import Tenant
+
     async with sessions() as session:
         tenants = list(await session.scalars(select(Tenant).order_by(Tenant.created_at)))
     if not tenants:
@@ -142,6 +160,10 @@ async def _tenant_list(args: argparse.Namespace, settings: Settings,
 
 async def _tenant_show(args: argparse.Namespace, settings: Settings,
                        sessions: async_sessionmaker[AsyncSession]) -> None:
+    from sqlalchemy import func, select
+
+    from store.models import ApiKey, Incident, TenantCredential
+
     tenant = await _existing(sessions, args.tenant_id)
     async with sessions() as session:
         credential = await session.scalar(select(TenantCredential).where(TenantCredential.tenant_id == tenant.id))
@@ -168,6 +190,8 @@ async def _count(session: AsyncSession, query: Any) -> int:
 
 async def _key_create(args: argparse.Namespace, settings: Settings,
                       sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.keys import create_api_key
+
     tenant = await _existing(sessions, args.tenant)
     try:
         issued = await create_api_key(sessions, tenant.id, args.name, args.scopes)
@@ -180,6 +204,8 @@ async def _key_create(args: argparse.Namespace, settings: Settings,
 
 async def _key_list(args: argparse.Namespace, settings: Settings,
                     sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.keys import list_api_keys
+
     tenant = await _existing(sessions, args.tenant)
     rows = await list_api_keys(sessions, tenant.id)
     if not rows:
@@ -192,6 +218,8 @@ async def _key_list(args: argparse.Namespace, settings: Settings,
 
 async def _key_revoke(args: argparse.Namespace, settings: Settings,
                       sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.keys import revoke_api_key
+
     tenant = await _existing(sessions, args.tenant)
     try:
         row = await revoke_api_key(sessions, tenant.id, args.key)
@@ -201,6 +229,8 @@ async def _key_revoke(args: argparse.Namespace, settings: Settings,
 
 
 async def _token(args: argparse.Namespace, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.auth import mint_token
+
     if not 1 <= args.ttl_minutes <= 7 * 24 * 60:
         raise _error("--ttl-minutes must be between 1 and 10080 (a week)")
     tenant_id = None
@@ -211,3 +241,7 @@ async def _token(args: argparse.Namespace, settings: Settings, sessions: async_s
     token = mint_token(settings, subject=args.subject or f"local-{args.role}", role=args.role, tenant_id=tenant_id,
                        ttl=timedelta(minutes=args.ttl_minutes))
     print(token)
+    if tenant_id is None and args.role == "operator":  # on stderr: `TOKEN=$(crm-sor token …)` stays clean
+        print("note: this operator token is platform-wide (no tenant). Routes under /api/tenants/{id}/… accept it; "
+              "tenant-scoped routes such as erasure (/api/tenant/forget) need a token pinned to the tenant: "
+              "crm-sor token --role operator --tenant TENANT_ID", file=sys.stderr)
