@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contained import contained
@@ -58,8 +58,9 @@ def lifecycle_workflow_ids(tenant_id: uuid.UUID, rows: Mapping[str, Sequence[uui
 
 
 def _driver_failure(exc: DriverError) -> ApplicationError:
+    # Expected (a CRM down, throttling): benign, so it is one log line (see `contained`), not a traceback.
     return ApplicationError(f"CRM call failed: {exc.code}", type=exc.code, non_retryable=not exc.retryable,
-                            next_retry_delay=exc.retry_after)
+                            next_retry_delay=exc.retry_after, category=ApplicationErrorCategory.BENIGN)
 
 
 class ErasureActivities:
