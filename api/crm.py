@@ -102,8 +102,8 @@ def classify(exc: DriverError | LookupError) -> Failure:
 def failure_problem(failure: Failure) -> Problem:
     slug = failure.reason.replace("_", "-")
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
-    extra = {"fields": failure.fields} if failure.fields else {}
-    return Problem(failure.status, slug, failure.message, headers=headers, reason=failure.reason,
+    extra: dict[str, Any] = {"fields": failure.fields} if failure.fields else {}
+    return Problem(failure.status, slug, failure.message, None, headers, reason=failure.reason,
                    retry_after=failure.retry_after, suggested_fallback=failure.fallback, **extra)
 
 

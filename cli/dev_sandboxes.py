@@ -53,8 +53,7 @@ def start_all(port_base: int, state_dir: Path = STATE_DIR) -> tuple[dict[str, An
         app = importlib.import_module(module).create_app(state)
         state = app.state.sandbox
         long_lived(state)
-        handle = serve_in_thread(PersistState(app, state, path), port=port_for(slug, port_base),  # type: ignore[arg-type]
-                                 state=state)
+        handle = serve_in_thread(PersistState(app, state, path), port=port_for(slug, port_base), state=state)
         served.append(handle)
         index[slug] = {"base_url": handle.base_url}
         if slug not in NOT_CONNECTABLE:

@@ -67,7 +67,7 @@ async def _commit(request: Request, write: Write) -> JSONResponse:
 
 def _accepted(row: ContentRow, table: str, created: bool, tenant_id: uuid.UUID, **extra: Any) -> JSONResponse:
     wid_table, wid_row = ("conversations", extra["conversation_id"]) if table == "messages" else (table, row.id)
-    body = {"id": str(row.id), "table": table, "sync_state": row.sync_state,
+    body: dict[str, Any] = {"id": str(row.id), "table": table, "sync_state": row.sync_state,
             "workflow_id": workflow_id(tenant_id, wid_table, wid_row)}
     body.update({k: v if isinstance(v, int) else str(v) for k, v in extra.items()})  # counts stay numbers
     return JSONResponse(body, status_code=201 if created else 200)

@@ -45,11 +45,13 @@ async def test_a_twenty_megabyte_body_gets_the_413_problem(
     try:
         if framing == "content-length":
             head = (f"POST /api/agent/conversations HTTP/1.1\r\nHost: api\r\nAuthorization: {auth}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {TWENTY_MB}\r\nConnection: close\r\n\r\n").encode()
+                    f"Content-Type: application/json\r\nContent-Length: {TWENTY_MB}\r\n"
+                    "Connection: close\r\n\r\n").encode()
             answer = await _send(port, head, 20, piece)
         else:  # no declared length: the limit is found while reading
             head = (f"POST /api/agent/conversations HTTP/1.1\r\nHost: api\r\nAuthorization: {auth}\r\n"
-                    "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+                    "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                    "Connection: close\r\n\r\n").encode()
             chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
             answer = await _send(port, head, 20, chunk, tail=b"0\r\n\r\n")
     finally:
