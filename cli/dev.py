@@ -153,6 +153,18 @@ async def _serve(settings: Settings) -> None:
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
                                            port=settings.api.port, log_level="warning",
                                            log_config=access_log.uvicorn_log_config()))
+    stop_on_signals(server)
+    async with worker.build_worker(client, settings):
+        announce = asyncio.create_task(_announce(server, settings, notes))
+        await server.serve()
+        announce.cancel()
+    # Leaving the block drained the worker (graceful shutdown); run_dev then stops Temporal.
+
+
+async def _announce(server: uvicorn.Server, settings: Settings, notes: list[str]) -> None:
+    """Print the URLs and the demo once the API listens: a curl copied from the banner must not be refused."""
+    while not server.started:
+        await asyncio.sleep(0.05)
     ui = f"http://localhost:{settings.temporal.ui_port}"
     print(f"crm-sor dev is up\n  API          http://{settings.api.host}:{settings.api.port}  "
           f"(/healthz, /readyz)\n  Temporal UI  {ui}\n  Temporal     {settings.temporal.address}\n"
@@ -160,10 +172,6 @@ async def _serve(settings: Settings) -> None:
     for note in notes:
         print(f"  {note}", flush=True)
     print("Ctrl-C stops everything.", flush=True)
-    stop_on_signals(server)
-    async with worker.build_worker(client, settings):
-        await server.serve()
-    # Leaving the block drained the worker (graceful shutdown); run_dev then stops Temporal.
 
 
 def stop_on_signals(server: uvicorn.Server) -> None:
