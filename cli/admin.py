@@ -2,6 +2,8 @@
 
     crm-sor tenant create --name "Acme Realty" --provider hubspot
     crm-sor tenant list | crm-sor tenant show TENANT_ID
+    crm-sor tenant update TENANT_ID [--name …] [--status …] [--set KEY=VALUE] [--unset KEY] [--settings JSON]
+    crm-sor tenant connect TENANT_ID --sandbox [SLUG]        # a `crm-sor dev` sandbox CRM
     crm-sor apikey create --tenant TENANT_ID --name website --scope crm:write --scope leads:write
     crm-sor apikey list --tenant TENANT_ID | crm-sor apikey revoke --tenant TENANT_ID KEY_ID_OR_PREFIX
     crm-sor token --role agent --tenant TENANT_ID [--subject agent-1] [--ttl-minutes 60]
@@ -67,7 +69,7 @@ def register(subparsers: Any) -> None:
                                         "as erasure need it)")
     token.add_argument("--subject", help="agent or operator id (default: local-<role>)")
     token.add_argument("--ttl-minutes", type=int, default=60)
-    token.set_defaults(handler=_handler(_token))
+    token.set_defaults(handler=_token_handler)
 
 
 Command = Callable[[argparse.Namespace, "Settings", "async_sessionmaker[AsyncSession]"], Awaitable[None]]
@@ -228,13 +230,27 @@ async def _key_revoke(args: argparse.Namespace, settings: Settings,
     print(f"api key {row.id} (prefix {row.prefix}) revoked")
 
 
-async def _token(args: argparse.Namespace, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+def _token_handler(args: argparse.Namespace) -> int:
+    """Only a tenant to check needs the database: a platform-wide operator token is minted without it."""
+    if args.tenant is not None or args.role == "agent":
+        return _handler(_token)(args)
+    import asyncio
+
+    from settings import get_settings
+
+    asyncio.run(_token(args, get_settings(), None))
+    return 0
+
+
+async def _token(args: argparse.Namespace, settings: Settings,
+                 sessions: async_sessionmaker[AsyncSession] | None) -> None:
     from api.auth import mint_token
 
     if not 1 <= args.ttl_minutes <= 7 * 24 * 60:
         raise _error("--ttl-minutes must be between 1 and 10080 (a week)")
     tenant_id = None
     if args.tenant is not None:
+        assert sessions is not None
         tenant_id = (await _existing(sessions, args.tenant)).id
     elif args.role == "agent":
         raise _error("an agent token needs --tenant")
