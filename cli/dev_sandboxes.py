@@ -37,6 +37,21 @@ def read_index(state_dir: Path = STATE_DIR) -> dict[str, Any]:
     return loaded
 
 
+def _require_free(slug: str, port: int, port_base: int) -> None:
+    """Say which port is taken before uvicorn fails in its thread with a traceback."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: TIME_WAIT after a restart is fine
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            from cli.main import CliError
+
+            raise CliError(f"the {slug} sandbox cannot listen on port {port} (in use: another `crm-sor dev`?); "
+                           f"stop what holds it, or set CRM_DEV__SANDBOX_PORT_BASE (now {port_base})") from None
+
+
 def start_all(port_base: int, state_dir: Path = STATE_DIR) -> tuple[dict[str, Any], list[Any]]:
     """Serve every sandbox; returns the index written to `.crm-sor/sandboxes.json` and the served handles."""
     import importlib
@@ -53,7 +68,9 @@ def start_all(port_base: int, state_dir: Path = STATE_DIR) -> tuple[dict[str, An
         app = importlib.import_module(module).create_app(state)
         state = app.state.sandbox
         long_lived(state)
-        handle = serve_in_thread(PersistState(app, state, path), port=port_for(slug, port_base), state=state)
+        port = port_for(slug, port_base)
+        _require_free(slug, port, port_base)
+        handle = serve_in_thread(PersistState(app, state, path), port=port, state=state)
         served.append(handle)
         index[slug] = {"base_url": handle.base_url}
         if slug not in NOT_CONNECTABLE:

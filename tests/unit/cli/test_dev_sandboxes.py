@@ -119,3 +119,15 @@ def test_tenant_update_changes_settings_name_and_status_and_says_when_nothing_ch
     assert "nothing changed" in capsys.readouterr().out
     assert main(["tenant", "update", tenant, "--settings", "[1]"]) == 2
     assert "JSON object" in capsys.readouterr().err
+
+
+def test_a_taken_sandbox_port_is_a_clear_error(dev_dir: Path) -> None:
+    from cli.main import CliError
+
+    base = free_port_base()
+    _, served = dev_sandboxes.start_all(base, dev_dir / ".crm-sor")
+    try:
+        with pytest.raises(CliError, match="CRM_DEV__SANDBOX_PORT_BASE"):
+            dev_sandboxes.start_all(base, dev_dir / ".crm-sor")
+    finally:
+        _stop(served)
