@@ -15,9 +15,9 @@ TOKEN_PATHS = {"hubspot": "/oauth/v3/token", "salesforce": "/services/oauth2/tok
                "athenahealth": "/oauth2/v1/token", "mindbody": "/public/v6/usertoken/issue",
                "tekmetric": "/api/v1/oauth/token", "toast": "/authentication/v1/authentication/login"}
 API_PATHS = {"mindbody": "/public/v6"}
-# Sandboxes a tenant cannot be pointed at with defaults alone: their shape is per-tenant configuration.
-NOT_CONNECTABLE = {"generic_rest": "the generic REST connector needs the tenant's own API description "
-                                  "(`crm-sor tenant update --settings`); see drivers/generic_rest_config.py"}
+# Sandboxes a tenant cannot be pointed at with defaults alone (none today: the generic REST sandbox's flat API
+# comes with its connect form in sandboxes/generic_rest_flat.py).
+NOT_CONNECTABLE: dict[str, str] = {}
 
 
 def long_lived(state: Any) -> None:
@@ -32,6 +32,13 @@ def connection(slug: str, state: Any, base_url: str) -> dict[str, Any]:
     if slug == "odoo":
         return {"settings": {"instance_url": base_url, "database": state.database},
                 "secret": {"auth": "odoo", "login": state.login, "api_key": state.tokens.issue_access()}}
+    if slug == "generic_rest":  # the connect form an operator would post for the sandbox's flat API
+        from drivers.generic_rest_config import GenericRestForm
+        from sandboxes.generic_rest import PREFIX
+        from sandboxes.generic_rest_flat import flat_config
+
+        form = GenericRestForm.model_validate(flat_config(state, base_url + PREFIX["flat"]))
+        return {"settings": form.settings(), "secret": form.secret()}
     if slug == "custom_webhook":
         from sandboxes.webhook_receiver import PATH
 
