@@ -88,6 +88,12 @@ async def test_an_empty_patch_changes_nothing_and_says_so(
         assert row is not None and row.sync_state == "synced" and row.purge_after == purge_after
         assert await session.scalar(select(func.count()).select_from(MirrorOutbox).where(
             MirrorOutbox.row_id == row_id)) == intents  # no new CRM write queued
+    customer_id = created.json()["customer_id"]
+    for body in ({}, {"fields": {}}, {"name": "Ada Lovelace"}):
+        same = await api.patch(f"/api/agent/customers/{customer_id}", headers=headers, json=body)
+        assert same.status_code == 200 and same.json()["changed"] is False, (body, same.text)
+    changed = await api.patch(f"/api/agent/customers/{customer_id}", headers=headers, json={"name": "Ada King"})
+    assert changed.status_code == 202 and changed.json()["changed"] is True  # the control: a real change
 
 
 async def test_openapi_documents_agent_writes_and_incident_routes_with_bodies_and_security(
