@@ -145,7 +145,6 @@ async def connect_to_sandbox(settings: Settings, sessions: async_sessionmaker[As
 
     if settings.env not in DEV_ENVS:
         raise _error(f"sandboxes are for CRM_ENV dev/test, not {settings.env!r}")
-    # Sandboxes listen on loopback, which the outbound guard allows in dev/test only (checked above).
     if settings.credential_encryption_key is None and not settings.kms.key_id:
         from pydantic import SecretStr
 
@@ -154,6 +153,8 @@ async def connect_to_sandbox(settings: Settings, sessions: async_sessionmaker[As
         ensure_dev_credential_key()  # the key `crm-sor dev` reads, or its credentials would be unreadable there
         settings = settings.model_copy(update={
             "credential_encryption_key": SecretStr(os.environ["CRM_CREDENTIAL_ENCRYPTION_KEY"])})
+    # Sandboxes listen on loopback, which the outbound guard allows in dev/test only (checked above); the
+    # connection test needs no provider budget (and so no Redis).
     settings = settings.model_copy(update={
         "outbound": settings.outbound.model_copy(update={"allow_loopback": True}),
         "provider_budget": settings.provider_budget.model_copy(update={"enabled": False})})
