@@ -120,6 +120,12 @@ class OutboundSettings(BaseModel):
     timeout_seconds: float = 30.0
 
 
+class DevSettings(BaseModel):
+    """`crm-sor dev` only: the provider sandboxes listen on `sandbox_port_base` + 1, + 2, … (cli/dev_sandboxes.py)."""
+
+    sandbox_port_base: int = Field(default=8700, ge=1, le=65_000)
+
+
 class OAuthClientSettings(BaseModel):
     """Our OAuth app at one provider, e.g. `CRM_OAUTH_CLIENTS__HUBSPOT__CLIENT_ID`."""
 
@@ -154,6 +160,7 @@ class Settings(BaseSettings):
     oauth_clients: dict[str, OAuthClientSettings] = {}
     outbound: OutboundSettings = OutboundSettings()
     lookup: LookupSettings = LookupSettings()
+    dev: DevSettings = DevSettings()
 
 
     def default_secrets(self) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contained import contained
@@ -46,9 +46,10 @@ from store import erasure_requests as requests
 from store import phone_index
 from store.erasure import crm_ids_of_rows, held_row_ids, hold_rows, resolve_subject_rows, scrub_rows
 from store.models import ErasureOutcome, Tenant
+from store.session import checkpoint_after_erasure
 from vault.connections import Actor, DriverProvider
 
-TERMINAL = (requests.DELETED, requests.NOT_FOUND, requests.DIVERGENT)
+TERMINAL = (requests.DELETED, requests.ARCHIVED, requests.NOT_FOUND, requests.DIVERGENT)
 
 
 def lifecycle_workflow_ids(tenant_id: uuid.UUID, rows: Mapping[str, Sequence[uuid.UUID]]) -> list[str]:
@@ -59,8 +60,9 @@ def lifecycle_workflow_ids(tenant_id: uuid.UUID, rows: Mapping[str, Sequence[uui
 
 
 def _driver_failure(exc: DriverError) -> ApplicationError:
+    # Expected (a CRM down, throttling): benign, so it is one log line (see `contained`), not a traceback.
     return ApplicationError(f"CRM call failed: {exc.code}", type=exc.code, non_retryable=not exc.retryable,
-                            next_retry_delay=exc.retry_after)
+                            next_retry_delay=exc.retry_after, category=ApplicationErrorCategory.BENIGN)
 
 
 class ErasureActivities:
@@ -171,11 +173,12 @@ class ErasureActivities:
             return DeleteTargetResult(outcome=outcome.outcome)
         hard: bool | None = None
         error: str | None = None
+        purge_days: int | None = None
         try:
             async with self._drivers.open(input.tenant_id, self._actor(input.request_id)) as driver:
                 obj = crm_object_for(CrmObject(outcome.object), driver.supported_objects)
                 deleted = await driver.delete_record(obj, outcome.external_id, hard=driver.hard_delete_supported)
-            result, hard = requests.DELETED, deleted.hard_deleted
+            result, hard, purge_days = requests.DELETED, deleted.hard_deleted, deleted.purge_delay_days
         except NotFoundError:
             result = requests.NOT_FOUND  # already gone: a re-run must not fail on it
         except DeleteUnsupportedError:
@@ -189,7 +192,9 @@ class ErasureActivities:
         async with self._sessions() as session, session.begin():
             request = await requests.load_request(session, input.request_id)
             outcome = await _outcome(session, input.request_id, input.outcome_id)
-            await requests.settle(session, request, outcome, result, hard_deleted=hard, error=error)
+            await requests.settle(session, request, outcome, result, hard_deleted=hard, error=error,
+                                  purge_delay_days=purge_days)
+            result = outcome.outcome  # a soft delete settles as `archived`
         return DeleteTargetResult(outcome=result)
 
     @activity.defn
@@ -228,6 +233,9 @@ class ErasureActivities:
                 counts[phone_index.PhoneIndexEntry.__tablename__] = indexed
             request.local_rows_scrubbed += sum(counts.values())
             requests.audit(session, request, "erasure.local_scrub", details={"deleted_by_table": counts})
+        async with self._sessions() as session:  # after the commit: the WAL must not keep the erased pages
+            if not await checkpoint_after_erasure(session):
+                raise ApplicationError("the SQLite checkpoint was blocked by a reader", type="checkpoint_busy")
         return ScrubResult(rows_deleted=sum(counts.values()))
 
     @activity.defn

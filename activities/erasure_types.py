@@ -56,7 +56,7 @@ class DeleteTargetInput(_Payload):
 
 
 class DeleteTargetResult(_Payload):
-    outcome: str  # deleted | not_found | divergent | failed
+    outcome: str  # deleted | archived | not_found | divergent | failed
 
 
 class RecordFailureInput(_Payload):

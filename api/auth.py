@@ -30,7 +30,8 @@ class Principal:
 
     def require_tenant(self) -> uuid.UUID:
         if self.tenant_id is None:
-            raise Problem(403, "tenant-required", "This token is not bound to a tenant.")
+            raise Problem(403, "tenant-required", "This token is not bound to a tenant; this route acts on the "
+                          "token's tenant: mint one with `crm-sor token --role operator --tenant TENANT_ID`.")
         return self.tenant_id
 
     def may_act_for(self, tenant_id: uuid.UUID) -> bool:

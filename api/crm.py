@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -68,6 +68,7 @@ class Failure:
     retry_after: int | None
     fallback: Fallback
     message: str
+    fields: dict[str, str] = field(default_factory=dict)  # {field name: required | unknown | read_only | invalid}
 
 
 def classify(exc: DriverError | LookupError) -> Failure:
@@ -91,6 +92,10 @@ def classify(exc: DriverError | LookupError) -> Failure:
                        "The CRM refused the write as a conflict with an existing record "
                        "(a duplicate unique value, or the idempotency key reused with other fields).")
     if isinstance(exc, InvalidRequestError):
+        if exc.fields:  # names only (never values): which fields the CRM wanted, or refused
+            named = "; ".join(f"{name} ({kind.replace('_', ' ')})" for name, kind in sorted(exc.fields.items()))
+            return Failure("crm_rejected", 422, None, "confirm_details",
+                           f"The CRM rejected the request because of these fields: {named}.", dict(exc.fields))
         return Failure("crm_rejected", 422, None, "confirm_details",
                        "The CRM rejected the request (an unknown field or an invalid value).")
     return Failure("crm_error", 502, None, "offer_follow_up", "The CRM call failed.")
@@ -99,8 +104,9 @@ def classify(exc: DriverError | LookupError) -> Failure:
 def failure_problem(failure: Failure) -> Problem:
     slug = failure.reason.replace("_", "-")
     headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else None
-    return Problem(failure.status, slug, failure.message, headers=headers, reason=failure.reason,
-                   retry_after=failure.retry_after, suggested_fallback=failure.fallback)
+    extra: dict[str, Any] = {"fields": failure.fields} if failure.fields else {}
+    return Problem(failure.status, slug, failure.message, None, headers, reason=failure.reason,
+                   retry_after=failure.retry_after, suggested_fallback=failure.fallback, **extra)
 
 
 def require_supported(driver: BaseDriver, object: CrmObject) -> None:

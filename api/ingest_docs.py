@@ -66,7 +66,8 @@ class RecordState(BaseModel):
 
 Answers = dict[int, type[BaseModel]]
 _CREATED: Answers = {201: IngestAccepted, 200: IngestAccepted}
-_UPDATED: Answers = {202: IngestAccepted}
+# 202: the change is queued for the CRM; 200 with `changed: false`: nothing differed, nothing was written.
+_UPDATED: Answers = {202: IngestAccepted, 200: IngestAccepted}
 _MISSING = {404: "No such row for this tenant", 409: "The tenant is not active"}
 DOCS: dict[tuple[str, str], tuple[type[BaseModel] | None, Answers]] = {
     ("POST", "/api/agent/customers"): (CustomerIn, _CREATED),

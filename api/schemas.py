@@ -27,7 +27,9 @@ ConversationId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # Unknown members are a 422 on every route, as on the agent routes: a typo (or a `tenant_id`, which only the
+    # credential decides) is refused, never silently ignored.
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # ---- agent tool routes --------------------------------------------------------------------------------------
@@ -163,6 +165,8 @@ class ToolFailure(_Wire):
     retry_after: int | None = None
     suggested_fallback: Fallback
     message: str
+    fields: dict[str, str] = Field(default_factory=dict, description="crm_rejected: the fields the CRM named, "
+                                   "as {name: required | unknown | read_only | invalid}; never their values.")
 
 
 # ---- public /v1 API -----------------------------------------------------------------------------------------

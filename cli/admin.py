@@ -2,6 +2,8 @@
 
     crm-sor tenant create --name "Acme Realty" --provider hubspot
     crm-sor tenant list | crm-sor tenant show TENANT_ID
+    crm-sor tenant update TENANT_ID [--name …] [--status …] [--set KEY=VALUE] [--unset KEY] [--settings JSON]
+    crm-sor tenant connect TENANT_ID --sandbox [SLUG]        # a `crm-sor dev` sandbox CRM
     crm-sor apikey create --tenant TENANT_ID --name website --scope crm:write --scope leads:write
     crm-sor apikey list --tenant TENANT_ID | crm-sor apikey revoke --tenant TENANT_ID KEY_ID_OR_PREFIX
     crm-sor token --role agent --tenant TENANT_ID [--subject agent-1] [--ttl-minutes 60]
@@ -10,25 +12,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from cli import tenant_setup
+from cli.tenant_setup import STATUSES
 
-from api.auth import ROLES, mint_token
-from api.keys import SCOPES, create_api_key, list_api_keys, revoke_api_key
-from drivers.registry import KNOWN_SLUGS, PARTNERSHIP_ONLY, PartnershipOnlyError
-from drivers.text import valid_region
-from settings import Settings, get_settings
-from store.models import ApiKey, Incident, Tenant, TenantCredential
-from store.session import create_engine, session_factory
+# Admin commands must start in well under a second: SQLAlchemy, the API and the drivers are imported inside
+# the commands that use them, never at module level (tests/unit/cli checks `crm-sor --help` imports none).
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-STATUSES = ("pending", "active", "disabled")
+    from settings import Settings
+    from store.models import Tenant
 
 
 def register(subparsers: Any) -> None:
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
     tenants = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
     create = tenants.add_parser("create", help="add a tenant (status pending until its CRM is connected)")
     create.add_argument("--name", required=True)
-    create.add_argument("--provider", required=True, help=f"CRM slug: {', '.join(KNOWN_SLUGS)}")
+    create.add_argument("--provider", required=True, help="CRM slug: hubspot, salesforce, zoho, … (README)")
     create.add_argument("--settings", default="{}", help='provider settings as JSON, e.g. \'{"portal_id": 1}\'')
     create.add_argument("--status", choices=STATUSES, default="pending")
     create.add_argument("--region", default="US",
@@ -47,6 +48,7 @@ def register(subparsers: Any) -> None:
     show = tenants.add_parser("show", help="one tenant: connection, keys, incidents")
     show.add_argument("tenant_id")
     show.set_defaults(handler=_handler(_tenant_show))
+    tenant_setup.register(tenants, _handler)
 
     apikey = subparsers.add_parser("apikey", help="create, list and revoke public API keys")
     keys = apikey.add_subparsers(dest="apikey_command", required=True, metavar="ACTION")
@@ -54,7 +56,7 @@ def register(subparsers: Any) -> None:
     key_create.add_argument("--tenant", required=True)
     key_create.add_argument("--name", required=True)
     key_create.add_argument("--scope", action="append", required=True, dest="scopes",
-                            help=f"repeatable: {', '.join(SCOPES)}")
+                            help="repeatable: crm:read, crm:write, leads:write")
     key_create.set_defaults(handler=_handler(_key_create))
     key_list = keys.add_parser("list", help="a tenant's keys (never the secrets)")
     key_list.add_argument("--tenant", required=True)
@@ -65,18 +67,26 @@ def register(subparsers: Any) -> None:
     revoke.set_defaults(handler=_handler(_key_revoke))
 
     token = subparsers.add_parser("token", help="mint an agent or operator JWT for local use and tests")
-    token.add_argument("--role", choices=ROLES, required=True)
-    token.add_argument("--tenant", help="required for agents; pins an operator to one tenant")
+    token.add_argument("--role", choices=("agent", "operator"), required=True)
+    token.add_argument("--tenant", help="required for agents; pins an operator to one tenant (tenant routes such "
+                                        "as erasure need it)")
     token.add_argument("--subject", help="agent or operator id (default: local-<role>)")
     token.add_argument("--ttl-minutes", type=int, default=60)
-    token.set_defaults(handler=_handler(_token))
+    token.set_defaults(handler=_token_handler)
 
 
-Command = Callable[[argparse.Namespace, Settings, async_sessionmaker[AsyncSession]], Awaitable[None]]
+Command = Callable[[argparse.Namespace, "Settings", "async_sessionmaker[AsyncSession]"], Awaitable[None]]
 
 
 def _handler(command: Command) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from settings import DEV_ENVS, get_settings
+        from store.session import create_engine, session_factory
+
+        if os.environ.get("CRM_ENV", "dev") in DEV_ENVS:
+            tenant_setup.dev_credential_key()  # a dev directory's `.crm-sor/credential.key`, as `crm-sor dev`
         settings = get_settings()
 
         async def main() -> None:
@@ -104,6 +114,8 @@ def _tenant_id(raw: str) -> uuid.UUID:
 
 
 async def _existing(sessions: async_sessionmaker[AsyncSession], raw: str) -> Tenant:
+    from store.models import Tenant
+
     tenant_id = _tenant_id(raw)
     async with sessions() as session:
         tenant = await session.get(Tenant, tenant_id)
@@ -114,6 +126,10 @@ async def _existing(sessions: async_sessionmaker[AsyncSession], raw: str) -> Ten
 
 async def _tenant_create(args: argparse.Namespace, settings: Settings,
                          sessions: async_sessionmaker[AsyncSession]) -> None:
+    from drivers.registry import KNOWN_SLUGS, PARTNERSHIP_ONLY, PartnershipOnlyError
+    from drivers.text import valid_region
+    from store.models import Tenant
+
     if args.provider in PARTNERSHIP_ONLY:
         raise _error(str(PartnershipOnlyError(args.provider)))
     if args.provider not in KNOWN_SLUGS:
@@ -140,6 +156,10 @@ async def _tenant_create(args: argparse.Namespace, settings: Settings,
 
 async def _tenant_list(args: argparse.Namespace, settings: Settings,
                        sessions: async_sessionmaker[AsyncSession]) -> None:
+    from sqlalchemy import select
+
+    from store.models import Tenant
+
     async with sessions() as session:
         tenants = list(await session.scalars(select(Tenant).order_by(Tenant.created_at)))
     if not tenants:
@@ -150,6 +170,10 @@ async def _tenant_list(args: argparse.Namespace, settings: Settings,
 
 async def _tenant_show(args: argparse.Namespace, settings: Settings,
                        sessions: async_sessionmaker[AsyncSession]) -> None:
+    from sqlalchemy import func, select
+
+    from store.models import ApiKey, Incident, TenantCredential
+
     tenant = await _existing(sessions, args.tenant_id)
     async with sessions() as session:
         credential = await session.scalar(select(TenantCredential).where(TenantCredential.tenant_id == tenant.id))
@@ -176,6 +200,8 @@ async def _count(session: AsyncSession, query: Any) -> int:
 
 async def _key_create(args: argparse.Namespace, settings: Settings,
                       sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.keys import create_api_key
+
     tenant = await _existing(sessions, args.tenant)
     try:
         issued = await create_api_key(sessions, tenant.id, args.name, args.scopes)
@@ -188,6 +214,8 @@ async def _key_create(args: argparse.Namespace, settings: Settings,
 
 async def _key_list(args: argparse.Namespace, settings: Settings,
                     sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.keys import list_api_keys
+
     tenant = await _existing(sessions, args.tenant)
     rows = await list_api_keys(sessions, tenant.id)
     if not rows:
@@ -200,6 +228,8 @@ async def _key_list(args: argparse.Namespace, settings: Settings,
 
 async def _key_revoke(args: argparse.Namespace, settings: Settings,
                       sessions: async_sessionmaker[AsyncSession]) -> None:
+    from api.keys import revoke_api_key
+
     tenant = await _existing(sessions, args.tenant)
     try:
         row = await revoke_api_key(sessions, tenant.id, args.key)
@@ -208,14 +238,34 @@ async def _key_revoke(args: argparse.Namespace, settings: Settings,
     print(f"api key {row.id} (prefix {row.prefix}) revoked")
 
 
-async def _token(args: argparse.Namespace, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+def _token_handler(args: argparse.Namespace) -> int:
+    """Only a tenant to check needs the database: a platform-wide operator token is minted without it."""
+    if args.tenant is not None or args.role == "agent":
+        return _handler(_token)(args)
+    import asyncio
+
+    from settings import get_settings
+
+    asyncio.run(_token(args, get_settings(), None))
+    return 0
+
+
+async def _token(args: argparse.Namespace, settings: Settings,
+                 sessions: async_sessionmaker[AsyncSession] | None) -> None:
+    from api.auth import mint_token
+
     if not 1 <= args.ttl_minutes <= 7 * 24 * 60:
         raise _error("--ttl-minutes must be between 1 and 10080 (a week)")
     tenant_id = None
     if args.tenant is not None:
+        assert sessions is not None
         tenant_id = (await _existing(sessions, args.tenant)).id
     elif args.role == "agent":
         raise _error("an agent token needs --tenant")
     token = mint_token(settings, subject=args.subject or f"local-{args.role}", role=args.role, tenant_id=tenant_id,
                        ttl=timedelta(minutes=args.ttl_minutes))
     print(token)
+    if tenant_id is None and args.role == "operator":  # on stderr: `TOKEN=$(crm-sor token …)` stays clean
+        print("note: this operator token is platform-wide (no tenant). Routes under /api/tenants/{id}/… accept it; "
+              "tenant-scoped routes such as erasure (/api/tenant/forget) need a token pinned to the tenant: "
+              "crm-sor token --role operator --tenant TENANT_ID", file=sys.stderr)

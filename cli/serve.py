@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import uvicorn
-
-from api import access_log
-from api.app import create_app
-from settings import DEV_ENVS, Settings, get_settings, outbound_problem
-from telemetry import worker_telemetry
-from vault.credentials import env_key_for
-from vault.crypto import CredentialKeyError
+if TYPE_CHECKING:  # the server stacks are imported by the commands that run them (fast CLI start-up)
+    from settings import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +25,9 @@ def check_credential_key(settings: Settings) -> None:
     deployment (env other than dev/test) still runs on the dev placeholder secrets: anyone who read this
     repository could then mint agent/operator tokens or reverse the erasure subject hashes."""
     from cli.main import CliError
+    from settings import DEV_ENVS, outbound_problem
+    from vault.credentials import env_key_for
+    from vault.crypto import CredentialKeyError
 
     try:
         env_key_for(settings, kms_configured=bool(settings.kms.key_id))
@@ -46,6 +43,12 @@ def check_credential_key(settings: Settings) -> None:
 
 
 def run_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api import access_log
+    from api.app import create_app
+    from settings import get_settings
+
     settings = get_settings()
     check_credential_key(settings)
     uvicorn.run(create_app(settings), host=args.host or settings.api.host, port=args.port or settings.api.port,
@@ -55,6 +58,8 @@ def run_api(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     import worker
+    from settings import get_settings
+    from telemetry import worker_telemetry
 
     settings = get_settings()
     check_credential_key(settings)

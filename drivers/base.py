@@ -387,6 +387,11 @@ class BaseDriver(abc.ABC):
         """Provider-specific status overrides (e.g. Salesforce 403 REQUEST_LIMIT_EXCEEDED)."""
         return None
 
+    def _field_problems(self, response: httpx.Response) -> dict[str, str]:
+        """{field name: required | unknown | read_only | invalid} from a validation error body (names only,
+        through `errors.field_problems`); {} when the provider names none."""
+        return {}
+
     def _retry_after(self, response: httpx.Response) -> timedelta | None:
         return parse_retry_after(response.headers.get("Retry-After"))
 
@@ -451,6 +456,10 @@ class BaseDriver(abc.ABC):
             provider_code = self._provider_code(response)
         except ValueError:  # the body was not JSON: a proxy or load balancer answered
             provider_code = None
+        try:
+            fields = self._field_problems(response) if 400 <= status < 500 else {}
+        except (ValueError, TypeError, AttributeError, KeyError):  # not JSON, or not a shape we know
+            fields = {}
         cls = self._classify(response, provider_code) or _STATUS_ERRORS.get(status)
         if cls is None:
             cls = UnavailableError if status >= 500 else InvalidRequestError
@@ -461,4 +470,5 @@ class BaseDriver(abc.ABC):
             status_code=status,
             retry_after=retry_after,
             provider_code=provider_code,
+            fields=fields,
         )

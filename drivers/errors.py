@@ -2,12 +2,15 @@
 
 Messages never carry customer content: provider error bodies often echo field values ("A contact with
 email a@b.com already exists"), so drivers keep only the provider's machine-readable error *code*
-(`provider_code`) and a fixed message of their own.
+(`provider_code`) and a fixed message of their own. Field *names* are not customer content: a validation
+failure says which fields the CRM refused or wanted (`fields`, name → problem), never their values.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -21,8 +24,17 @@ __all__ = [
     "NotFoundError",
     "RateLimitedError",
     "UnavailableError",
+    "field_problems",
     "parse_retry_after",
 ]
+
+# What a field problem is called across providers (HubSpot PROPERTY_DOESNT_EXIST, Salesforce
+# REQUIRED_FIELD_MISSING, Zoho MANDATORY_NOT_FOUND…): drivers map their codes to these.
+FIELD_REQUIRED, FIELD_UNKNOWN, FIELD_READ_ONLY, FIELD_INVALID = "required", "unknown", "read_only", "invalid"
+FIELD_KINDS = (FIELD_REQUIRED, FIELD_UNKNOWN, FIELD_READ_ONLY, FIELD_INVALID)
+# A field name as CRMs spell them (API names, dotted paths); anything else is not a name and is dropped, so a
+# provider that put a value where a name belongs cannot leak it through here.
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:\-]{0,99}$")
 
 
 class DriverError(Exception):
@@ -48,12 +60,14 @@ class DriverError(Exception):
         status_code: int | None = None,
         retry_after: timedelta | None = None,
         provider_code: str | None = None,
+        fields: Mapping[str, str] | None = None,
     ) -> None:
         self.message = message
         self.provider = provider
         self.status_code = status_code
         self.retry_after = retry_after
         self.provider_code = provider_code
+        self.fields: dict[str, str] = dict(fields or {})
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -64,6 +78,8 @@ class DriverError(Exception):
             parts.append(f"provider_code={self.provider_code}")
         if self.retry_after is not None:
             parts.append(f"retry_after={self.retry_after.total_seconds():g}s")
+        if self.fields:
+            parts.append("fields=" + ",".join(f"{name}:{kind}" for name, kind in sorted(self.fields.items())))
         return " ".join(parts)
 
 
@@ -117,6 +133,16 @@ class ConflictError(DriverError):
     def __init__(self, message: str, *, existing_id: str | None = None, **kwargs: Any) -> None:
         self.existing_id = existing_id
         super().__init__(message, **kwargs)
+
+
+def field_problems(pairs: Iterable[tuple[object, str]]) -> dict[str, str]:
+    """{field name: problem} from (name, problem) pairs a driver parsed, keeping only names that look like
+    field names (at most 20) and known problem kinds (others become `invalid`)."""
+    found: dict[str, str] = {}
+    for name, kind in pairs:
+        if isinstance(name, str) and _FIELD_NAME.match(name) and len(found) < 20:
+            found.setdefault(name, kind if kind in FIELD_KINDS else FIELD_INVALID)
+    return found
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -26,7 +27,7 @@ from drivers.base import (
     national_digits,
     phone_formats,
 )
-from drivers.errors import ConflictError, InvalidRequestError
+from drivers.errors import ConflictError, InvalidRequestError, field_problems
 from drivers.hubspot_webhooks import HubSpotVerifier
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.provider import CredentialForm, OAuthApp, RateLimit
@@ -42,6 +43,10 @@ _TYPE_IDS = {"contacts": "0-1", "deals": "0-3", "tickets": "0-5", "notes": "0-46
 _MODIFIED = {"contacts": "lastmodifieddate"}  # every other object uses hs_lastmodifieddate
 _NOTE_TO_CONTACT = 202
 _MAX_PAGE = 200
+# HubSpot's validation codes per property (VALIDATION_ERROR bodies) in the taxonomy's terms.
+_FIELD_CODES = {"PROPERTY_DOESNT_EXIST": "unknown", "REQUIRED_PROPERTY": "required", "REQUIRED_FIELD": "required",
+                "MISSING_REQUIRED_PROPERTY": "required", "READ_ONLY_VALUE": "read_only"}
+ARCHIVE_PURGE_DAYS = 90  # archived records stay restorable (and readable with archived=true) this long
 _LEAD_FILTER = {"propertyName": "lifecyclestage", "operator": "EQ", "value": "lead"}
 
 
@@ -183,7 +188,8 @@ class HubSpotDriver(BaseDriver):
             await self._request("POST", "/crm/v3/objects/contacts/gdpr-delete", json={"objectId": external_id})
             return DeleteResult(deleted=True, hard_deleted=True)
         await self._request("DELETE", f"/crm/v3/objects/{object_type}/{quote(external_id, safe='')}")
-        return DeleteResult(deleted=True, hard_deleted=False)  # archived: restorable for 90 days
+        # Archived: still readable with `archived=true` and restorable until HubSpot purges it after 90 days.
+        return DeleteResult(deleted=True, hard_deleted=False, purge_delay_days=ARCHIVE_PURGE_DAYS)
 
     async def describe_schema(self, object: CrmObject) -> list[FieldInfo]:
         obj = self._require(object)
@@ -274,6 +280,23 @@ class HubSpotDriver(BaseDriver):
             return None
         code = body.get("error") or body.get("category") or body.get("errorType")
         return str(code) if code else None
+
+    def _field_problems(self, response: httpx.Response) -> dict[str, str]:
+        """Names from a VALIDATION_ERROR: the legacy message embeds a JSON list of {"error", "name"}; the
+        newer body lists `errors[]` with `context.propertyName`. Codes only, never the messages' values."""
+        body = response.json()
+        items: list[Any] = []
+        message = body.get("message") if isinstance(body, dict) else None
+        if isinstance(message, str) and ": [" in message:
+            try:
+                embedded = json.loads(message[message.index(": [") + 2:])
+            except ValueError:
+                embedded = []
+            items += [(i.get("name"), i.get("error")) for i in embedded if isinstance(i, dict)]
+        for item in (body.get("errors") or []) if isinstance(body, dict) else []:
+            names = ((item.get("context") or {}).get("propertyName") or []) if isinstance(item, dict) else []
+            items += [(name, item.get("code")) for name in names]
+        return field_problems((name, _FIELD_CODES.get(str(code), "invalid")) for name, code in items)
 
     def time_zone_of(self, fields: Mapping[str, Any]) -> str | None:
         # `hs_timezone` spells America/New_York as `america_slash_new_york`.

@@ -65,8 +65,12 @@ class CreateResult(_Model):
 
 
 class DeleteResult(_Model):
+    """What the provider did: `hard_deleted` (gone for good) or a soft delete (archive, recycle bin) that the
+    provider purges by itself after `purge_delay_days`, or never (None: someone must delete it by hand)."""
+
     deleted: bool
     hard_deleted: bool
+    purge_delay_days: int | None = None
 
 
 class FieldInfo(_Model):

@@ -24,7 +24,14 @@ from drivers.base import (
     full_name,
     national_digits,
 )
-from drivers.errors import ConflictError, DriverError, InvalidRequestError, RateLimitedError, parse_retry_after
+from drivers.errors import (
+    ConflictError,
+    DriverError,
+    InvalidRequestError,
+    RateLimitedError,
+    field_problems,
+    parse_retry_after,
+)
 from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
 from drivers.provider import OAuthApp, RateLimit
 from drivers.salesforce_webhooks import SalesforceVerifier
@@ -39,6 +46,11 @@ _SOBJECTS = {
     CrmObject.NOTE: "Task",  # a transcript is a completed call Task on the Contact
 }
 _LIMIT_PAUSE_SECONDS = 300.0  # the quota is a rolling 24 h window and Salesforce gives no reset time
+# Salesforce's field-level error codes in the taxonomy's terms (others with `fields` are "invalid").
+_FIELD_CODES = {"REQUIRED_FIELD_MISSING": "required", "INVALID_FIELD": "unknown", "INVALID_FIELD_FOR_INSERT_UPDATE":
+                "read_only", "INVALID_FIELD_FOR_INSERT": "read_only", "FIELD_NOT_UPDATEABLE": "read_only"}
+RECYCLE_BIN_DAYS = 15  # deleted records stay in the Recycle Bin (queryAll, undelete) this long
+_CONFLICT_CODES = {"DUPLICATE_VALUE", "DUPLICATES_DETECTED", "DUPLICATE_EXTERNAL_ID"}
 _CUSTOMER_FIELDS = ["Id", "FirstName", "LastName", "Name", "Email", "Phone", "MobilePhone", "SystemModstamp"]
 
 
@@ -181,7 +193,8 @@ class SalesforceDriver(BaseDriver):
     async def delete_record(self, object: CrmObject, external_id: str, *, hard: bool = False) -> DeleteResult:
         obj = self._require(object)
         await self._request("DELETE", self._row_path(obj, external_id))
-        return DeleteResult(deleted=True, hard_deleted=False)  # Recycle Bin, whatever `hard` asked
+        # Recycle Bin, whatever `hard` asked: Salesforce empties it after 15 days.
+        return DeleteResult(deleted=True, hard_deleted=False, purge_delay_days=RECYCLE_BIN_DAYS)
 
     async def create_field(self, object: CrmObject, name: str, label: str, *, unique: bool) -> bool:
         """Tooling API CustomField create ("Customize Application" permission). Task and Event share Activity's
@@ -266,6 +279,13 @@ class SalesforceDriver(BaseDriver):
         else:
             code = None
         return str(code) if code else None
+
+    def _field_problems(self, response: httpx.Response) -> dict[str, str]:
+        """`[{"errorCode": "REQUIRED_FIELD_MISSING", "fields": ["LastName"]}, …]`: the names in `fields`."""
+        body = response.json()
+        errors = body if isinstance(body, list) else [body]
+        return field_problems((name, _FIELD_CODES.get(str(e.get("errorCode")), "invalid"))
+                              for e in errors if isinstance(e, dict) for name in (e.get("fields") or []))
 
     def _classify(self, response: httpx.Response, provider_code: str | None) -> type[DriverError] | None:
         if provider_code == "REQUEST_LIMIT_EXCEEDED":

@@ -30,6 +30,7 @@ from drivers.idempotency import ensure_same_request, provider_key, request_finge
 from drivers.zoho_account import MODULES, ZohoAccount
 
 _MAX_PAGE = 200
+RECYCLE_BIN_DAYS = 60  # Recycle Bin retention (reference: about 60 days, unverified)
 
 
 class ZohoDriver(ZohoAccount):
@@ -166,7 +167,7 @@ class ZohoDriver(ZohoAccount):
         await self._one("DELETE", f"/crm/v8/{MODULES[obj]}/{record_id}")
         if hard:  # the Recycle Bin keeps it otherwise; purging it there is permanent
             await self._one("DELETE", f"/crm/v8/settings/recycle_bin/{record_id}")
-        return DeleteResult(deleted=True, hard_deleted=hard)
+        return DeleteResult(deleted=True, hard_deleted=hard, purge_delay_days=None if hard else RECYCLE_BIN_DAYS)
 
     async def create_field(self, object: CrmObject, name: str, label: str, *, unique: bool) -> bool:
         """The fields API (`ZohoCRM.settings.fields.CREATE` scope); the label spelled so Zoho derives `name`."""

@@ -16,7 +16,15 @@ import httpx
 
 from drivers.auth import TokenSet
 from drivers.base import BaseDriver, CrmObject, UpsertOutcome
-from drivers.errors import AuthError, ConflictError, DriverError, InvalidRequestError, NotFoundError, RateLimitedError
+from drivers.errors import (
+    AuthError,
+    ConflictError,
+    DriverError,
+    InvalidRequestError,
+    NotFoundError,
+    RateLimitedError,
+    field_problems,
+)
 from drivers.provider import OAuthApp, RateLimit
 
 MODULES = {CrmObject.CUSTOMER: "Contacts", CrmObject.LEAD: "Leads", CrmObject.DEAL: "Deals",
@@ -136,6 +144,12 @@ class ZohoAccount(BaseDriver):
     def _classify(self, response: httpx.Response, provider_code: str | None) -> type[DriverError] | None:
         return _class_for(provider_code, response.status_code)
 
+    def _field_problems(self, response: httpx.Response) -> dict[str, str]:
+        body = response.json()
+        data = body.get("data") if isinstance(body, dict) else None
+        items: list[Any] = data if isinstance(data, list) else [body]
+        return {name: kind for item in items if isinstance(item, dict) for name, kind in _item_fields(item).items()}
+
     def _retry_after(self, response: httpx.Response) -> timedelta | None:
         stated = super()._retry_after(response)
         return stated if stated is not None else timedelta(seconds=float(
@@ -200,7 +214,8 @@ class ZohoAccount(BaseDriver):
         if code == "INVALID_DATA" and (item.get("details") or {}).get("api_name") == "id":
             raise NotFoundError("no record with that id", provider=self.slug, provider_code=code)
         cls = _class_for(code, 400) or InvalidRequestError
-        raise cls("the record was refused", provider=self.slug, status_code=400, provider_code=code or None)
+        raise cls("the record was refused", provider=self.slug, status_code=400, provider_code=code or None,
+                  fields=_item_fields(item))
 
     def _url(self, obj: CrmObject, record_id: str) -> str:
         # The web UI sits beside the API host: www.zohoapis.eu -> crm.zoho.eu (zohoapis.ca -> crm.zohocloud.ca).
@@ -210,6 +225,16 @@ class ZohoAccount(BaseDriver):
         org = self.config.get("org_id")
         return f"https://{host}/crm/{f'{org}/' if org else ''}tab/{MODULES[obj]}/{record_id}"
 
+
+
+# Zoho's per-field codes (`details.api_name` names the field) in the taxonomy's terms.
+_FIELD_CODES = {"MANDATORY_NOT_FOUND": "required", "INVALID_DATA": "invalid", "READ_ONLY_FIELD": "read_only"}
+
+
+def _item_fields(item: dict[str, Any]) -> dict[str, str]:
+    """`{"code": "MANDATORY_NOT_FOUND", "details": {"api_name": "Last_Name"}}` → {"Last_Name": "required"}."""
+    code, name = str(item.get("code") or ""), (item.get("details") or {}).get("api_name")
+    return field_problems([(name, _FIELD_CODES[code])]) if code in _FIELD_CODES else {}
 
 
 def _class_for(code: str | None, status: int) -> type[DriverError] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from drivers.hubspot import ARCHIVE_PURGE_DAYS  # the provider's fact, declared once in its driver
 from sandboxes import hubspot_schema as schema
 from sandboxes.common import SandboxState, TokenIssuer, control_routes, guarded, iso_ms, oauth_routes
 from sandboxes.hubspot_batch import batch_handlers
@@ -118,7 +119,17 @@ class HubSpotState(SandboxState):
             self.webhooks.emit(record.object_type, record.id, "propertyChange", _ms(now), name,
                                record.properties.get(name))
 
+    def purge_archived(self) -> None:
+        """What HubSpot does by itself: an archived record is restorable (and readable with archived=true) for
+        90 days, then gone for good."""
+        horizon = self.now() - timedelta(days=ARCHIVE_PURGE_DAYS)
+        for records in self.records.values():
+            # getattr: a record pickled by an older `crm-sor dev` (.crm-sor/sandboxes/) has no archived_at yet.
+            for record_id in [r.id for r in records.values() if (getattr(r, "archived_at", None) or horizon) < horizon]:
+                del records[record_id]
+
     def find(self, object_type: str, value: str, id_property: str | None, archived: bool) -> HsRecord | None:
+        self.purge_archived()
         for record in self.records.get(object_type, {}).values():
             if record.archived != archived:
                 continue
@@ -207,8 +218,8 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
     async def archive(request: Request, object_type: str) -> Response:
         record = st.find(object_type, request.path_params["record_id"], None, False)
         if record is not None:  # HubSpot answers 204 for an unknown or already archived id too
-            record.archived = True
-            record.updated_at = iso_ms(st.now())
+            record.archived, record.archived_at = True, st.now()
+            record.updated_at = iso_ms(record.archived_at)
             st.webhooks.emit(object_type, record.id, "deletion", _ms(record.updated_at))
         return Response(status_code=204)
 
@@ -247,6 +258,7 @@ def create_app(state: HubSpotState | None = None) -> Starlette:
     async def list_objects(request: Request, object_type: str) -> Response:
         q = request.query_params
         archived = q.get("archived", "false") == "true"
+        st.purge_archived()
         hits = [r for r in st.records.get(object_type, {}).values() if r.archived == archived]
         start, size = int(q.get("after") or 0), st.page_size(int(q.get("limit", 10)), 100)
         return _paged([public(r, wanted(request)) for r in hits], start, size)

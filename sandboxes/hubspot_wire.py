@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -25,6 +26,7 @@ class HsRecord:
     created_at: str
     updated_at: str
     archived: bool = False
+    archived_at: datetime | None = None  # HubSpot purges an archived record 90 days after this
     associations: list[tuple[str, str, int]] = field(default_factory=list)  # (to type, to id, type id)
 
 

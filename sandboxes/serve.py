@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce",
              "zoho": "sandboxes.zoho.app", "athenahealth": "sandboxes.athenahealth.app",
@@ -32,15 +33,14 @@ SANDBOXES = {"hubspot": "sandboxes.hubspot", "salesforce": "sandboxes.salesforce
              "custom_webhook": "sandboxes.webhook_receiver"}
 
 
-def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:
+def _server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     return uvicorn.Server(config)
 
 
-def _bound_url(server: uvicorn.Server, app: Starlette, host: str) -> str:
+def _bound_url(server: uvicorn.Server, state: Any, host: str) -> str:
     port = server.servers[0].sockets[0].getsockname()[1]
     base_url = f"http://{host}:{port}"
-    state = app.state.sandbox
     if hasattr(state, "instance_url"):  # Salesforce hands its instance_url out in token responses
         state.instance_url = base_url
     return base_url
@@ -57,8 +57,12 @@ class ServedSandbox:
         self.thread.join(timeout)
 
 
-def serve_in_thread(app: Starlette, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> ServedSandbox:
-    """Run `app` with uvicorn in a daemon thread; returns once the socket is listening."""
+def serve_in_thread(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0,
+                    state: Any = None) -> ServedSandbox:
+    """Run `app` with uvicorn in a daemon thread; returns once the socket is listening.
+
+    `state` is the sandbox state when `app` wraps the sandbox app (middleware); default `app.state.sandbox`.
+    """
     server = _server(app, host, port)
     thread = threading.Thread(target=server.run, name="sandbox-server", daemon=True)
     thread.start()
@@ -67,7 +71,8 @@ def serve_in_thread(app: Starlette, *, host: str = "127.0.0.1", port: int = 0, t
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError(f"sandbox server did not start on {host}:{port}")
         time.sleep(0.01)
-    return ServedSandbox(_bound_url(server, app, host), server, thread)
+    return ServedSandbox(_bound_url(server, state if state is not None else app.state.sandbox, host),  # type: ignore[attr-defined]
+                         server, thread)
 
 
 @contextlib.asynccontextmanager
@@ -81,7 +86,7 @@ async def serve_in_task(app: Starlette, *, host: str = "127.0.0.1", port: int = 
             raise RuntimeError(f"sandbox server did not start on {host}:{port}")
         await asyncio.sleep(0.01)
     try:
-        yield _bound_url(server, app, host)
+        yield _bound_url(server, app.state.sandbox, host)
     finally:
         server.should_exit = True
         await task

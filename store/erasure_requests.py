@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -25,6 +26,9 @@ from store.erasure import Subject
 from store.models import AuditLog, ErasureOutcome, ErasureRequest
 
 PENDING, DELETED, NOT_FOUND, DIVERGENT, FAILED = "pending", "deleted", "not_found", "divergent", "failed"
+# Soft-deleted at the provider (an archive, a recycle bin): gone from its normal reads, purged by the provider
+# at `provider_purge_after` — or never, when the provider keeps it (then an operator must delete it by hand).
+ARCHIVED = "archived"
 RUNNING, COMPLETED, NEEDS_ATTENTION = "running", "completed", "needs_attention"
 NONCE_BYTES = 12
 
@@ -116,20 +120,31 @@ async def target_ids(session: AsyncSession, request_id: uuid.UUID, outcomes: Ite
 
 
 async def settle(session: AsyncSession, request: ErasureRequest, outcome: ErasureOutcome, result: str, *,
-                 hard_deleted: bool | None = None, error: str | None = None) -> None:
-    """Write one target's outcome and its audit row in the caller's transaction."""
+                 hard_deleted: bool | None = None, error: str | None = None,
+                 purge_delay_days: int | None = None) -> None:
+    """Write one target's outcome and its audit row in the caller's transaction.
+
+    A soft delete (`hard_deleted` False) is `archived`, with the date the provider purges it by itself; one the
+    provider keeps for good needs an operator, like a divergent record.
+    """
+    if result == DELETED and hard_deleted is False:
+        result = ARCHIVED
     outcome.outcome = result
     outcome.hard_deleted = hard_deleted
-    outcome.needs_operator = result == DIVERGENT
+    outcome.provider_purge_after = (utcnow() + timedelta(days=purge_delay_days)
+                                    if result == ARCHIVED and purge_delay_days is not None else None)
+    outcome.needs_operator = result == DIVERGENT or (result == ARCHIVED and outcome.provider_purge_after is None)
     outcome.error = error
     outcome.attempts += 1
     details: dict[str, Any] = {"outcome_id": str(outcome.id), "provider": outcome.provider,
                                "object": outcome.object, "outcome": result}
     if hard_deleted is not None:
         details["hard_deleted"] = hard_deleted
+    if outcome.provider_purge_after is not None:
+        details["provider_purge_after"] = outcome.provider_purge_after.isoformat()
     if error:
         details["error"] = error
-    if result == DIVERGENT:
+    if outcome.needs_operator:
         details["needs_operator"] = True
     audit(session, request, "erasure.crm_divergent" if result == DIVERGENT else "erasure.crm_delete", details=details)
 
@@ -142,14 +157,16 @@ async def outcome_counts(session: AsyncSession, request_id: uuid.UUID) -> dict[s
 
 
 async def finish(session: AsyncSession, request: ErasureRequest) -> tuple[str, dict[str, int]]:
-    """Close the request: needs_attention while anything is divergent, failed or errored, else completed.
+    """Close the request: needs_attention while anything needs an operator, failed or errored, else completed.
 
     The sealed identifiers are cleared unless a retry could still need them (a failed target or a failed
     CRM lookup); divergent records are the operator's to delete by hand and need no identifiers.
     """
     counts = await outcome_counts(session, request.id)
     retry_left = counts.get(FAILED, 0) > 0 or counts.get(PENDING, 0) > 0 or request.error is not None
-    attention = retry_left or counts.get(DIVERGENT, 0) > 0
+    by_hand = await session.scalar(select(func.count()).select_from(ErasureOutcome).where(
+        ErasureOutcome.request_id == request.id, ErasureOutcome.needs_operator.is_(True)))
+    attention = retry_left or bool(by_hand)
     request.status = NEEDS_ATTENTION if attention else COMPLETED
     request.completed_at = utcnow()
     if not retry_left:

@@ -311,8 +311,11 @@ class ErasureOutcome(Base):
     provider: Mapped[str] = mapped_column(String(64))
     object: Mapped[str] = mapped_column(String(64))
     external_id: Mapped[str] = mapped_column(String(255))
-    outcome: Mapped[str] = mapped_column(String(16))  # pending | deleted | not_found | divergent | failed
+    outcome: Mapped[str] = mapped_column(String(16))  # pending|deleted|archived|not_found|divergent|failed
     hard_deleted: Mapped[bool | None]
+    # archived (soft-deleted) records: when the provider purges them by itself (None: it keeps them until someone
+    # deletes them by hand, so an operator must).
+    provider_purge_after: Mapped[datetime | None]
     needs_operator: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -62,8 +62,9 @@ class OutcomeView(BaseModel):
     provider: str
     object: str
     external_id: str
-    outcome: str  # pending | deleted | not_found | divergent | failed
+    outcome: str  # pending | deleted (hard) | archived (soft) | not_found | divergent | failed
     hard_deleted: bool | None
+    provider_purge_after: datetime | None  # archived: when the provider purges it (None: never by itself)
     needs_operator: bool
     error: str | None
     attempts: int

@@ -75,9 +75,9 @@ async def _commit(request: Request, write: Write, *, one_statement: bool = False
 
 
 def _accepted(row: ContentRow, table: str, created: bool, tenant_id: uuid.UUID, **extra: Any) -> JSONResponse:
-    body = {"id": str(row.id), "table": table, "sync_state": row.sync_state,
-            "workflow_id": mirror_workflow_id(tenant_id)}
-    body.update({k: str(v) for k, v in extra.items()})
+    body: dict[str, Any] = {"id": str(row.id), "table": table, "sync_state": row.sync_state,
+                            "workflow_id": mirror_workflow_id(tenant_id)}
+    body.update({k: v if isinstance(v, int) else str(v) for k, v in extra.items()})  # counts stay numbers
     return JSONResponse(body, status_code=201 if created else 200)
 
 

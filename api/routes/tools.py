@@ -121,7 +121,7 @@ def _failure(exc: DriverError | LookupError, tenant_id: uuid.UUID, tool: str) ->
     # Ids and the taxonomy code only: a provider message can echo customer content.
     log.warning("tool %s for tenant %s: CRM failure %s (%s)", tool, tenant_id, failure.reason, type(exc).__name__)
     return schemas.ToolFailure(reason=failure.reason, retry_after=failure.retry_after,
-                               suggested_fallback=failure.fallback, message=failure.message)
+                               suggested_fallback=failure.fallback, message=failure.message, fields=failure.fields)
 
 
 def _customer(found: CustomerRecord, fields: FieldMap) -> schemas.CustomerOut:

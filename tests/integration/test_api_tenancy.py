@@ -79,7 +79,11 @@ async def test_an_agent_reaches_only_its_own_crm_and_credential(
         tenancy: Tenancy, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
     victim = tenancy.crm_b.add("contacts", {"firstname": "Bea", "lastname": "Other", "email": "bea@example.com"})
     headers = agent_headers(settings, tenancy.a) | {"X-Request-ID": "req-tenancy"}
-    smuggled = {"tenant_id": str(tenancy.b), "tenant": str(tenancy.b), "conversation_id": "conv-a"}
+    # A smuggled tenant is refused outright (unknown members are a 422 everywhere), before any CRM call.
+    refused = await tenancy.api.post("/api/tools/crm_lookup_customer", headers=headers, json={
+        "email": "bea@example.com", "tenant_id": str(tenancy.b), "tenant": str(tenancy.b)})
+    assert refused.status_code == 422
+    smuggled = {"conversation_id": "conv-a"}
 
     lookup = await tenancy.api.post("/api/tools/crm_lookup_customer", headers=headers,
                                     json={"email": "bea@example.com"} | smuggled)
@@ -104,9 +108,12 @@ async def test_an_agent_reaches_only_its_own_crm_and_credential(
 async def test_an_api_key_writes_only_into_its_own_tenant(
         tenancy: Tenancy, sessions: async_sessionmaker[AsyncSession]) -> None:
     key_a, key_b = await make_key(sessions, tenancy.a), await make_key(sessions, tenancy.b)
-    response = await tenancy.api.post("/v1/crm/create-record", headers=key_headers(key_a), json={
+    smuggled = await tenancy.api.post("/v1/crm/create-record", headers=key_headers(key_a), json={
         "object": "customer", "fields": {"last_name": "ViaKey"}, "idempotency_key": "same",
         "tenant_id": str(tenancy.b)})
+    assert smuggled.status_code == 422  # refused, not ignored
+    response = await tenancy.api.post("/v1/crm/create-record", headers=key_headers(key_a), json={
+        "object": "customer", "fields": {"last_name": "ViaKey"}, "idempotency_key": "same"})
     assert response.status_code == 201
     assert "contacts" not in tenancy.crm_b.records
     # B using the same idempotency key gets its own record, not A's answer replayed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from api.lifecycle import SWEEP_SCHEDULE_ID
 from api.temporal import TemporalGateway
 from cli import demo, dev
 from settings import Settings
+from tests.support.dev_stack import free_port_base
 from tests.support.lifecycle import eventually, synced
 
 pytestmark = [pytest.mark.integration]
@@ -32,16 +34,21 @@ def _curl(line: str) -> tuple[str, dict[str, str], str]:
 
 async def test_demo_hook_prints_a_curl_that_reaches_the_sandbox(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-        temporal_client: Client, task_queue: str) -> None:
-    assert demo.setup_demo in dev.DEV_HOOKS
+        temporal_client: Client, task_queue: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert dev.DEV_HOOKS.index(demo.setup_sandboxes) < dev.DEV_HOOKS.index(demo.setup_demo)
+    monkeypatch.chdir(tmp_path)  # `.crm-sor/` of a fresh clone
     target = temporal_client.service_client.config.target_host
-    settings = settings.model_copy(update={"temporal": settings.temporal.model_copy(
-        update={"address": target, "task_queue": task_queue})})
+    settings = settings.model_copy(update={
+        "temporal": settings.temporal.model_copy(update={"address": target, "task_queue": task_queue}),
+        "dev": settings.dev.model_copy(update={"sandbox_port_base": free_port_base()})})
     try:
+        sandbox_lines = await demo.setup_sandboxes(settings)
         lines = await demo.setup_demo(settings)
         lines_again = await demo.setup_demo(settings)  # a second `crm-sor dev` reuses the tenant
     finally:
         await temporal_client.get_schedule_handle(SWEEP_SCHEDULE_ID).delete()
+    assert any("tenant connect TENANT_ID --sandbox" in line for line in sandbox_lines)
+    assert any(".crm-sor/sandboxes" in line for line in sandbox_lines)
     assert lines_again[0].startswith(f"demo tenant  {demo.DEMO_TENANT_ID}")
     url, headers, body = _curl(next(line.strip() for line in lines_again if line.strip().startswith("curl -s -X")))
     assert url.endswith("/api/agent/conversations") and json.loads(body) == demo.conversation_example()
@@ -67,7 +74,10 @@ async def test_demo_hook_prints_a_curl_that_reaches_the_sandbox(
     assert [c["properties"]["lastname"] for c in contacts] == ["Lovelace"]
     assert [n["id"] for n in notes] == [conversation.crm_external_id]
     assert "Thursday works, thanks." in notes[0]["properties"]["hs_note_body"]
-    assert lines != lines_again  # each start serves a fresh sandbox and mints a fresh token
+    assert lines[0] == lines_again[0]  # the same sandbox URL: stable ports
+    for handle in demo._served:
+        handle.stop()
+    demo._served.clear()
 
 
 

@@ -1,7 +1,7 @@
 """field mapping studio: introspected CRM schema per (tenant, object); installer reports per tenant
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-11-28 11:00:00
 """
 

@@ -1,7 +1,7 @@
 """operator console sessions
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0010
 Create Date: 2026-11-28 11:00:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import store.base
 
 revision: str = '0011'
-down_revision: str | None = '0009'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

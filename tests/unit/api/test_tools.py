@@ -108,7 +108,7 @@ async def test_crm_failures_are_structured_answers_never_data(
     state.knobs.fail_next = 1
     down = (await api.post(LOOKUP, json={"phone": "+15550001111"}, headers=headers)).json()
     assert down == {"ok": False, "reason": "crm_unavailable", "retry_after": None,
-                    "suggested_fallback": "offer_follow_up", "message": down["message"]}
+                    "suggested_fallback": "offer_follow_up", "message": down["message"], "fields": {}}
     state.knobs.limit_next, state.knobs.retry_after = 1, "7"
     limited = (await api.post(LOOKUP, json={"phone": "+15550001111"}, headers=headers)).json()
     assert limited["ok"] is False and limited["reason"] == "crm_rate_limited" and limited["retry_after"] == 7
@@ -142,11 +142,14 @@ async def test_tenant_comes_from_the_token_never_the_body(
     victim.add("contacts", {"firstname": "Vic", "lastname": "Tim", "email": "vic@example.com"})
     response = await api.post(CREATE, headers=agent_headers(settings, tenant), json={
         "object": "customer", "fields": {"last_name": "Intruder"}, "tenant_id": str(other), "tenant": str(other)})
+    assert response.status_code == 422  # an unknown member is refused, as on every route
+    assert provider.actors == [] and len(victim.records["contacts"]) == 1
+    response = await api.post(CREATE, headers=agent_headers(settings, tenant), json={
+        "object": "customer", "fields": {"last_name": "Intruder"}})
     assert response.json()["ok"] is True
     assert [t for t, _ in provider.actors] == [tenant]
     assert len(victim.records["contacts"]) == 1 and len(provider.state(tenant).records["contacts"]) == 1
-    peek = await api.post(LOOKUP, json={"email": "vic@example.com", "tenant_id": str(other)},
-                          headers=agent_headers(settings, tenant))
+    peek = await api.post(LOOKUP, json={"email": "vic@example.com"}, headers=agent_headers(settings, tenant))
     assert peek.json()["found"] is False
 
 

@@ -6,40 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from sandboxes.generic_rest import OBJECTS, RestState
+from sandboxes.generic_rest_flat import FLAT_URL, SINGULAR, flat_config
 
-FLAT_URL = "https://api.flatcrm.example/flat/v1"
+__all__ = ["FLAT_URL", "JSONAPI_URL", "SINGULAR", "flat_config", "jsonapi_config"]
+
 JSONAPI_URL = "https://api.jsonapi.example/jsonapi"
-SINGULAR = {"customers": "customer", "leads": "lead", "deals": "deal", "cases": "case", "notes": "note"}
-
-
-def _flat_object(plural: str) -> dict[str, Any]:
-    page = {"type": "offset"}
-    verbs: dict[str, Any] = {
-        "get": {"path": f"/{plural}/{{{{ id }}}}", "record_path": ""},
-        "search": {"path": f"/{plural}", "query": {"q": "{{ query }}"}, "records_path": "", "pagination": page},
-        "create": {"method": "POST", "path": f"/{plural}", "body": "{{ fields }}", "record_path": ""},
-        "update": {"method": "PATCH", "path": f"/{plural}/{{{{ id }}}}", "body": "{{ fields }}", "record_path": ""},
-        "delete": {"method": "DELETE", "path": f"/{plural}/{{{{ id }}}}"},
-        "list_recent": {"path": f"/{plural}", "since_param": "updated_since", "records_path": "", "pagination": page},
-        "find_by_key": {"path": f"/{plural}", "query": {"crm_key": "{{ key }}"}, "records_path": ""},
-    }
-    if plural == "customers":
-        verbs["lookup_phone"] = {"path": "/customers", "query": {"phone_digits": "{{ digits }}"}, "records_path": ""}
-        verbs["lookup_email"] = {"path": "/customers", "query": {"email": "{{ email }}"}, "records_path": ""}
-    return {"verbs": verbs, "key_field": "crm_key", "fingerprint_field": "crm_fingerprint",
-            "schema_name": plural[:-1].title(), "record_url": f"https://app.flatcrm.example/{plural}/{{{{ id }}}}"}
-
-
-def flat_config(state: RestState) -> dict[str, Any]:
-    """API key in a header, offset pagination, root arrays, 429 signalled by X-RateLimit-Reset."""
-    return {
-        "base_url": FLAT_URL,
-        "auth": {"type": "api_key", "key": state.creds.api_key, "name": "X-Api-Key"},
-        "test": {"path": "/customers", "query": {"limit": "1"}},
-        "objects": {SINGULAR[p]: _flat_object(p) for p in OBJECTS},
-        "errors": [{"status": [429], "action": "rate_limited", "retry_after_header": "X-RateLimit-Reset"}],
-        "openapi_url": f"{FLAT_URL}/openapi.json",
-    }
 
 
 def _jsonapi_object(plural: str) -> dict[str, Any]:

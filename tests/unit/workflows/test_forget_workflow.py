@@ -90,7 +90,7 @@ async def test_forget_deletes_crm_records_scrubs_every_table_and_records_outcome
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         result = await run_forget(temporal_client, forget, task_queue)
 
-    assert result.status == "completed" and result.outcomes == {"deleted": 5}
+    assert result.status == "completed" and result.outcomes == {"deleted": 2, "archived": 3}
     assert await count_rows(sessions, seeded.rows) == 0
     assert result.local_rows_scrubbed == sum(len(ids) for ids in seeded.rows.values()) == 8
     # The CRM: contacts are GDPR-deleted (gone), notes and tickets archived, the other customer untouched.
@@ -104,11 +104,20 @@ async def test_forget_deletes_crm_records_scrubs_every_table_and_records_outcome
         ("customer", seeded.crm["contact"][1], "local"), ("lead", seeded.crm["lead"][1], "search"),
         ("note", seeded.crm["note"][1], "local"), ("appointment", seeded.crm["booking"][1], "local"),
         ("case", seeded.crm["ticket"][1], "local")])
-    assert all(o.outcome == "deleted" and not o.needs_operator and o.attempts == 1 for o in recorded)
+    assert all(not o.needs_operator and o.attempts == 1 for o in recorded)
     # Contacts (customer and lead) are GDPR-deleted; HubSpot can only archive notes and tickets. The
-    # appointment (the row's object) lives in a HubSpot note, which is what was archived.
+    # appointment (the row's object) lives in a HubSpot note, which is what was archived: the outcome says so,
+    # with the day HubSpot purges it (archived records stay restorable for 90 days).
+    assert {o.object: o.outcome for o in recorded} == {"customer": "deleted", "lead": "deleted", "note": "archived",
+                                                       "appointment": "archived", "case": "archived"}
     assert {o.object: o.hard_deleted for o in recorded} == {"customer": True, "lead": True, "note": False,
                                                              "appointment": False, "case": False}
+    for o in recorded:
+        if o.outcome == "archived":
+            assert o.provider_purge_after is not None
+            assert 89 <= (o.provider_purge_after - o.updated_at).total_seconds() / 86400 <= 90
+        else:
+            assert o.provider_purge_after is None
     async with sessions() as session:
         kept = (await session.execute(select(Customer.id).where(Customer.tenant_id == seeded.tenant_id))).scalars()
         assert list(kept) == [seeded.other_customer_id]
@@ -152,7 +161,7 @@ async def test_delete_unsupported_becomes_divergent_with_operator_flag_and_audit
     async with forget_worker(temporal_client, settings, sessions, drivers, task_queue):
         result = await run_forget(temporal_client, forget, task_queue)
 
-    assert result.status == "needs_attention" and result.outcomes == {"deleted": 4, "divergent": 1}
+    assert result.status == "needs_attention" and result.outcomes == {"deleted": 2, "archived": 2, "divergent": 1}
     case = next(o for o in await outcomes(sessions, forget.request_id) if o.object == "case")
     assert case.outcome == "divergent" and case.needs_operator and case.external_id == seeded.crm["ticket"][1]
     assert drivers.live(*seeded.crm["ticket"])  # still at the provider: the operator must delete it by hand
@@ -199,7 +208,7 @@ async def test_failed_crm_steps_are_recorded_and_a_retry_run_finishes_them(
         async with sessions() as session, session.begin():
             assert await requests.reopen(session, forget.request_id, seeded.tenant_id) is not None
         second = await run_forget(temporal_client, forget, task_queue)
-    assert second.status == "completed" and second.outcomes == {"deleted": 5}  # the CRM-only lead found now
+    assert second.status == "completed" and second.outcomes == {"deleted": 2, "archived": 3}  # CRM-only lead too
     assert not drivers.exists(*seeded.crm["contact"])
     row = await request_row(sessions, forget.request_id)
     assert row.error is None and row.sealed_identifiers is None
