@@ -63,7 +63,7 @@ async def one_run(env: WorkflowEnvironment, url: str, base_url: str) -> float:
         sys.executable, "-m", "tests.support.worker_process",
         "--temporal", env.client.service_client.config.target_host,
         "--task-queue", queue, "--database-url", url, "--sandbox", f"hubspot={base_url}",
-        "--kill-after", "POST /crm/v3/objects/contacts", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+        "--kill-after", "POST /crm/v3/objects/contacts/batch/upsert", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
     assert doomed.stdout is not None
     assert await asyncio.wait_for(doomed.stdout.readline(), 60) == b"worker ready\n"
     async with agent_api(Settings(database_url=url, env="bench"), engine, sessions, tenant) as api:
