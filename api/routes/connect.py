@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from typing import Any, Union
 
@@ -22,6 +24,7 @@ from starlette.routing import Route
 from api.auth import Principal, require_operator
 from api.context import context_of
 from api.errors import Problem, read_json
+from api.lifecycle import notify_connection_fixed
 from api.openapi import document
 from drivers.registry import credential_forms
 from store.models import Tenant, TenantCredential
@@ -31,6 +34,7 @@ from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
 
 CONNECTOR_KEY = "connector"
+log = logging.getLogger(__name__)
 
 
 def connector(request: Request) -> Connector:
@@ -58,6 +62,18 @@ def _operator(request: Request) -> tuple[uuid.UUID, Actor]:
     rid = request.headers.get("x-request-id")
     return tenant_id, Actor(type="platform_operator", id=principal.subject, purpose="connect CRM",
                             request_id=rid[:100] if rid else None)
+
+
+async def _resume_mirroring(request: Request, outcome: ConnectOutcome) -> None:
+    """A working connection again: wake the tenant's mirroring parked on auth_error now, not at its next slow
+    look (minutes). Best effort: with Temporal away, that look still finds the fixed connection."""
+    if outcome.status != "active":
+        return
+    try:
+        client = await context_of(request).temporal.client()
+        await asyncio.wait_for(notify_connection_fixed(client, outcome.tenant_id), timeout=10)
+    except Exception as exc:  # the connect itself succeeded; never fail it for the wake-up
+        log.warning("could not wake the tenant's parked mirroring: %s", type(exc).__name__)
 
 
 def _outcome(outcome: ConnectOutcome) -> JSONResponse:
@@ -120,6 +136,7 @@ async def oauth_callback(request: Request) -> JSONResponse:
                                                         error=params.get("error"), extra=extra)
     except ConnectError as exc:
         raise _problem(exc) from None
+    await _resume_mirroring(request, outcome)
     return _outcome(outcome)
 
 
@@ -138,6 +155,7 @@ async def connect_credentials(request: Request) -> JSONResponse:
         outcome = await connector(request).connect_form(tenant_id, body, actor)
     except ConnectError as exc:
         raise _problem(exc) from None
+    await _resume_mirroring(request, outcome)
     return _outcome(outcome)
 
 
@@ -149,6 +167,7 @@ async def connect_test(request: Request) -> JSONResponse:
         outcome = await connector(request).retest(tenant_id, actor)
     except ConnectError as exc:
         raise _problem(exc) from None
+    await _resume_mirroring(request, outcome)
     return _outcome(outcome)
 
 
