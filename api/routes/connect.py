@@ -26,6 +26,7 @@ from api.context import context_of
 from api.errors import Problem, read_json
 from api.lifecycle import notify_connection_fixed
 from api.openapi import document
+from api.temporal import TemporalGateway
 from drivers.registry import credential_forms
 from store.models import Tenant, TenantCredential
 from vault.connect import CALLBACK_PATH, ConnectError, Connector, ConnectOutcome
@@ -64,16 +65,33 @@ def _operator(request: Request) -> tuple[uuid.UUID, Actor]:
                             request_id=rid[:100] if rid else None)
 
 
+# Waits between attempts to wake parked mirroring while Temporal is unreachable (a restart): about two minutes.
+WAKE_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+
+
 async def _resume_mirroring(request: Request, outcome: ConnectOutcome) -> None:
     """A working connection again: wake the tenant's mirroring parked on auth_error now, not at its next slow
-    look (minutes). Best effort: with Temporal away, that look still finds the fixed connection."""
+    look (minutes). In the background, retried while Temporal is unreachable; should this process stop first,
+    that slow look still finds the fixed connection."""
     if outcome.status != "active":
         return
-    try:
-        client = await context_of(request).temporal.client()
-        await asyncio.wait_for(notify_connection_fixed(client, outcome.tenant_id), timeout=10)
-    except Exception as exc:  # the connect itself succeeded; never fail it for the wake-up
-        log.warning("could not wake the tenant's parked mirroring: %s", type(exc).__name__)
+    ctx = context_of(request)
+    tasks: set[asyncio.Task[None]] = ctx.extras.setdefault("wake_tasks", set())  # referenced until done
+    task = asyncio.create_task(_wake(ctx.temporal, outcome.tenant_id))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def _wake(temporal: TemporalGateway, tenant_id: uuid.UUID) -> None:
+    for delay in (*WAKE_DELAYS, None):
+        try:
+            await asyncio.wait_for(notify_connection_fixed(await temporal.client(), tenant_id), timeout=10)
+            return
+        except Exception as exc:  # the connect itself succeeded; only the wake-up waits for Temporal
+            if delay is None:
+                log.warning("could not wake the tenant's parked mirroring: %s", type(exc).__name__)
+                return
+            await asyncio.sleep(delay)
 
 
 def _outcome(outcome: ConnectOutcome) -> JSONResponse:

@@ -1,9 +1,11 @@
-"""A connect that makes the tenant active again wakes its mirroring parked on auth_error at once (through the
-connect routes, not only the helper): the operator's reconnect is what "the connection is fixed" means. A
-connect whose test fails wakes nothing, and an unreachable Temporal never fails the connect itself."""
+"""A connect that makes the tenant active again wakes its mirroring parked on auth_error (through the connect
+routes, not only the helper): the operator's reconnect is what "the connection is fixed" means. A connect whose
+test fails wakes nothing; a Temporal unreachable at that moment (a restart) delays the wake-up, never the connect,
+and does not lose it."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -50,19 +52,33 @@ async def test_a_form_connect_that_activates_wakes_parked_mirroring(
     body = {"client_id": state.tokens.client_id, "shop_id": state.shop_id, "environment": "sandbox",
             "client_secret": state.tokens.client_secret if good_secret else "not-the-secret"}
     token = mint_token(settings, subject="op-1", role="operator", tenant_id=tenant)
+    monkeypatch.setattr(connect, "WAKE_DELAYS", (0.01, 0.01))
+    attempts: list[int] = []
+
+    async def client() -> Any:  # unreachable on the first attempt (Temporal restarting), then back
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionRefusedError
+        return object()  # the recorded notify stands in for the visibility query
+
+    monkeypatch.setattr(gateway, "client", client)
+    headers = {"authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(context=ctx)),
                                  base_url="https://crm-sor.test") as api:
-        async def client() -> Any:
-            return object()  # reachable; the recorded notify stands in for the visibility query
-
-        monkeypatch.setattr(gateway, "client", client)
-        answer = await api.post(f"/api/operator/tenants/{tenant}/connect/credentials", json=body,
-                                headers={"authorization": f"Bearer {token}"})
+        answer = await api.post(f"/api/operator/tenants/{tenant}/connect/credentials", json=body, headers=headers)
         assert answer.status_code == 200, answer.text
         assert answer.json()["status"] == ("active" if good_secret else "pending")
+        await asyncio.gather(*ctx.extras.get("wake_tasks", set()))
+        assert woken == ([tenant] if good_secret else [])
+        assert len(attempts) == (2 if good_secret else 0)
+
+        # Temporal away for good: the connect still answers at once, and the wake-up gives up after its retries.
+        monkeypatch.setattr(gateway, "client", _unreachable)
+        again = await api.post(f"/api/operator/tenants/{tenant}/connect/test", headers=headers)
+        assert again.status_code == 200 and again.json()["status"] == ("active" if good_secret else "pending")
+        await asyncio.gather(*ctx.extras.get("wake_tasks", set()))
         assert woken == ([tenant] if good_secret else [])
 
-        monkeypatch.undo()  # the real gateway (unreachable) and the real notify: the connect still answers
-        again = await api.post(f"/api/operator/tenants/{tenant}/connect/test",
-                               headers={"authorization": f"Bearer {token}"})
-        assert again.status_code == 200 and again.json()["status"] == ("active" if good_secret else "pending")
+
+async def _unreachable() -> Any:
+    raise ConnectionRefusedError
