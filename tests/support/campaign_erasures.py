@@ -76,29 +76,38 @@ class Erasures:
         for n, subject in enumerate(self.subjects):
             if subject.request_id is None:
                 continue
-            status = await self._finished(subject.request_id, deadline)
+            status, detail = await self._finished(subject.request_id, deadline)
+            if status == "needs_attention":  # e.g. a CRM step refused while the connection was revoked:
+                retried = await answered(self.agent, "POST", f"/api/tenant/forget/{subject.request_id}/retry",
+                                         headers=self.operator)  # the operator retries it, as documented
+                ledger.erasures_retried += 1
+                if retried.response is not None and retried.response.status_code == 202:
+                    status, detail = await self._finished(subject.request_id, deadline)
             found = self._left_over(subject, crm)
             async with sessions() as session:
                 if await session.scalar(select(Customer.id).where(Customer.id == uuid.UUID(subject.customer_id))):
                     found.append("our customer row")
             if status != "completed":
-                ledger.erasure_problems.append(f"erasure {n}: {status}")
+                ledger.erasure_problems.append(f"erasure {n}: {status} {detail}")
             elif found:
                 ledger.erasure_problems.append(f"erasure {n}: left {', '.join(found)}")
             else:
                 ledger.erasures_completed += 1
 
-    async def _finished(self, request_id: str, deadline: float) -> str:
-        status = "not answered"
+    async def _finished(self, request_id: str, deadline: float) -> tuple[str, str]:
+        """The request's status once it is no longer running (or at the deadline), and its outcomes in brief."""
+        status, detail = "not answered", ""
         while time.monotonic() < deadline:
             answer = await answered(self.agent, "GET", f"/api/tenant/forget/{request_id}", headers=self.operator,
                                     patience=30)
             if answer.response is not None and answer.response.status_code == 200:
-                status = answer.response.json()["status"]
+                body = answer.response.json()
+                status = str(body["status"])
+                detail = str(sorted({f"{o['object']}:{o['outcome']}:{o['error']}" for o in body["outcomes"]}))
                 if status != "running":
-                    return str(status)
+                    break
             await asyncio.sleep(2)
-        return status
+        return status, detail
 
     @staticmethod
     def _left_over(subject: Subject, crm: hubspot_sandbox.HubSpotState) -> list[str]:

@@ -62,6 +62,7 @@ class Ledger:
     # The full campaign's extras (tests/support/campaign_full.py): erasures asked and done, problems with them.
     erasures_requested: int = 0
     erasures_completed: int = 0
+    erasures_retried: int = 0  # needs_attention after the run, retried once by the operator (POST …/retry)
     erasure_problems: list[str] = field(default_factory=list)
 
     @property
@@ -81,7 +82,8 @@ class Ledger:
                 f"requests refused (not accepted) {self.refused}, settled in {settled}"]
         if self.erasures_requested:
             out.append(f"erasures completed {self.erasures_completed} of {self.erasures_requested} "
-                       f"(CRM record gone, our rows scrubbed), problems {len(self.erasure_problems)}")
+                       f"(CRM record gone, our rows scrubbed; {self.erasures_retried} retried by the operator), "
+                       f"problems {len(self.erasure_problems)}")
         problems = self.lost + self.stale + self.duplicates + self.erasure_problems
         return out + [f"  ! {problem}" for problem in problems[:20]]
 
