@@ -81,6 +81,7 @@ class Erasures:
                 retried = await answered(self.agent, "POST", f"/api/tenant/forget/{subject.request_id}/retry",
                                          headers=self.operator)  # the operator retries it, as documented
                 ledger.erasures_retried += 1
+                ledger.erasure_retry_reasons.append(f"erasure {n}: {detail}")
                 if retried.response is not None and retried.response.status_code == 202:
                     status, detail = await self._finished(subject.request_id, deadline)
             found = self._left_over(subject, crm)

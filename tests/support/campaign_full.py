@@ -268,6 +268,7 @@ async def run_full_campaign(plan: FullCampaign) -> Report:
             hubspot = report.ledgers["hubspot"]
             hubspot.erasures_requested, hubspot.erasure_problems = erased.erasures_requested, erased.erasure_problems
             hubspot.erasures_completed, hubspot.erasures_retried = erased.erasures_completed, erased.erasures_retried
+            hubspot.erasure_retry_reasons = erased.erasure_retry_reasons
         finally:
             await engine.dispose()
         for client in clients:

@@ -63,6 +63,7 @@ class Ledger:
     erasures_requested: int = 0
     erasures_completed: int = 0
     erasures_retried: int = 0  # needs_attention after the run, retried once by the operator (POST …/retry)
+    erasure_retry_reasons: list[str] = field(default_factory=list)  # their outcomes before the retry
     erasure_problems: list[str] = field(default_factory=list)
 
     @property
@@ -84,6 +85,7 @@ class Ledger:
             out.append(f"erasures completed {self.erasures_completed} of {self.erasures_requested} "
                        f"(CRM record gone, our rows scrubbed; {self.erasures_retried} retried by the operator), "
                        f"problems {len(self.erasure_problems)}")
+            out += [f"  ~ retried {reason}" for reason in self.erasure_retry_reasons]
         problems = self.lost + self.stale + self.duplicates + self.erasure_problems
         return out + [f"  ! {problem}" for problem in problems[:20]]
 

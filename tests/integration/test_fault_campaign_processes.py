@@ -1,0 +1,32 @@
+"""A reduced full fault campaign in the test command: every part a real OS process (a PostgreSQL, Redis and
+file-backed Temporal dev server of its own, `crm-sor api`, two `crm-sor worker`s configured by environment
+variables, tenants connected through the API with credentials in the vault), HubSpot and Tekmetric sandboxes on
+loopback, agent load over HTTP and erasures, while the schedule kills workers mid-request, restarts Temporal,
+PostgreSQL and the API, stops Redis, storms the CRMs and revokes HubSpot's refresh token until the operator
+reconnects. Each tenant's ledger must show nothing lost, stale, doubled or purged unsynced, nothing left pending,
+and every erasure completed with the CRM record gone. `bench/faults.py --full` runs the longer campaign."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.campaign_full import FullCampaign, run_full_campaign
+
+pytestmark = [pytest.mark.integration]
+
+
+async def test_a_reduced_full_process_campaign_loses_nothing() -> None:
+    plan = FullCampaign(seed=18, seconds=60, rate=2, worker_kills=3, storms=3, redis_outage=20, erasure_every=30,
+                        settle_seconds=180)
+    report = await run_full_campaign(plan)
+    text = "\n".join(report.lines())
+    assert set(report.ledgers) == {"hubspot", "tekmetric"}, text
+    for kind in ("temporal", "postgres", "api", "redis", "revoke", "reconnect"):
+        assert report.faults[kind] == 1, text
+    assert report.faults["worker mid-request"] + report.faults["worker idle"] == 3, text
+    for ledger in report.ledgers.values():
+        assert ledger.accepted["customers"] > 0 and ledger.patches_accepted > 0, text
+        assert ledger.settled_in is not None, text
+        assert ledger.synced["messages"] == ledger.accepted["messages"], text
+        assert ledger.clean, text
+    assert report.ledgers["hubspot"].erasures_requested == 2, text
