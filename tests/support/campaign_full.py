@@ -64,6 +64,12 @@ class Report:
     ledgers: dict[str, Ledger] = field(default_factory=dict)
     faults: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: up, load, settle, audit, down
+
+    def mark(self, phase: str, since: float) -> float:
+        now = time.monotonic()
+        self.phases[phase] = now - since
+        return now
 
     @property
     def clean(self) -> bool:
@@ -71,7 +77,8 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [f"--- full campaign, seed {self.plan.seed}: {self.plan.seconds:g} s of load, "
-               f"{self.seconds:.0f} s in all; faults {dict(sorted(self.faults.items()))}"]
+               f"{self.seconds:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in self.phases.items())})",
+               f"faults {dict(sorted(self.faults.items()))}"]
         for slug, ledger in self.ledgers.items():
             out += [f"[{slug}]", *ledger.lines()]
         return out
@@ -240,7 +247,7 @@ async def run_full_campaign(plan: FullCampaign) -> Report:
             loads[slug] = AgentLoad(client, random.Random(rng.random()), leads_and_cases=slug == "hubspot")
         faults = Faults(stack, settings, tenants, random.Random(rng.random()), plan)
         erasures = Erasures(clients[0], operator_headers(settings, tenants["hubspot"]), random.Random(rng.random()))
-        started = time.monotonic()
+        started = report.mark("up", began)
         until = started + plan.seconds
         await asyncio.gather(faults.play(started), erasures.run(until, plan.erasure_every),
                              *(_drive(load, until, plan.rate, random.Random(rng.random())) for load in loads.values()))
@@ -248,12 +255,14 @@ async def run_full_campaign(plan: FullCampaign) -> Report:
             knobs = sandbox.state.knobs
             knobs.fail_next = knobs.limit_next = knobs.fail_after_next = 0
             knobs.latency_seconds = 0.0
+        phase = report.mark("load", started)
         report.faults = faults.done + Counter({k: n for k, n in stack.kills.items() if k.startswith("worker ")})
         del report.faults["worker"]  # counted as mid-request or idle kills
         engine = create_engine(stack.database_url)  # made after the restarts: no stale pooled connections
         sessions = session_factory(engine)
         try:
             settled = await asyncio.gather(*(settle(sessions, t, plan.settle_seconds) for t in tenants.values()))
+            phase = report.mark("settle", phase)
             erased = Ledger()  # before the audit, whose guarded purge-of-everything also removes synced rows
             await erasures.check(erased, sessions, stack.sandboxes["hubspot"].state,
                                  patience=max(60.0, plan.settle_seconds / 2))
@@ -269,11 +278,14 @@ async def run_full_campaign(plan: FullCampaign) -> Report:
             hubspot.erasures_requested, hubspot.erasure_problems = erased.erasures_requested, erased.erasure_problems
             hubspot.erasures_completed, hubspot.erasures_retried = erased.erasures_completed, erased.erasures_retried
             hubspot.erasure_retry_reasons = erased.erasure_retry_reasons
+            phase = report.mark("audit", phase)
         finally:
             await engine.dispose()
         for client in clients:
             await client.aclose()
     finally:
+        down = time.monotonic()
         await asyncio.to_thread(stack.close)
+        report.mark("down", down)
         report.seconds = time.monotonic() - began
     return report

@@ -211,7 +211,7 @@ class Stack:
 
     def close(self) -> None:
         for process in [*self.workers, *([self.api] if self.api else [])]:
-            process.terminate(timeout=15)
+            process.kill()  # the run is over: nothing left to drain
         self.temporal.stop()
         self.redis.stop()
         self.postgres.remove()
