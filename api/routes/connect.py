@@ -65,14 +65,15 @@ def _operator(request: Request) -> tuple[uuid.UUID, Actor]:
                             request_id=rid[:100] if rid else None)
 
 
-# Waits between attempts to wake parked mirroring while Temporal is unreachable (a restart): about two minutes.
-WAKE_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
+# When to wake parked mirroring after a reconnect (seconds): at once, then again over two minutes, because a run
+# whose CRM attempt began with the revoked credential parks only after the first wake-up (and the visibility
+# store lags behind), and because Temporal may be unreachable for a moment (a restart).
+WAKE_AT = (0.0, 5.0, 15.0, 30.0, 60.0, 120.0)
 
 
 async def _resume_mirroring(request: Request, outcome: ConnectOutcome) -> None:
     """A working connection again: wake the tenant's mirroring parked on auth_error now, not at its next slow
-    look (minutes). In the background, retried while Temporal is unreachable; should this process stop first,
-    that slow look still finds the fixed connection."""
+    look (minutes). In the background; should this process stop first, that slow look still finds the fix."""
     if outcome.status != "active":
         return
     ctx = context_of(request)
@@ -83,15 +84,17 @@ async def _resume_mirroring(request: Request, outcome: ConnectOutcome) -> None:
 
 
 async def _wake(temporal: TemporalGateway, tenant_id: uuid.UUID) -> None:
-    for delay in (*WAKE_DELAYS, None):
+    loop = asyncio.get_running_loop()
+    started, woke, failure = loop.time(), False, ""
+    for at in WAKE_AT:
+        await asyncio.sleep(max(0.0, started + at - loop.time()))
         try:
             await asyncio.wait_for(notify_connection_fixed(await temporal.client(), tenant_id), timeout=10)
-            return
-        except Exception as exc:  # the connect itself succeeded; only the wake-up waits for Temporal
-            if delay is None:
-                log.warning("could not wake the tenant's parked mirroring: %s", type(exc).__name__)
-                return
-            await asyncio.sleep(delay)
+            woke = True
+        except Exception as exc:  # the connect itself succeeded; only this wake-up waits for Temporal
+            failure = type(exc).__name__
+    if not woke:
+        log.warning("could not wake the tenant's parked mirroring: %s", failure)
 
 
 def _outcome(outcome: ConnectOutcome) -> JSONResponse:
