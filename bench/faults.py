@@ -35,7 +35,8 @@ from settings import Settings  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
 from store.session import create_engine, session_factory  # noqa: E402
 from tests.support.campaign import Campaign, run_campaign  # noqa: E402
-from tests.support.campaign_full import FullCampaign, run_full_campaign  # noqa: E402
+from tests.support.campaign_full import run_full_campaign  # noqa: E402
+from tests.support.campaign_schedule import FullCampaign  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # a throwaway credential key (no credential is stored)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.campaign_full import FullCampaign, run_full_campaign
+from tests.support.campaign_full import run_full_campaign
+from tests.support.campaign_schedule import FullCampaign
 
 pytestmark = [pytest.mark.integration]
 
