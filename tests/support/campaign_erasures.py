@@ -105,6 +105,8 @@ class Erasures:
                 body = answer.response.json()
                 status = str(body["status"])
                 detail = str(sorted({f"{o['object']}:{o['outcome']}:{o['error']}" for o in body["outcomes"]}))
+                if body.get("error"):
+                    detail += f" error {body['error']}"
                 if status != "running":
                     break
             await asyncio.sleep(2)
