@@ -8,6 +8,8 @@ and every erasure completed with the CRM record gone. `bench/faults.py --full` r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.campaign_full import run_full_campaign
@@ -16,10 +18,10 @@ from tests.support.campaign_schedule import FullCampaign
 pytestmark = [pytest.mark.integration]
 
 
-async def test_a_reduced_full_process_campaign_loses_nothing() -> None:
+async def test_a_reduced_full_process_campaign_loses_nothing(tmp_path: Path) -> None:
     plan = FullCampaign(seed=18, seconds=60, rate=2, worker_kills=3, storms=3, redis_outage=20, erasure_every=30,
                         settle_seconds=180)
-    report = await run_full_campaign(plan)
+    report = await run_full_campaign(plan, tmp_path)  # the processes' logs, kept by pytest for a failure
     text = "\n".join(report.lines())
     assert set(report.ledgers) == {"hubspot", "tekmetric"}, text
     for kind in ("temporal", "postgres", "api", "redis", "revoke", "reconnect"):

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from starlette.requests import ClientDisconnect
@@ -49,6 +50,7 @@ class Report:
     seconds: float = 0.0
     phases: dict[str, float] = field(default_factory=dict)  # seconds per phase: up, load, settle, audit, down
     stuck: dict[str, dict[str, int]] = field(default_factory=dict)  # unsettled tenant: its running runs by state
+    scratch: Path | None = None  # the processes' logs
 
     def mark(self, phase: str, since: float) -> float:
         now = time.monotonic()
@@ -62,7 +64,7 @@ class Report:
     def lines(self) -> list[str]:
         out = [f"--- full campaign, seed {self.plan.seed}: {self.plan.seconds:g} s of load, "
                f"{self.seconds:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in self.phases.items())})",
-               f"faults {dict(sorted(self.faults.items()))}"]
+               f"faults {dict(sorted(self.faults.items()))}", f"logs in {self.scratch}"]
         for slug, ledger in self.ledgers.items():
             out += [f"[{slug}]", *ledger.lines()]
             if slug in self.stuck:
@@ -92,12 +94,14 @@ def _not_abandoned(record: logging.LogRecord) -> bool:
     return not (record.exc_info and record.exc_info[0] is ClientDisconnect)
 
 
-async def run_full_campaign(plan: FullCampaign) -> Report:
+async def run_full_campaign(plan: FullCampaign, scratch: Path | None = None) -> Report:
+    """Run the plan; the processes' logs and Temporal's database stay in `scratch` (default: a new temp dir)."""
     began, rng = time.monotonic(), random.Random(plan.seed)
     logging.getLogger("uvicorn.error").addFilter(_not_abandoned)
     report = Report(plan)
     stack = await asyncio.to_thread(Stack.start, {"hubspot": hubspot_sandbox.create_app(),
-                                                  "tekmetric": tekmetric_sandbox.create_app()})
+                                                  "tekmetric": tekmetric_sandbox.create_app()}, scratch)
+    report.scratch = stack.scratch
     try:
         await asyncio.to_thread(stack.start_api)
         for _ in range(2):

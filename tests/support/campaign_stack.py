@@ -122,6 +122,7 @@ class Stack:
     @classmethod
     def start(cls, sandboxes: dict[str, Starlette], scratch: Path | None = None) -> Stack:
         scratch = scratch or Path(tempfile.mkdtemp(prefix="crm-sor-campaign-"))
+        scratch.mkdir(parents=True, exist_ok=True)
         stack = cls(scratch, Postgres(), Redis(scratch), TemporalServer(scratch / "temporal.db"),
                     {slug: serve_sandbox(app) for slug, app in sandboxes.items()})
         stack.postgres.start()
