@@ -25,7 +25,6 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError, RPCStatusCode
 
 from store.content import retention
 from workflows import search_attributes as sa
@@ -46,7 +45,8 @@ class Delivery:
 
     tenant_id: uuid.UUID
     input: MirrorInput
-    redrive: bool = False
+    redrive: bool = False  # an operator's redrive: unparks, and rows are due again
+    reconnected: bool = False  # the connection works again: unparks a mirror waiting on auth_error
     outbox_ids: list[int] = field(default_factory=list)
 
     @property
@@ -78,7 +78,14 @@ def initial_search_attributes(delivery: Delivery) -> TypedSearchAttributes:
 
 async def deliver(client: Client, delivery: Delivery, task_queue: str) -> None:
     """Start the tenant's mirror or wake the running one (signal-with-start); safe to repeat."""
-    signal, arg = ("redrive", Redrive()) if delivery.redrive else ("wake", Wake())
+    signal: str
+    arg: Redrive | ConnectionFixed | Wake
+    if delivery.redrive:
+        signal, arg = "redrive", Redrive()
+    elif delivery.reconnected:
+        signal, arg = "connection_fixed", ConnectionFixed(tenant_id=delivery.tenant_id)
+    else:
+        signal, arg = "wake", Wake()
     await client.start_workflow(TenantMirrorWorkflow.run, delivery.input, id=delivery.workflow_id,
                                 task_queue=task_queue, start_signal=signal, start_signal_args=[arg],
                                 search_attributes=initial_search_attributes(delivery))
@@ -101,16 +108,3 @@ async def ensure_sweep_schedule(client: Client, task_queue: str, *, every: timed
 
         await client.get_schedule_handle(SWEEP_SCHEDULE_ID).update(replace)
         return "updated"
-
-
-async def notify_connection_fixed(client: Client, tenant_id: uuid.UUID) -> bool:
-    """After a (re)connect: unpark the tenant's mirror if it waits on auth_error, at once instead of at its next
-    slow look. True when a running mirror was signalled; a tenant without one has nothing parked."""
-    try:
-        await client.get_workflow_handle(mirror_workflow_id(tenant_id)).signal(
-            TenantMirrorWorkflow.connection_fixed, ConnectionFixed(tenant_id=tenant_id))
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True

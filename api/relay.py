@@ -119,6 +119,7 @@ class OutboxRelay:
                                              Delivery(intent.tenant_id, self.options.input(intent.tenant_id, provider)))
             delivery.outbox_ids.append(intent.id)
             delivery.redrive = delivery.redrive or intent.op == "redrive"
+            delivery.reconnected = delivery.reconnected or intent.op == "reconnected"
         return list(deliveries.values()), nothing_to_do
 
     async def _deliver_all(self, client: Client, deliveries: list[Delivery]) -> tuple[list[int], list[int]]:

@@ -1,5 +1,13 @@
 """The combined fault campaign, longer and over several seeds, printing each run's ledger.
 
+`--full` runs the full campaign instead (tests/support/campaign_full.py): PostgreSQL, Redis, a file-backed Temporal
+dev server, `crm-sor api` and two `crm-sor worker` processes as real OS processes, HubSpot (OAuth) and Tekmetric
+(form credentials) tenants connected through the API, and on a seeded schedule worker SIGKILLs mid-request, a
+Temporal restart, a PostgreSQL restart, Redis stopped for a minute, the API killed and restarted, CRM storms, a
+revoked refresh token and the operator's reconnect, one erasure a minute; then a ledger per tenant.
+
+    .venv/bin/python bench/faults.py --full --seed 1 [--seconds 240] [--kills 10]
+
 Agent load (conversations, messages, leads, cases, PATCHes) through the API with its relay, worker processes
 SIGKILLed and restarted on a seeded schedule, HubSpot sandbox storms (5xx, 429 + Retry-After, lost responses,
 expired tokens); then settle and audit (tests/support/campaign_ledger.py). Loopback only; bounded in time.
@@ -27,6 +35,8 @@ from settings import Settings  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
 from store.session import create_engine, session_factory  # noqa: E402
 from tests.support.campaign import Campaign, run_campaign  # noqa: E402
+from tests.support.campaign_full import run_full_campaign  # noqa: E402
+from tests.support.campaign_schedule import FullCampaign  # noqa: E402
 from workflows import search_attributes  # noqa: E402
 
 KEY = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="  # a throwaway credential key (no credential is stored)
@@ -54,16 +64,31 @@ async def run(url: str, args: argparse.Namespace) -> bool:
     return clean
 
 
+async def run_full(args: argparse.Namespace) -> bool:
+    clean = True
+    for seed in args.seeds:
+        plan = FullCampaign(seed=seed, seconds=args.seconds or 240, rate=args.rate or 2, worker_kills=args.kills,
+                            storms=args.storms, settle_seconds=args.settle)
+        report = await run_full_campaign(plan)
+        print("\n".join(report.lines()), flush=True)
+        clean = clean and report.clean
+    return clean
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--seconds", type=float, default=120)
-    parser.add_argument("--rate", type=float, default=8)
+    parser.add_argument("--full", action="store_true", help="every part a real process (see above)")
+    parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seconds", type=float, help="of load (default 120; --full 240)")
+    parser.add_argument("--rate", type=float, help="agent requests/s (default 8; --full 2 per tenant)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--storms", type=int, default=8)
     parser.add_argument("--settle", type=float, default=300)
     args = parser.parse_args()
+    if args.full:
+        sys.exit(0 if asyncio.run(run_full(args)) else 1)
+    args.seconds, args.rate = args.seconds or 120, args.rate or 8
     with tempfile.TemporaryDirectory() as scratch, database_url(Path(scratch)) as url:
         sys.exit(0 if asyncio.run(run(url, args)) else 1)
 

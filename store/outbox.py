@@ -2,7 +2,8 @@
 
 Ops: `create` (a new row), `update` (the agent changed it), `append` (a message; its conversation's
 transcript takes it), `redrive` (an operator asked for a retry now; the row is the incident), `ensure` (the sweep
-found a row that fell through: its tenant's mirror is not running), `wake` (unused since the tenant mirror).
+found a row that fell through: its tenant's mirror is not running), `reconnected` (the tenant's connection works
+again: unpark its mirror; the row is the tenant), `wake` (unused since the tenant mirror).
 Every intent wakes its tenant's mirror (`mirror:{tenant}`); the rows themselves say what is left to do.
 Claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL, so relays in several
 processes take disjoint batches; SQLite has a single writer, and a duplicate delivery is harmless anyway
@@ -25,7 +26,7 @@ from store.base import utcnow
 from store.models import MirrorOutbox
 
 OUTBOX: Table = MirrorOutbox.__table__  # type: ignore[assignment]
-OPS = ("create", "update", "append", "redrive", "ensure", "wake")
+OPS = ("create", "update", "append", "redrive", "ensure", "reconnected", "wake")
 
 
 @dataclass(frozen=True)

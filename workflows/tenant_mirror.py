@@ -60,12 +60,13 @@ class TenantMirrorWorkflow:
     async def run(self, input: MirrorInput) -> MirrorResult:
         policy, synced, passes = input.policy, input.synced_before, 0
         while True:
-            self._woken = False
+            # Reset before the pass, not after: a `connection_fixed` that arrives while the pass fails on the
+            # old credential must still unpark the wait that follows.
+            self._woken = self._unpark = False
             step = await self._pass(input)
             passes, synced = passes + 1, synced + step.synced
             self._show(step.state, step.backlog)
             if step.park is not None:
-                self._unpark = False
                 await self._until(lambda: self._unpark, workflow.now() + policy.blocked_poll)
             elif step.wait is not None:
                 await workflow.sleep(step.wait)

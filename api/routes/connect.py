@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from typing import Any, Union
@@ -25,9 +24,9 @@ from api.auth import Principal, require_operator
 from api.console.landing import console_flow, land
 from api.context import context_of
 from api.errors import Problem, read_json
-from api.lifecycle import notify_connection_fixed
 from api.openapi import document
 from drivers.registry import credential_forms
+from store import outbox
 from store.models import Tenant, TenantCredential
 from vault.connect import CALLBACK_PATH, ConnectError, Connector, ConnectOutcome
 from vault.connections import Actor
@@ -66,15 +65,18 @@ def _operator(request: Request) -> tuple[uuid.UUID, Actor]:
 
 
 async def wake_mirror_if_active(request: Request, outcome: ConnectOutcome) -> None:
-    """A connection that passed its test unparks the tenant's mirror (waiting on auth_error) at once. Best effort:
-    with Temporal away, the parked mirror still looks again on its own every `blocked_poll`."""
+    """A connection that passed its test unparks the tenant's mirror (parked on auth_error) now, not at its next
+    slow look. Through the outbox, so the wake-up is durable: the relay of any API process delivers it, retried
+    while Temporal is away (a restart) — an in-memory wake died with the process that held it."""
     if outcome.status != "active":
         return
-    try:
-        client = await context_of(request).temporal.client()
-        await asyncio.wait_for(notify_connection_fixed(client, outcome.tenant_id), timeout=5)
-    except Exception as exc:  # never fail a connect that worked because Temporal is unreachable
-        log.warning("could not wake the tenant mirror after a reconnect: %s", type(exc).__name__)
+    ctx = context_of(request)
+    async with ctx.sessions() as session, session.begin():
+        await outbox.add(session, [outbox.intent_values(outcome.tenant_id, "tenants", outcome.tenant_id,
+                                                        "reconnected")])
+    relay = ctx.extras.get("relay")
+    if relay is not None:
+        relay.nudge()
 
 
 def _outcome(outcome: ConnectOutcome) -> JSONResponse:

@@ -137,8 +137,8 @@ async def post_conversation(request: Request) -> JSONResponse:
 
     async def write(session: AsyncSession, tenant_id: uuid.UUID) -> JSONResponse:
         found = await writes.existing(session, Conversation, tenant_id, body.id)
-        if found is not None:
-            return _accepted(found, "conversations", False, tenant_id)
+        if found is not None:  # a retried POST: the same answer, customer id included (the agent may need it)
+            return _accepted(found, "conversations", False, tenant_id, customer_id=found.customer_id)
         if body.customer is not None:
             customer, _ = await writes.new_customer(session, tenant_id, body.customer)
             customer_id = customer.id

@@ -1,5 +1,5 @@
 """The connect flow unparks the tenant's mirror: a mirror waiting on auth_error (its next slow look a quarter of
-an hour away) passes again as soon as the operator's connection test passes (`notify_connection_fixed`)."""
+an hour away) passes again as soon as the operator's connection test passes (a `reconnected` intent, relayed)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from api.lifecycle import mirror_workflow_id
 from api.temporal import TemporalGateway
 from settings import Settings
 from tests.integration.test_oauth_family_e2e import deployment
-from tests.support.lifecycle import eventually
+from tests.support.lifecycle import eventually, relay_for
 from tests.unit.vault.support import make_tenant
 from workflows.tenant_mirror import TenantMirrorWorkflow
 from workflows.types import MirrorInput
@@ -53,6 +53,7 @@ async def test_a_passing_connection_test_unparks_the_mirror(
         retest = await d.api.post(f"/api/operator/tenants/{tenant}/connect/test",
                                   headers=d.headers("operator", tenant))
         assert retest.json()["status"] == "active", retest.text
+        await relay_for(engine, sessions, temporal_client, task_queue, tenants=[tenant]).drain()  # the API's relay
         # The signal, not the 15-minute look, gets it going.
         result = await asyncio.wait_for(handle.result(), timeout=60)
     assert result.passes == 2 and len(passes) == 2

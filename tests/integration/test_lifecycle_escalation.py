@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api.lifecycle import notify_connection_fixed
 from settings import Settings
+from store import outbox
 from store.models import Incident
 from tests.support.histories import keep_history
 from tests.support.lifecycle import eventually, is_closed, lifecycle_rig, operator_headers, row_of, synced
@@ -146,7 +146,8 @@ async def test_rate_limit_retry_after_is_waited_out_on_a_durable_timer(
 async def test_a_reconnect_wakes_the_parked_mirror(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
-    """Dev server: `notify_connection_fixed` (what the connect routes call) unparks the tenant's mirror."""
+    """Dev server: the `reconnected` intent the connect routes queue unparks the tenant's mirror (relayed as a
+    signal, durable in the outbox)."""
     async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, policy=POLICY) as rig:
         async with rig.drivers.open(rig.tenant, Actor(type="system", id="test", purpose="connect")):
             pass
@@ -157,10 +158,11 @@ async def test_a_reconnect_wakes_the_parked_mirror(
         handle = temporal_client.get_workflow_handle(rig.mirror_id)
         assert await eventually(lambda: _state_is(handle, "blocked"))
         rig.drivers._sources.clear()  # reconnected
-        assert await notify_connection_fixed(temporal_client, rig.tenant) is True
+        async with sessions() as session, session.begin():
+            await outbox.add(session, [outbox.intent_values(rig.tenant, "tenants", rig.tenant, "reconnected")])
+        await rig.relay.drain()
         await eventually(lambda: synced(sessions, "customers", rig.tenant, uuid.UUID(customer["id"])))
         assert await eventually(lambda: is_closed(temporal_client, rig.mirror_id))
-        assert await notify_connection_fixed(temporal_client, rig.tenant) is False  # nothing parked any more
 
 
 async def _attempts_at_least(sessions: async_sessionmaker[AsyncSession], tenant: uuid.UUID, ids: list[uuid.UUID],

@@ -115,12 +115,22 @@ async def test_retries_are_idempotent_and_updates_queue_intents(
         same = await api.patch(f"/api/agent/customers/{customer_id}", json={"fields": {"city": "Vienna"}})
         assert (empty.status_code, empty.json()["changed"], same.status_code, same.json()["changed"]) == \
             (200, False, 200, False)
+        # A retried conversation POST whose first answer was lost (customer created in the same call) answers
+        # with the same conversation and customer ids, so the agent can go on with that customer.
+        body = {"id": str(uuid.uuid4()), "customer": {"name": "Grace Hopper"},
+                "messages": [{"turn_id": "1", "role": "customer", "text": "hi"}]}
+        created = await api.post("/api/agent/conversations", json=body)
+        retried = await api.post("/api/agent/conversations", json=body)
+        assert (created.status_code, retried.status_code) == (201, 200)
+        assert retried.json()["id"] == created.json()["id"] and \
+            retried.json()["customer_id"] == created.json()["customer_id"]
         status = (await api.get(f"/api/agent/records/customers/{customer_id}")).json()
         assert status["sync_state"] == "pending" and status["crm_external_id"] is None
         assert status["sync_attempts"] == 0 and status["workflow_id"] == f"mirror:{tenant}"
     assert await _outbox(sessions, tenant) == [
         ("customers", "create"), ("conversations", "create"), ("messages", "append"), ("messages", "append"),
-        ("customers", "update"), ("conversations", "update")]
+        ("customers", "update"), ("conversations", "update"),
+        ("customers", "create"), ("conversations", "create"), ("messages", "append")]
 
 
 async def test_incident_routes_are_operator_only_and_tenant_pinned(
