@@ -7,6 +7,7 @@ the transport), end to end: agent API → outbox → relay → tenant mirror wor
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -29,12 +30,12 @@ async def test_an_update_accepted_while_the_create_is_in_flight_reaches_the_crm(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
     faults = Faults()
-    create = faults.hold("POST", "/crm/v3/objects/contacts")
+    create = faults.hold("POST", "/crm/v3/objects/contacts/batch/upsert")  # the mirror creates in batches
     async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, wrap=faults.wrap) as rig:
         lead = (await rig.api.post("/api/agent/leads", json={"fields": {"first_name": "Rosalind",
                                                                         "last_name": "Franklin"}})).json()
         await rig.relay.drain()
-        await create.reached.wait()  # the CRM created the contact; its answer is on the way back
+        await asyncio.wait_for(create.reached.wait(), 60)  # the CRM created the contact; its answer is on the way
         patched = await rig.api.patch(f"/api/agent/leads/{lead['id']}",
                                       json={"status": "contacted", "fields": {"timeline": "next week"}})
         assert patched.status_code == 202, patched.text

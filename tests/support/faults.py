@@ -2,7 +2,7 @@
 applied it. Wrap a sandbox transport with `Faults(...).wrap` (SandboxDriverProvider's `wrap=`).
 
     faults = Faults()
-    hold = faults.hold("POST", "/crm/v3/objects/contacts")   # the next create waits (already applied)
+    hold = faults.hold("POST", "/crm/v3/objects/contacts/batch/upsert")   # the next create waits (already applied)
     await hold.reached.wait(); ...; hold.release.set()
     faults.lose("PATCH", "/crm/v3/objects/notes/", after=1)   # the 2nd note update lands, its answer is lost
 """

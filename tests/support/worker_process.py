@@ -43,7 +43,7 @@ async def main() -> None:
     parser.add_argument("--task-queue", required=True)
     parser.add_argument("--database-url", required=True)
     parser.add_argument("--sandbox", required=True, help="slug=base_url")
-    parser.add_argument("--kill-after", help='e.g. "POST /crm/v3/objects/contacts"')
+    parser.add_argument("--kill-after", help='e.g. "POST /crm/v3/objects/contacts/batch/upsert"')
     args = parser.parse_args()
     slug, _, url = args.sandbox.partition("=")
     method, _, path = (args.kill_after or "").partition(" ")
