@@ -72,6 +72,9 @@ class ProviderBudgetSettings(BaseModel):
     # How long an agent's tool call may wait for a slot (e.g. a search slot) before it is refused; the lookup's own
     # deadline answers the caller first, and the search that got its slot later still warms the phone index.
     tool_wait_seconds: float = Field(default=5.0, ge=0.0, le=10.0)
+    # The same for background calls (mirror, erasure): long enough for a per-second window (a search limit) to
+    # free, short enough that a spent 10 s window is a durable wait in the workflow, not a held worker slot.
+    background_wait_seconds: float = Field(default=2.0, ge=0.0, le=10.0)
 
 
 class LookupSettings(BaseModel):

@@ -5,9 +5,11 @@ declares its limits (`BaseDriver.rate_limits`: e.g. HubSpot 100 requests / 10 s,
 counts against the account-wide limit and against its own scope's. Two priorities share one window:
 - `tool`: the agent's synchronous calls (a caller is on the line) may use the whole limit;
 - `mirror`: background writes stop at `1 - tool_reserve` of it, so tools always find headroom.
-`attach()` puts a budget on a driver's client (httpx event hooks). A refused mirror call is not queued: it raises
-`RateLimitedError(retry_after=…)` at once, and the mirror activity fails retryable with that delay, so Temporal
-waits on a durable timer (no busy loop, no retry storm). A tool call may wait for its slot up to `tool_wait`
+`attach()` puts a budget on a driver's client (httpx event hooks). A background call (mirror, erasure) may wait
+in-process for a slot up to `background_wait` seconds — a per-second window (HubSpot's search limit) frees within
+one, and an activity that needs more calls than one such window allows must not fail on every attempt — past that
+it raises `RateLimitedError(retry_after=…)`, and the mirror waits on a durable timer (no busy loop, no retry
+storm). A tool call may wait for its slot up to `tool_wait`
 seconds (a caller is on the line: a search slot frees within a second, and the tool's own deadline bounds the
 wait); past that it raises too, which a tool route turns into `crm_rate_limited` for the agent.
 
@@ -135,11 +137,12 @@ class ProviderBudget:
 
     def __init__(self, redis: Redis | None, *, tool_reserve: float = 0.1,  # type: ignore[type-arg]
                  fallback_share: float = 0.25, fallback_seconds: float = 30.0, tool_wait: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 background_wait: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._shared: _Store | None = RedisStore(redis) if redis is not None else None
         self._local = LocalStore(clock)
         self.tool_reserve, self.fallback_share, self._fallback_seconds = tool_reserve, fallback_share, fallback_seconds
         self.tool_wait = tool_wait  # seconds a tool call may wait for a slot before it is refused
+        self.background_wait = background_wait  # the same for mirror and erasure calls
         self._clock = clock
         self._local_until = 0.0
         self.counters: dict[str, int] = {"taken": 0, "refused": 0, "held_off": 0, "redis_errors": 0}
@@ -217,9 +220,9 @@ def attach(client: httpx.AsyncClient, budget: ProviderBudget, tenant: uuid.UUID,
             return
         scope = driver.budget_scope(request)
         grant = await budget.take(tenant, slug, driver.rate_limits, scope, priority)
-        waited = 0.0
-        while not grant.allowed and priority == "tool" and waited + grant.wait <= budget.tool_wait:
-            await asyncio.sleep(grant.wait)  # the tool's deadline cancels this wait if it comes first
+        waited, patience = 0.0, budget.tool_wait if priority == "tool" else budget.background_wait
+        while not grant.allowed and waited + grant.wait <= patience:
+            await asyncio.sleep(grant.wait)  # a tool's deadline cancels this wait if it comes first
             waited += grant.wait
             grant = await budget.take(tenant, slug, driver.rate_limits, scope, priority)
         if not grant.allowed:

@@ -101,7 +101,8 @@ class VaultDriverProvider:
         pacing = settings.provider_budget
         budget = ProviderBudget.from_url(settings.redis_url, tool_reserve=pacing.tool_reserve,
                                          fallback_share=pacing.fallback_share,
-                                         tool_wait=pacing.tool_wait_seconds) if pacing.enabled else None
+                                         tool_wait=pacing.tool_wait_seconds,
+                                         background_wait=pacing.background_wait_seconds) if pacing.enabled else None
         return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients,
                    budget=budget, outbound=outbound_guard(settings.outbound),
                    phone_index=phone_index_from(settings, sessions))

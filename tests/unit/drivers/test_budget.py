@@ -132,3 +132,23 @@ async def test_a_tool_call_waits_for_its_slot_where_a_mirror_call_is_refused(
     assert refused.value.provider_code == "BUDGET"
     await tool.client.aclose()
     await mirror.client.aclose()
+
+
+async def test_a_background_call_waits_out_a_per_second_window_but_not_a_long_one(
+        redis: Redis, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    """An erasure's discovery needs more searches than one second's search window allows: refusing the extra
+    ones at once failed every attempt alike. A short wait lets them through; a spent long window still refuses."""
+    monkeypatch.setattr(HubSpotDriver, "rate_limits", (RateLimit(4, 600.0), RateLimit(1, 1.0, scope="search")))
+    app = hubspot_sandbox.create_app()
+    app.state.sandbox.instant_search()
+    token = app.state.sandbox.tokens.credentials().access_token
+    client = httpx.AsyncClient(base_url="https://api.hubapi.com", transport=httpx.ASGITransport(app=app),
+                               headers={"Authorization": f"Bearer {token}"})
+    attach(client, ProviderBudget(redis, background_wait=2.0), uuid.uuid4(), HubSpotDriver, "mirror")
+    mirror = HubSpotDriver(client)
+    assert [await mirror.search_records(CrmObject.CUSTOMER, "x") for _ in range(3)] == [[], [], []]
+    with pytest.raises(errors.RateLimitedError) as refused:  # 3 of the mirror's floor(4 × 0.9) = 3 are spent
+        await mirror.search_records(CrmObject.CUSTOMER, "x")
+    assert refused.value.provider_code == "BUDGET" and refused.value.retry_after is not None
+    assert refused.value.retry_after.total_seconds() > 2.0  # a long wait: the workflow's durable timer, not ours
+    await client.aclose()
