@@ -196,15 +196,16 @@ async def reopen(session: AsyncSession, request_id: uuid.UUID, tenant_id: uuid.U
 
 async def record_manual_deletion(session: AsyncSession, request_id: uuid.UUID, outcome_id: uuid.UUID, *,
                                  operator: str) -> bool | None:
-    """An operator deleted a `divergent` record by hand at the provider: it becomes `deleted`, with an audit row
-    naming the operator; a finished request is closed again (completed once nothing else needs attention).
-    None: no such outcome on this request; False: the outcome is not divergent."""
+    """An operator deleted a record by hand at the provider — a `divergent` one, or an archive the provider never
+    purges (`needs_operator`): it becomes `deleted`, with an audit row naming the operator; a finished request is
+    closed again (completed once nothing else needs attention).
+    None: no such outcome on this request; False: the outcome needs no hand deletion."""
     request = await load_request(session, request_id, for_update=True)
     outcome = (await session.execute(select(ErasureOutcome).where(
         ErasureOutcome.id == outcome_id, ErasureOutcome.request_id == request_id).with_for_update())).scalar()
     if outcome is None:
         return None
-    if outcome.outcome != DIVERGENT:
+    if outcome.outcome != DIVERGENT and not outcome.needs_operator:
         return False
     outcome.outcome, outcome.needs_operator, outcome.error = DELETED, False, None
     audit(session, request, "erasure.manual_delete", actor_type="platform_operator", actor_id=operator,

@@ -249,7 +249,7 @@ async def retry_erasure(ctx: AppContext, principal: Principal, tenant_id: uuid.U
 
 
 @document(responses={200: ErasureStatus}, auth="operator",
-          errors={404: "No such erasure request or outcome", 409: "The outcome is not divergent"})
+          errors={404: "No such erasure request or outcome", 409: "The outcome needs no hand deletion"})
 async def record_manual_deletion(request: Request) -> JSONResponse:
     """Record that an operator deleted a `divergent` CRM record by hand at the provider; the request completes
     when nothing else needs attention."""
@@ -271,7 +271,8 @@ async def resolve_divergent(ctx: AppContext, principal: Principal, tenant_id: uu
     if resolved is None:
         raise Problem(404, "not-found", "No such outcome.")
     if not resolved:
-        raise Problem(409, "not-divergent", "Only a divergent record is deleted by hand; this one is not.")
+        raise Problem(409, "not-divergent", "Only a divergent record, or an archive the provider never purges, is "
+                      "deleted by hand; this one is neither.")
 
 
 routes = [

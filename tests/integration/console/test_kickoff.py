@@ -151,9 +151,14 @@ async def test_an_operator_kickoff_in_the_browser(browser: Browser, console: Con
     await expect(page.locator("#erasure-status")).to_have_text("needs_attention", timeout=WAIT)
     customer_outcome = page.locator("tr", has_text=customer_crm_id).filter(has_text="customer")
     await expect(customer_outcome).to_contain_text("divergent")
-    await expect(page.locator("tr", has_text=appointment_crm_id).filter(has_text="appointment")).to_contain_text(
-        "deleted")
+    appointment_outcome = page.locator("tr", has_text=appointment_crm_id).filter(has_text="appointment")
+    await expect(appointment_outcome).to_contain_text("archived")  # Tekmetric keeps it with a deletedDate…
+    await expect(appointment_outcome).to_contain_text("never purged by the provider")  # …for good
     await shot(page, "13-erasure-outcomes")
+    await appointment_outcome.get_by_role("link", name="Record manual deletion…").click()
+    await page.get_by_label("I deleted this record at tekmetric").check()
+    await page.get_by_role("button", name="Record the deletion").click()
+    await expect(page.locator("#erasure-status")).to_have_text("needs_attention")  # the customer still needs it
     await customer_outcome.get_by_role("link", name="Record manual deletion…").click()
     await page.get_by_role("button", name="Record the deletion").click()  # the box is required: nothing happens
     await expect(page.get_by_role("heading", level=1)).to_have_text("Record a manual deletion")
