@@ -9,6 +9,8 @@ version of the row the CRM holds: its content fingerprint and the row's `updated
 - This version, not an older one: a `done` entry answers without a CRM call only when it recorded exactly this
   content; any other version is written as a partial update of the record the row already has (in batches:
   `execute_many`, through `upsert_many`; the rules hold row by row).
+- The CRM's own record first: a customer row without a record yet is matched to the caller the CRM already knows
+  (by phone or email) before it is written, a batch at a time (`match_customers`), so it is updated, not duplicated.
 """
 
 from __future__ import annotations

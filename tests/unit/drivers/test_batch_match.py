@@ -4,14 +4,19 @@ costs in calls. The contract suite checks every driver answers as `lookup_custom
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from drivers import errors
 from drivers.base import CrmObject, MatchItem, UpsertItem
 from sandboxes.hubspot import HubSpotState
+from store.phone_index import PhoneIndex
 from tests.unit.drivers.harness import hubspot as hubspot_harness
 from tests.unit.drivers.harness import salesforce as salesforce_harness
+from vault.indexed import IndexedDriver
 
 READ = "POST /crm/v3/objects/{object_type}/batch/read"
 SEARCH = "POST /crm/v3/objects/{object_type}/search"
@@ -79,3 +84,26 @@ async def test_two_hundred_salesforce_customers_take_a_few_queries_under_the_uri
         queries = h.state.calls[QUERY]
         assert 1 <= queries <= 12 and max(urls) < 16_384  # a few queries, never a search per customer
         assert sum(1 for name in h.state.calls if "/search" in name) == 0
+
+
+async def test_the_phone_index_spares_the_mirror_a_search_and_drops_a_stale_hint(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with hubspot_harness() as h:
+        state, tenant = h.state, uuid.uuid4()
+        assert isinstance(state, HubSpotState)
+        state.search_index.lag_seconds = 60.0
+        index = PhoneIndex(sessions, "test-subject-hash-key")
+        driver = IndexedDriver.wrap(h.driver, index, tenant)
+        written = await driver.upsert_many(CrmObject.CUSTOMER, [UpsertItem("caller", {
+            "lastname": "Known", "phone": "+1 628 555 0123"})])  # the index learns the number from the write
+        created = written[0].external_id
+        assert await index.recall_many(tenant, "hubspot", ["+16285550123", "+16285550999"]) == {
+            "+16285550123": created}
+        searches = state.calls[SEARCH]
+        found = await driver.match_customers([MatchItem("again", phone="(628) 555-0123")])
+        assert found == {"again": created} and state.calls[SEARCH] == searches  # one read by id, no search
+        assert isinstance(driver, IndexedDriver) and driver.index_hits == 1
+        assert created is not None
+        state.update(state.find("contacts", created, None, False), {"phone": "+1 628 555 0777"})  # moved in the CRM
+        assert await driver.match_customers([MatchItem("moved", phone="+1 628 555 0123")]) == {"moved": None}
+        assert await index.recall(tenant, "hubspot", "+16285550123") is None  # the stale entry is gone
