@@ -48,7 +48,7 @@ async def test_worker_killed_between_crm_create_and_ledger_write(
             sys.executable, "-m", "tests.support.worker_process",
             "--temporal", client.service_client.config.target_host,
             "--task-queue", task_queue, "--database-url", settings.database_url, "--sandbox", f"hubspot={base_url}",
-            "--kill-after", "POST /crm/v3/objects/contacts", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
+            "--kill-after", "POST /crm/v3/objects/contacts/batch/upsert", cwd=ROOT, stdout=asyncio.subprocess.PIPE)
         assert doomed.stdout is not None
         assert await asyncio.wait_for(doomed.stdout.readline(), 60) == b"worker ready\n"
         customer = (await api.post("/api/agent/customers", json={"name": "Barbara McClintock"})).json()

@@ -29,7 +29,7 @@ async def test_an_update_accepted_while_the_create_is_in_flight_reaches_the_crm(
         settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
         temporal_client: Client, task_queue: str) -> None:
     faults = Faults()
-    create = faults.hold("POST", "/crm/v3/objects/contacts")
+    create = faults.hold("POST", "/crm/v3/objects/contacts/batch/upsert")  # the mirror creates by batch upsert
     async with lifecycle_rig(settings, engine, sessions, temporal_client, task_queue, wrap=faults.wrap) as rig:
         lead = (await rig.api.post("/api/agent/leads", json={"fields": {"first_name": "Rosalind",
                                                                         "last_name": "Franklin"}})).json()

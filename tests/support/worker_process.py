@@ -1,7 +1,7 @@
 """A lifecycle worker in a process of its own, on sandboxes at loopback URLs: something a test can SIGKILL.
 
     python -m tests.support.worker_process --temporal HOST:PORT --task-queue Q --database-url URL \\
-        --sandbox hubspot=http://127.0.0.1:PORT [--kill-after "POST /crm/v3/objects/contacts"]
+        --sandbox hubspot=http://127.0.0.1:PORT [--kill-after "POST /crm/v3/objects/contacts/batch/upsert"]
 
 With `--kill-after` it kills itself (SIGKILL) right after the CRM answered that call: the crash lands exactly
 between the CRM's create and our idempotency-ledger write (the record exists at the provider, the ledger still
