@@ -3,10 +3,10 @@
 `SELECT … FROM Contact WHERE Id IN (hints) OR Email IN (…) OR Phone IN (…) OR MobilePhone IN (…)`, newest first,
 with the rules of the single lookup: an index hint (`MatchItem.known_id`) still carrying the phone, then the
 phone (normalized to E.164, country included: SOQL matches stored strings, so each number is asked in every
-spelling a tenant types, `phone_formats`), then the email (case-insensitive; the most recently modified contact,
-as `ORDER BY LastModifiedDate DESC LIMIT 1` picks). The query travels in the URL: customers are packed into a
-query until it would pass `_MAX_URL` bytes (Salesforce refuses URIs over 16,384 bytes), so a batch of 200 takes a
-few queries rather than one; the answer's pages (`nextRecordsUrl`) are followed.
+spelling a tenant types: `phone_formats` and dotted ones), then the email (case-insensitive; the most recently
+modified contact, as `ORDER BY LastModifiedDate DESC LIMIT 1` picks). The query travels in the URL: customers
+are packed into a query until it would pass `_MAX_URL` bytes (Salesforce refuses URIs over 16,384 bytes), so a
+batch of 200 takes a few queries rather than one; the answer's pages (`nextRecordsUrl`) are followed.
 This module is the driver's own (it uses the driver's request plumbing), split off to keep drivers/salesforce.py
 short.
 """

@@ -11,6 +11,8 @@ values", "error handling"; ../shared/reference HubSpot §1.5):
   (`context` maps names to lists of strings, as in HubSpot's StandardError). Without trace ids one bad input
   fails the whole call with its error and nothing is written;
 - `batch/read` answers found records, and 207 with an OBJECT_NOT_FOUND error listing the missing ids.
+- records written by `batch/update` and `batch/upsert` reach the search index as late as single writes do
+  (sandboxes/hubspot_search.py: SearchIndex); reads by id or unique property see them at once.
 The exact text of HubSpot's messages is not reproduced; categories and shapes are.
 """
 
