@@ -9,6 +9,8 @@ version of the row the CRM holds: its content fingerprint and the row's `updated
 - This version, not an older one: a `done` entry answers without a CRM call only when it recorded exactly this
   content; any other version is written as a partial update of the record the row already has (in batches:
   `execute_many`, through `upsert_many`; the rules hold row by row).
+- The CRM's own record first: a customer row without a record yet is matched to the caller the CRM already knows
+  (by phone or email) before it is written, a batch at a time (`match_customers`), so it is updated, not duplicated.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from activities.tally import each
 from drivers.base import BaseDriver, CrmObject
 from drivers.errors import AuthError, ConflictError, DriverError, RateLimitedError
 from drivers.idempotency import request_fingerprint
-from drivers.models import UpsertItem
+from drivers.models import MatchItem, UpsertItem
 from store.base import utcnow
 from store.models import IdempotencyRecord
 
@@ -208,20 +210,23 @@ async def execute_many(sessions: async_sessionmaker[AsyncSession], driver: BaseD
     await each([p for p in todo if p.job.plan.note_text is not None], note)
     records = [p for p in todo if p.job.plan.note_text is None]
 
-    async def lookup(pending: _Pending) -> None:  # the CRM is the system of record: a caller it knows is updated
-        if pending.existing is not None or not pending.job.plan.lookup:
-            return
+    async def match(chunk: list[_Pending]) -> None:  # the CRM is the system of record: a caller it knows is updated
         try:
             if stop:
                 raise stop[0]
-            found = await driver.lookup_customer(**pending.job.plan.lookup)
-            pending.existing = found.external_id if found is not None else None
-        except DriverError as exc:
-            results[pending.job.key] = exc
+            found = await driver.match_customers([MatchItem(p.job.key, phone=p.job.plan.lookup.get("phone"),
+                                                            email=p.job.plan.lookup.get("email")) for p in chunk])
+        except DriverError as exc:  # the call failed: so does its chunk (one row, for drivers matching one by one)
+            results.update({p.job.key: exc for p in chunk})
             if isinstance(exc, ACCOUNT_WIDE):
                 stop.append(exc)
+            return
+        for pending in chunk:
+            pending.existing = found.get(pending.job.key)
 
-    await each(records, lookup)
+    unmatched = [p for p in records if p.existing is None and p.job.plan.lookup]
+    per_call = max(1, driver.match_size)
+    await each([unmatched[start:start + per_call] for start in range(0, len(unmatched), per_call)], match)
     records = [p for p in records if p.job.key not in results]
     if stop:
         results.update({p.job.key: stop[0] for p in records})

@@ -201,7 +201,8 @@ async def run(url: str, conversations: int, per: int, purge_rows: int) -> None:
           f"of the run / customers: {figures.crm_calls} calls, {figures.customers} customers, {figures.rows} rows; "
           f"{figures.crm_calls / figures.rows:.3f} per row)")
     print(f"  customers only                {only_calls:8.3f} CRM calls per customer row ({conversations * 5} "
-          f"customers with a phone: the lookup (the CRM may know the caller) + the write; {only_rate:.0f} rows/s)")
+          f"customers with a phone: the batch match (the CRM may know the caller) + the batch write; "
+          f"{only_rate:.0f} rows/s)")
     print(f"guarded batched purge           {purge_per_s:8.0f} rows/s ({purge_rows} synced message rows, "
           "500 per batch)")
 

@@ -31,6 +31,7 @@ from drivers.models import (
     CustomerRecord,
     DeleteResult,
     FieldInfo,
+    MatchItem,
     Record,
     UpsertItem,
     UpsertOutcome,
@@ -50,6 +51,7 @@ __all__ = [
     "CustomerRecord",
     "DeleteResult",
     "FieldInfo",
+    "MatchItem",
     "Record",
     "UpsertItem",
     "UpsertOutcome",
@@ -110,6 +112,7 @@ class BaseDriver(abc.ABC):
     # Inbound webhooks (drivers/webhooks.py): how this provider's deliveries are verified and normalized.
     webhook_verifier: ClassVar[WebhookVerifier | None] = None
     batch_size: ClassVar[int] = 1  # records per call of the provider's batch API (1: no batch API)
+    match_size: ClassVar[int] = 1  # customers per match_customers call (1: no batch lookup, matched one by one)
     auth_scheme: ClassVar[str] = "Bearer"  # the Authorization scheme for issued tokens (Zoho: Zoho-oauthtoken)
     # Provider fields our installer adds for idempotent create (config "idempotency_field"/"fingerprint_field").
     idempotency_field: ClassVar[str] = "crm_sor_idempotency_key"
@@ -343,6 +346,41 @@ class BaseDriver(abc.ABC):
         permission) raises its DriverError.
         """
         return False
+
+    async def match_customers(self, items: Sequence[MatchItem]) -> dict[str, str | None]:
+        """The CRM's own customer record for each item of a batch (a caller it already knows is updated, not
+        duplicated): per item key, the record id, or None when the CRM has none.
+
+        Matched as `lookup_customer` matches (phone normalized to E.164, then email); an item's `known_id` (the
+        phone index's hint) answers when that record still carries the phone. A failed call raises its
+        DriverError and fails the whole batch, so callers send at most `match_size` items a call. This default
+        loops over `lookup_customer` (`match_size` 1), so every driver has it; a provider that can match many
+        customers in a few calls overrides it and raises `match_size`.
+        """
+        found: dict[str, str | None] = {}
+        for item in items:
+            found[item.key] = await self._known(item)
+            if found[item.key] is None and (item.phone or item.email):
+                record = await self.lookup_customer(phone=item.phone, email=item.email)
+                found[item.key] = record.external_id if record is not None else None
+        return found
+
+    async def _known(self, item: MatchItem) -> str | None:
+        """`item.known_id` when that record still carries the item's phone (one read by id), else None."""
+        e164 = normalize_phone(item.phone, self.default_region) if item.phone else None
+        if item.known_id is None or e164 is None:
+            return None
+        try:
+            record = await self._get_customer(item.known_id)
+        except NotFoundError:
+            return None
+        carried = (record.fields.get(name) for name in self._phone_fields(CrmObject.CUSTOMER))
+        return record.external_id if self._same_phone(e164, record.phone, *carried) else None
+
+    def _phone_fields(self, object: CrmObject) -> list[str]:
+        """The provider fields this driver maps `<object>.phone` and `<object>.mobile_phone` to."""
+        catalog = self.default_field_catalog
+        return [name for key in ("phone", "mobile_phone") if (name := catalog.get(f"{object.value}.{key}"))]
 
     async def upsert_many(self, object: CrmObject, items: Sequence[UpsertItem]) -> list[UpsertOutcome]:
         """Write a batch: create each item under its idempotency key, or update it when its id is known.

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field
 
-from drivers import hubspot_batch
+from drivers import hubspot_batch, hubspot_match
 from drivers.base import (
     BaseDriver,
     CreateResult,
@@ -19,6 +19,7 @@ from drivers.base import (
     CustomerRecord,
     DeleteResult,
     FieldInfo,
+    MatchItem,
     Record,
     UpsertItem,
     UpsertOutcome,
@@ -104,6 +105,7 @@ class HubSpotDriver(BaseDriver):
     )
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_TYPES)
     batch_size = 100  # inputs per batch/read|update|upsert call (HubSpot's documented maximum)
+    match_size = 100  # customers per match_customers (batch/read by id and by email, then one phone search)
     leads_are_contacts: ClassVar[bool] = True  # contacts with lifecyclestage=lead; unique by email
     hard_delete_supported = True
     extra_fields_key: ClassVar[str | None] = "properties"
@@ -243,6 +245,11 @@ class HubSpotDriver(BaseDriver):
         `batch/upsert` by the idempotency property; partial failures (207) fail only their items."""
         obj = self._require(object)
         return await hubspot_batch.upsert_many(self, obj, _TYPES[obj], items)
+
+    async def match_customers(self, items: Sequence[MatchItem]) -> dict[str, str | None]:
+        """Up to 100 customers: hints and emails by `batch/read`, the phones left in one search
+        (drivers/hubspot_match.py); a customer found by email is matched by it (email is unique for contacts)."""
+        return await hubspot_match.match_customers(self, items)
 
     # ----- provider hooks ----------------------------------------------------------------------
 

@@ -109,6 +109,21 @@ class UpsertItem:
 
 
 @dataclass(frozen=True)
+class MatchItem:
+    """One customer of a batch match (`BaseDriver.match_customers`): found by `phone` and/or `email`, answered
+    under `key`. `known_id` is a hint (the phone index's record for that phone): the driver verifies it still
+    carries the phone before answering with it, and saves a search when it does.
+
+    An in-process value (it holds customer content): never a Temporal payload.
+    """
+
+    key: str
+    phone: str | None = None
+    email: str | None = None
+    known_id: str | None = None
+
+
+@dataclass(frozen=True)
 class UpsertOutcome:
     """What happened to one item of a batch: its record id and whether it was created, or its error.
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import httpx
 
-from drivers import salesforce_batch
+from drivers import salesforce_batch, salesforce_match
 from drivers.base import (
     BaseDriver,
     CreateResult,
@@ -17,6 +17,7 @@ from drivers.base import (
     CustomerRecord,
     DeleteResult,
     FieldInfo,
+    MatchItem,
     Record,
     UpsertItem,
     UpsertOutcome,
@@ -92,6 +93,7 @@ class SalesforceDriver(BaseDriver):
     webhook_verifier = SalesforceVerifier()  # signature checks and event normalization: drivers/salesforce_webhooks.py
     rate_limits = (RateLimit(100_000, 86_400.0, source="Salesforce API Request Limits and Allocations"),)
     batch_size = 200  # records per sObject Collections call
+    match_size = 200  # customers per match_customers: SOQL `Id|Email|Phone|MobilePhone IN (…)`, as few as fit a URL
     supported_objects: ClassVar[frozenset[CrmObject]] = frozenset(_SOBJECTS)
     hard_delete_supported = False
     idempotency_field = "CrmSorKey__c"
@@ -244,6 +246,11 @@ class SalesforceDriver(BaseDriver):
         in one sObject Collections upsert by `CrmSorKey__c` (`allOrNone: false`: a bad record fails alone)."""
         obj = self._require(object)
         return await salesforce_batch.upsert_many(self, obj, _SOBJECTS[obj], items)
+
+    async def match_customers(self, items: Sequence[MatchItem]) -> dict[str, str | None]:
+        """Up to 200 customers in SOQL queries packed to the URL limit (drivers/salesforce_match.py), with the
+        single lookup's rules: phone first, then email."""
+        return await salesforce_match.match_customers(self, items)
 
     # ----- provider hooks ----------------------------------------------------------------------
 

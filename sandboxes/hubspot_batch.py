@@ -11,6 +11,8 @@ values", "error handling"; ../shared/reference HubSpot §1.5):
   (`context` maps names to lists of strings, as in HubSpot's StandardError). Without trace ids one bad input
   fails the whole call with its error and nothing is written;
 - `batch/read` answers found records, and 207 with an OBJECT_NOT_FOUND error listing the missing ids.
+- records written by `batch/update` and `batch/upsert` reach the search index as late as single writes do
+  (sandboxes/hubspot_search.py: SearchIndex); reads by id or unique property see them at once.
 The exact text of HubSpot's messages is not reproduced; categories and shapes are.
 """
 
@@ -98,6 +100,12 @@ def _apply(state: HubSpotState, inputs: list[dict[str, Any]],
     return _answer(state, results, errors)
 
 
+def _update(state: HubSpotState, record: HsRecord, props: dict[str, Any]) -> None:
+    before = dict(record.properties)
+    state.update(record, props)
+    state.search_index.written(record.object_type, record.id, before)
+
+
 def batch_handlers(state: HubSpotState) -> dict[str, Callable[[Request, str], Any]]:
     """The three batch handlers, keyed by their last path segment; each takes (request, object_type)."""
 
@@ -139,7 +147,7 @@ def batch_handlers(state: HubSpotState) -> dict[str, Callable[[Request, str], An
             problem = validate(object_type, props, creating=False) or conflict(state, object_type, props, record.id)
             if problem is not None or item.get("_dry_run"):
                 return problem or (record, False)
-            state.update(record, props)
+            _update(state, record, props)
             return record, False
 
         return _apply(state, inputs, write)
@@ -167,9 +175,11 @@ def batch_handlers(state: HubSpotState) -> dict[str, Callable[[Request, str], An
             if problem is not None or item.get("_dry_run"):
                 return problem or (record or HsRecord("", object_type, {}, "", ""), record is None)
             if record is not None:
-                state.update(record, props)
+                _update(state, record, props)
                 return record, False
-            return state.add(object_type, props), True
+            created = state.add(object_type, props)
+            state.search_index.written(object_type, created.id, None)  # batch writes lag in search like single ones
+            return created, True
 
         return _apply(state, inputs, write)
 

@@ -90,6 +90,17 @@ class PhoneIndex:
                 PhoneIndexEntry.phone_hash == self.hash(tenant_id, e164), PhoneIndexEntry.purge_after > utcnow()))
         return found
 
+    async def recall_many(self, tenant_id: uuid.UUID, provider: str, e164s: Sequence[str]) -> dict[str, str]:
+        """`recall` for many numbers in one statement: E.164 -> CRM id, for the numbers with a live entry."""
+        hashes = {self.hash(tenant_id, e164): e164 for e164 in e164s}
+        if not hashes:
+            return {}
+        async with self._connection() as connection:
+            rows = await connection.execute(select(PhoneIndexEntry.phone_hash, PhoneIndexEntry.crm_external_id).where(
+                PhoneIndexEntry.tenant_id == tenant_id, PhoneIndexEntry.provider == provider,
+                PhoneIndexEntry.phone_hash.in_(list(hashes)), PhoneIndexEntry.purge_after > utcnow()))
+            return {hashes[phone_hash]: str(external_id) for phone_hash, external_id in rows if external_id}
+
     async def remember(self, tenant_id: uuid.UUID, provider: str, object: str, e164: str, external_id: str) -> None:
         """Record (or refresh) phone -> record; the latest record seen with a number wins."""
         now = utcnow()

@@ -15,12 +15,22 @@ Everything else is the wrapped driver's, unchanged.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, cast
 
-from drivers.base import BaseDriver, CreateResult, CrmObject, CustomerRecord, DeleteResult, Record, UpsertItem
+from drivers.base import (
+    BaseDriver,
+    CreateResult,
+    CrmObject,
+    CustomerRecord,
+    DeleteResult,
+    MatchItem,
+    Record,
+    UpsertItem,
+)
 from drivers.base import UpsertOutcome as Outcome
 from drivers.text import normalize_phone
 from store.phone_index import PhoneIndex
@@ -77,6 +87,26 @@ class IndexedDriver:
         found = await self.inner.lookup_customer(phone=phone, email=email, external_id=external_id)
         if found is not None:  # remembered after the answer: a caller is waiting for it, not for our write
             _in_background(self._learn(CrmObject.CUSTOMER, found.external_id, found.fields, found.phone))
+        return found
+
+    async def match_customers(self, items: Sequence[MatchItem]) -> dict[str, str | None]:
+        """The batch match with the index's record for each known phone as a hint (the driver verifies it, by
+        id, and searches only for the phones it does not know); a hint the CRM answered otherwise is dropped."""
+        phones = {item.key: normalize_phone(item.phone, self.inner.default_region) if item.phone else None
+                  for item in items}
+        asked = [e for item in items if item.known_id is None and (e := phones[item.key]) is not None]
+        known = (await self._quietly(self.index.recall_many(self.tenant_id, self.inner.slug, asked)) or {}
+                 ) if asked else {}
+        hinted = [dataclasses.replace(item, known_id=known[e164]) if item.known_id is None
+                  and (e164 := phones[item.key]) in known else item for item in items]
+        found = await self.inner.match_customers(hinted)
+        for item in hinted:
+            if item.known_id is None:
+                continue
+            if found.get(item.key) == item.known_id:
+                self.index_hits += 1
+            else:  # the record no longer carries the number: forget what the index said about it
+                await self._quietly(self.index.forget_record(self.tenant_id, self.inner.slug, item.known_id))
         return found
 
     # ----- writes -------------------------------------------------------------------------------

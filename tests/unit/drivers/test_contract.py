@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drivers import errors
-from drivers.base import CrmObject, UpsertItem, batch_marker
+from drivers.base import CrmObject, MatchItem, UpsertItem, batch_marker
 from drivers.registry import DRIVERS, PartnershipOnlyError, get_driver_class
 from tests.unit.drivers.harness import HARNESSES, REFRESHING, Harness
 
@@ -93,6 +93,30 @@ async def test_lookup_misses_return_none(h: Harness) -> None:
         await h.driver.delete_record(h.deletable, missing.external_id)
         assert await h.driver.lookup_customer(external_id=missing.external_id) is None
     assert await h.driver.lookup_customer(external_id="9" * 9) is None
+
+
+async def test_match_customers_matches_a_batch_as_lookup_does(h: Harness) -> None:
+    ann = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "415.555.0100", "ann@example.com"))
+    kim = h.seed(CrmObject.CUSTOMER, h.customer_fields("Kim", "+1 212 555 0100", "kim@example.com"))
+    items = [MatchItem("dialled", phone="(415) 555-0100"), MatchItem("e164", phone="+14155550100"),
+             MatchItem("email", phone="+1 303 555 0100", email="KIM@example.com"),
+             MatchItem("both", phone="+1 212 555 0100", email="kim@example.com"),
+             MatchItem("new", phone="+1 415 555 0199", email="nobody@example.com"),
+             MatchItem("unparsable", phone="not a phone"), MatchItem("nothing")]
+    found = await h.driver.match_customers(items)
+    assert found == {"dialled": ann, "e164": ann, "email": kim, "both": kim, "new": None, "unparsable": None,
+                     "nothing": None}
+    for item in items[:-1]:  # the same answers, one by one
+        single = await h.driver.lookup_customer(phone=item.phone, email=item.email)
+        assert (single.external_id if single else None) == found[item.key], item.key
+
+
+async def test_match_customers_keeps_an_index_hint_only_while_it_carries_the_phone(h: Harness) -> None:
+    ann = h.seed(CrmObject.CUSTOMER, h.customer_fields("Lee", "+1 415 555 0100", "ann@example.com"))
+    kim = h.seed(CrmObject.CUSTOMER, h.customer_fields("Kim", "+1 212 555 0100", "kim@example.com"))
+    found = await h.driver.match_customers([MatchItem("right", phone="4155550100", known_id=ann),
+                                            MatchItem("stale", phone="4155550100", known_id=kim)])
+    assert found == {"right": ann, "stale": ann}  # a stale hint is not believed: the phone is matched instead
 
 
 async def test_lookup_needs_an_identifier(h: Harness) -> None:
