@@ -68,7 +68,8 @@ class Failure:
     retry_after: int | None
     fallback: Fallback
     message: str
-    fields: dict[str, str] = field(default_factory=dict)  # {field name: required | unknown | read_only | invalid}
+    # The fields the CRM named, in the mapping engine's problem shape: [{field, code, message}], names only.
+    fields: list[dict[str, Any]] = field(default_factory=list)
 
 
 def classify(exc: DriverError | LookupError) -> Failure:
@@ -93,9 +94,10 @@ def classify(exc: DriverError | LookupError) -> Failure:
                        "(a duplicate unique value, or the idempotency key reused with other fields).")
     if isinstance(exc, InvalidRequestError):
         if exc.fields:  # names only (never values): which fields the CRM wanted, or refused
-            named = "; ".join(f"{name} ({kind.replace('_', ' ')})" for name, kind in sorted(exc.fields.items()))
-            return Failure("crm_rejected", 422, None, "confirm_details",
-                           f"The CRM rejected the request because of these fields: {named}.", dict(exc.fields))
+            named = [{"field": name, "code": kind, "message": f"{name} ({kind.replace('_', ' ')})"}
+                     for name, kind in sorted(exc.fields.items())]
+            return Failure("crm_rejected", 422, None, "confirm_details", "The CRM rejected the request because of "
+                           f"these fields: {'; '.join(str(f['message']) for f in named)}.", named)
         return Failure("crm_rejected", 422, None, "confirm_details",
                        "The CRM rejected the request (an unknown field or an invalid value).")
     return Failure("crm_error", 502, None, "offer_follow_up", "The CRM call failed.")

@@ -165,8 +165,10 @@ class ToolFailure(_Wire):
     retry_after: int | None = None
     suggested_fallback: Fallback
     message: str
-    fields: dict[str, str] = Field(default_factory=dict, description="crm_rejected: the fields the CRM named, "
-                                   "as {name: required | unknown | read_only | invalid}; never their values.")
+    fields: list[dict[str, Any]] = Field(
+        default_factory=list, description="crm_rejected / invalid_fields: each field named, as "
+        "{field, code, message} (code: required | unknown | read_only | invalid from the CRM; unmapped, "
+        "picklist… from our mapping, with suggestions); names only, never values.")
 
 
 # ---- public /v1 API -----------------------------------------------------------------------------------------

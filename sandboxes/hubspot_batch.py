@@ -144,7 +144,8 @@ def batch_handlers(state: HubSpotState) -> dict[str, Callable[[Request, str], An
             if record is None:
                 return error(404, "OBJECT_NOT_FOUND", "resource not found")
             props = item.get("properties") or {}
-            problem = validate(object_type, props, creating=False) or conflict(state, object_type, props, record.id)
+            problem = (validate(object_type, props, creating=False, state=state)
+                       or conflict(state, object_type, props, record.id))
             if problem is not None or item.get("_dry_run"):
                 return problem or (record, False)
             _update(state, record, props)
@@ -170,7 +171,7 @@ def batch_handlers(state: HubSpotState) -> dict[str, Callable[[Request, str], An
             props = dict(item.get("properties") or {}) | {name: value}
             record = state.find(object_type, value, name, False)
             own = record.id if record is not None else None
-            problem = (validate(object_type, props, creating=record is None)
+            problem = (validate(object_type, props, creating=record is None, state=state)
                        or conflict(state, object_type, props, own))
             if problem is not None or item.get("_dry_run"):
                 return problem or (record or HsRecord("", object_type, {}, "", ""), record is None)

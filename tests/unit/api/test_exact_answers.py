@@ -30,16 +30,17 @@ async def test_a_case_with_only_a_subject_names_the_field_the_crm_wanted(
     answer = (await api.post(CREATE, json={"object": "case", "fields": {"subject": "Leaky tap"}},
                              headers=agent_headers(settings, tenant))).json()
     assert answer["ok"] is False and answer["reason"] == "crm_rejected"
-    assert answer["fields"] == {"hs_pipeline_stage": "required"}  # HubSpot's required ticket property
+    assert answer["fields"] == [{"field": "hs_pipeline_stage", "code": "required",  # HubSpot's required ticket
+                                 "message": "hs_pipeline_stage (required)"}]  # property
     assert "hs_pipeline_stage (required)" in answer["message"] and "Leaky tap" not in answer["message"]
 
     key = await make_key(sessions, tenant)
     problem = await api.post("/v1/crm/create-record", headers=key_headers(key), json={
         "object": "case", "fields": {"subject": "Leaky tap", "favourite_colour": "teal"}, "idempotency_key": "k-1"})
     assert problem.status_code == 422
-    body = problem.json()
-    assert body["reason"] == "crm_rejected"
-    assert body["fields"] == {"hs_pipeline_stage": "required", "favourite_colour": "unknown"}
+    body = problem.json()  # refused before the CRM: the mapping knows no such case field (one problem shape)
+    assert body["reason"] == "invalid_fields"
+    assert [(f["field"], f["code"]) for f in body["fields"]] == [("case.favourite_colour", "unmapped")]
     assert "teal" not in problem.text and "Leaky tap" not in problem.text  # names, never values
 
 

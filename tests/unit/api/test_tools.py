@@ -108,7 +108,7 @@ async def test_crm_failures_are_structured_answers_never_data(
     state.knobs.fail_next = 1
     down = (await api.post(LOOKUP, json={"phone": "+15550001111"}, headers=headers)).json()
     assert down == {"ok": False, "reason": "crm_unavailable", "retry_after": None,
-                    "suggested_fallback": "offer_follow_up", "message": down["message"], "fields": {}}
+                    "suggested_fallback": "offer_follow_up", "message": down["message"], "fields": []}
     state.knobs.limit_next, state.knobs.retry_after = 1, "7"
     limited = (await api.post(LOOKUP, json={"phone": "+15550001111"}, headers=headers)).json()
     assert limited["ok"] is False and limited["reason"] == "crm_rate_limited" and limited["retry_after"] == 7
