@@ -177,7 +177,7 @@ class TemporalServer:
                    "--port", str(self.port), "--http-port", str(self.http_port),
                    "--metrics-port", str(self.metrics_port), "--headless", "--log-level", "error"]
         for key in search_attributes.ALL:
-            command += ["--search-attribute", f"{key.name}=Keyword"]
+            command += ["--search-attribute", f"{key.name}={search_attributes.type_name(key)}"]
         return command
 
     def start(self) -> None:
