@@ -1,5 +1,6 @@
 """The database away: ingest answers 503 problem+json with Retry-After (nothing stored, nothing lost: the
-client retries); after a PostgreSQL restart the pool's pre-ping makes the first request succeed."""
+client retries); after a PostgreSQL restart the pool's checkout check (store/session.py) makes the first request
+succeed."""
 
 from __future__ import annotations
 
