@@ -25,6 +25,8 @@ from vault.connections import Actor
 
 log = logging.getLogger(__name__)
 
+_INSERT = insert(AuditLog)  # built once: the values come as parameters
+
 
 class AuditTrail:
     """Writes `audit_log` rows in their own short transaction.
@@ -66,7 +68,7 @@ class AuditTrail:
         engine: AsyncEngine = self._sessions.kw["bind"]
         async with engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(insert(AuditLog).values(**row))
+            await autocommit.execute(_INSERT, row)
 
 
 def _clip(value: str | None) -> str | None:
