@@ -28,7 +28,7 @@ from drivers.errors import (
     UnavailableError,
 )
 from drivers.mapping import FieldValueError, TenantMapping, UnmappedFieldsError
-from store.field_mapping import load_mapping
+from store.field_mapping import cached_mapping
 from vault.connections import DriverProvider
 from vault.crypto import CredentialKeyError
 from vault.provider import VaultDriverProvider
@@ -154,7 +154,6 @@ class FieldMap:
 
 async def load_field_map(sessions: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID,
                          driver: BaseDriver) -> FieldMap:
-    async with sessions() as session:
-        mapping = await load_mapping(session, tenant_id, driver)
+    mapping = await cached_mapping(sessions, tenant_id, driver)  # a few seconds per process (store/cache.py)
     driver.read_also(mapping.custom_fields())  # lookups and lists return the tenant's mapped custom fields
     return FieldMap(mapping)

@@ -23,8 +23,10 @@ Refusals raise `OutboundRefusedError` before any connection is opened; drivers m
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -220,6 +222,13 @@ class _CappedStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's TLS context for CRM calls, as httpx builds by default (verified, the CA bundle, SSL_CERT_*):
+    built once, because building one loads the CA bundle (~35 ms of CPU) and every driver opening gets a client."""
+    return httpx.create_ssl_context()
+
+
 class SafeTransport(httpx.AsyncBaseTransport):
     """Resolve, check, pin, then send through `inner` (default: a pooled `httpx.AsyncHTTPTransport`).
 
@@ -229,7 +238,7 @@ class SafeTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, guard: OutboundGuard, inner: httpx.AsyncBaseTransport | None = None) -> None:
         self.guard = guard
-        self._inner = inner or httpx.AsyncHTTPTransport(retries=0)
+        self._inner = inner or httpx.AsyncHTTPTransport(retries=0, verify=tls_context())
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         guard = self.guard

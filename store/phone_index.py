@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Index, String, UniqueConstraint, delete, or_, select
+from sqlalchemy import Index, String, UniqueConstraint, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -59,6 +59,12 @@ def phone_hash(subject_hash_key: str, tenant_id: uuid.UUID, e164: str) -> str:
     return hmac.new(tenant_index_key(subject_hash_key, tenant_id), e164.encode(), hashlib.sha256).hexdigest()
 
 
+# Built once: a voice lookup runs it on every call, and building the statement costs as much as running it.
+_RECALL = select(PhoneIndexEntry.crm_external_id).where(
+    PhoneIndexEntry.tenant_id == bindparam("tenant_id"), PhoneIndexEntry.provider == bindparam("provider"),
+    PhoneIndexEntry.phone_hash == bindparam("phone_hash"), PhoneIndexEntry.purge_after > bindparam("now"))
+
+
 def _insert(dialect: str) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(PhoneIndexEntry)
 
@@ -85,9 +91,8 @@ class PhoneIndex:
     async def recall(self, tenant_id: uuid.UUID, provider: str, e164: str) -> str | None:
         """The CRM id last seen with this number, unless its entry expired."""
         async with self._connection() as connection:
-            found = await connection.scalar(select(PhoneIndexEntry.crm_external_id).where(
-                PhoneIndexEntry.tenant_id == tenant_id, PhoneIndexEntry.provider == provider,
-                PhoneIndexEntry.phone_hash == self.hash(tenant_id, e164), PhoneIndexEntry.purge_after > utcnow()))
+            found = await connection.scalar(_RECALL, {"tenant_id": tenant_id, "provider": provider,
+                                                      "phone_hash": self.hash(tenant_id, e164), "now": utcnow()})
         return found
 
     async def recall_many(self, tenant_id: uuid.UUID, provider: str, e164s: Sequence[str]) -> dict[str, str]:

@@ -1,12 +1,23 @@
-"""Async engine and session factory for PostgreSQL (psycopg 3) and the embedded SQLite default."""
+"""Async engine and session factory for PostgreSQL (psycopg 3) and the embedded SQLite default.
+
+Dead PostgreSQL connections are caught at checkout without a round trip: SQLAlchemy's `pool_pre_ping` sends a
+`SELECT 1` every time a connection leaves the pool (a round trip on every statement of a voice lookup). Instead,
+`_closed_by_server` looks at the idle connection's socket: a server restart, `pg_terminate_backend` or an idle
+timeout leaves a termination notice or EOF there, which a pooled connection otherwise never has to read. The pool
+then discards it and connects afresh (the checkout event's documented `DisconnectionError` protocol), so the first
+request after a restart still succeeds. A peer that vanished silently (a dropped NAT entry) is found the same way
+once TCP keepalives give up on it, and no connection lives longer than `pool_recycle`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import select
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from psycopg import pq
+from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -30,12 +41,40 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_recycle", 1800)
+    connect_args = kwargs.pop("connect_args", {})
+    for option, value in KEEPALIVES.items():
+        connect_args.setdefault(option, value)
     # Connections beyond pool_size (the max_overflow ones) are closed when returned: with SQLAlchemy's default
     # of 5, an API process serving a dozen concurrent agent calls connected afresh for most of them. The pool
     # opens connections only as concurrency needs them, so an idle process still holds few.
     kwargs.setdefault("pool_size", 20)
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+    event.listen(engine.sync_engine, "checkout", _refuse_closed)
+    return engine
+
+
+# libpq's TCP keepalives: an idle connection whose peer vanished is noticed within about two minutes.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 6}
+
+
+def _closed_by_server(dbapi_connection: Any) -> bool:
+    """True when an idle pooled connection has anything to read (a termination notice, EOF, a socket error):
+    one poll(2) on its socket, no round trip."""
+    try:
+        pgconn = dbapi_connection.driver_connection.pgconn
+        if pgconn.status != pq.ConnStatus.OK:
+            return True
+        poller = select.poll()
+        poller.register(pgconn.socket, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    except Exception:  # psycopg raises when the connection is already closed
+        return True
+
+
+def _refuse_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    if _closed_by_server(dbapi_connection):
+        raise exc.DisconnectionError("the server closed this pooled connection")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

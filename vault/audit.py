@@ -3,6 +3,10 @@
 A failed audit write is logged and counted but never blocks the decrypt it describes: an agent mid-call
 must not lose its CRM because the audit table is briefly unwritable. Rows carry ids and states only,
 never secret material.
+
+A row is one INSERT on an autocommit connection: one round trip, no ORM unit of work, on the agent's hot path.
+`record_soon` starts the write without waiting for it; whoever starts one awaits it before the act it describes
+takes effect (the vault's driver provider: before the first request leaves for the CRM).
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import telemetry
 from store.models import AuditLog
 from vault.connections import Actor
 
 log = logging.getLogger(__name__)
+
+_INSERT = insert(AuditLog)  # built once: the values come as parameters
 
 
 class AuditTrail:
@@ -31,13 +38,14 @@ class AuditTrail:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], *, timeout_seconds: float = 2.0) -> None:
         self._sessions, self._timeout = sessions, timeout_seconds
         self.failures = 0
+        self._pending: set[asyncio.Task[bool]] = set()
 
     async def record(self, actor: Actor, tenant_id: uuid.UUID | None, action: str,
                      details: dict[str, Any] | None = None) -> bool:
         """Append one row; False (after logging and counting) when it could not be written."""
-        row = AuditLog(tenant_id=tenant_id, actor_type=actor.type, actor_id=actor.id[:200], action=action,
-                       purpose=actor.purpose[:200], request_id=_clip(actor.request_id),
-                       conversation_id=_clip(actor.conversation_id), details=dict(details or {}))
+        row = {"tenant_id": tenant_id, "actor_type": actor.type, "actor_id": actor.id[:200], "action": action,
+               "purpose": actor.purpose[:200], "request_id": _clip(actor.request_id),
+               "conversation_id": _clip(actor.conversation_id), "details": dict(details or {})}
         try:
             await asyncio.wait_for(self._write(row), timeout=self._timeout)
         except Exception as exc:  # any failure: the decrypt it describes still goes ahead
@@ -47,9 +55,20 @@ class AuditTrail:
             return False
         return True
 
-    async def _write(self, row: AuditLog) -> None:
-        async with self._sessions() as session, session.begin():
-            session.add(row)
+    def record_soon(self, actor: Actor, tenant_id: uuid.UUID | None, action: str,
+                    details: dict[str, Any] | None = None) -> asyncio.Task[bool]:
+        """`record` started now and awaited later (it never raises: a failure is logged, counted and False).
+        The task is held here until it is done, so it is never collected half-way."""
+        task = asyncio.ensure_future(self.record(actor, tenant_id, action, details))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
+
+    async def _write(self, row: dict[str, Any]) -> None:
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        async with engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(_INSERT, row)
 
 
 def _clip(value: str | None) -> str | None:

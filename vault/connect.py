@@ -83,6 +83,7 @@ class Connector:
                                    code_verifier=verifier, redirect_uri=self.redirect_uri))
             if config != tenant.settings:
                 await session.execute(update(Tenant).where(Tenant.id == tenant_id).values(settings=config))
+        self._drivers.forget_tenant(tenant_id)
         await self._drivers.vault.audit.record(actor, tenant_id, "connect.oauth_start",
                                                {"provider": tenant.provider, "state": state_hash(state)[:12]})
         return authorize_url(meta, driver.oauth_authorize_url(config), client_id=client.client_id,
@@ -174,6 +175,7 @@ class Connector:
         merged = {**tenant.settings, **extra}
         async with self._sessions() as session, session.begin():
             await session.execute(update(Tenant).where(Tenant.id == tenant.tenant_id).values(settings=merged))
+        self._drivers.forget_tenant(tenant.tenant_id)
         return TenantConfig(tenant.tenant_id, tenant.provider, tenant.status, merged)
 
     async def retest(self, tenant_id: uuid.UUID, actor: Actor) -> ConnectOutcome:
@@ -199,6 +201,7 @@ class Connector:
             status, reason = installs.gated_status(ok, reason, state)
             await session.execute(update(Tenant).where(Tenant.id == tenant.tenant_id)
                                   .values(status=status, status_reason=reason))
+        self._drivers.forget_tenant(tenant.tenant_id)
         await self._drivers.vault.audit.record(actor, tenant.tenant_id, "connect.tested",
                                                {"provider": tenant.provider, "status": status})
         return ConnectOutcome(tenant.tenant_id, tenant.provider, status, reason)  # degraded: active with a reason

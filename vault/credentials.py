@@ -8,10 +8,19 @@ older row can never silently overwrite a newer one.
 first (`UPDATE … SET version = version`): on PostgreSQL that is a row lock, on SQLite the database write
 lock, so one portable statement serializes refreshers on both. Audit rows for what happens under the lock
 are written after it is released: on SQLite an audit insert inside would wait on our own lock.
+
+`opened()` is what opening a driver reads: the credential as this process decrypted it within the last few seconds
+(`store/cache.py`), so an agent's burst of tool calls costs one decrypt, not one per call. Every opening is still
+audited as its actor (request and conversation id): a real decrypt's row is written before it returns, a reused
+copy's (`"cached": true`) is written while the caller gets on with its work and awaited before the credential is
+used (the driver provider waits for it before the first request leaves). Every write through this vault
+invalidates the copy once committed; a change made by another process (a reconnect, a refresh, a revocation) is
+seen within the cache's TTL.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -27,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import telemetry
 from settings import Settings
 from store.base import utcnow
+from store.cache import CONFIG_TTL_SECONDS, TtlCache
 from store.models import TenantCredential
 from vault.audit import AuditTrail
 from vault.connections import Actor
@@ -66,6 +76,11 @@ def row_sealed(row: TenantCredential) -> Sealed:
     return Sealed(row.scheme, row.key_version, row.nonce, row.ciphertext, row.wrapped_key)
 
 
+def _decrypt_details(credential: Credential) -> dict[str, Any]:
+    return {"credential_id": str(credential.id), "provider": credential.provider, "scheme": credential.scheme,
+            "version": credential.version}
+
+
 def _encode(secret: dict[str, Any]) -> bytes:
     return json.dumps(secret, sort_keys=True, separators=(",", ":")).encode()
 
@@ -101,8 +116,11 @@ def env_key_for(settings: Settings, *, kms_configured: bool) -> EnvKey | None:
 class CredentialVault:
     """Encrypted tenant credentials. Every successful decrypt writes an audit row naming the actor."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], sealer: Sealer, audit: AuditTrail) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], sealer: Sealer, audit: AuditTrail, *,
+                 cache_seconds: float = CONFIG_TTL_SECONDS) -> None:
         self._sessions, self.sealer, self.audit = sessions, sealer, audit
+        # Opened credentials by (tenant, provider): see `opened()`.
+        self.cache: TtlCache[Credential] = TtlCache(cache_seconds)
 
     @classmethod
     def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
@@ -127,6 +145,27 @@ class CredentialVault:
         await self._audit_decrypt(actor, credential)
         return credential
 
+    async def opened(self, tenant_id: uuid.UUID, actor: Actor, provider: str
+                     ) -> tuple[Credential, asyncio.Task[bool] | None]:
+        """The credential for opening a driver, and the audit write still running for it (None: already written).
+
+        This process's copy decrypted within the last few seconds, its audit row (`cached: true`) being written
+        as `actor` — the caller awaits that task before using the credential; else `load()` (a real decrypt,
+        audited before it returns).
+        """
+        decrypted = False
+
+        async def load() -> Credential:
+            nonlocal decrypted
+            decrypted = True
+            return await self.load(tenant_id, actor, provider=provider)
+
+        credential = await self.cache.get((tenant_id, provider), load)
+        if decrypted:
+            return credential, None
+        return credential, self.audit.record_soon(actor, tenant_id, "credential.decrypt",
+                                                  _decrypt_details(credential) | {"cached": True})
+
     async def _find(self, session: AsyncSession, tenant_id: uuid.UUID, provider: str | None) -> TenantCredential:
         query = select(TenantCredential).where(TenantCredential.tenant_id == tenant_id)
         if provider is not None:
@@ -148,9 +187,7 @@ class CredentialVault:
                           needs_reconnect=row.needs_reconnect, secret=secret)
 
     async def _audit_decrypt(self, actor: Actor, credential: Credential) -> None:
-        await self.audit.record(actor, credential.tenant_id, "credential.decrypt",
-                                {"credential_id": str(credential.id), "provider": credential.provider,
-                                 "scheme": credential.scheme, "version": credential.version})
+        await self.audit.record(actor, credential.tenant_id, "credential.decrypt", _decrypt_details(credential))
 
     # ----- writes ------------------------------------------------------------------------------
 
@@ -166,6 +203,7 @@ class CredentialVault:
                     stored = await self._write(session, row, secret, expires_at=expires_at, rotated_at=None)
             except IntegrityError:
                 continue
+            self.cache.invalidate(tenant_id)  # committed: a (re)connect is used at once
             await self.audit.record(actor, tenant_id, "credential.store",
                                     {"credential_id": str(stored.id), "provider": provider, "scheme": stored.scheme,
                                      "version": stored.version})
@@ -184,6 +222,8 @@ class CredentialVault:
                 yield locked
         finally:
             if locked is not None:  # the decrypt happened, whatever the body did with it
+                if locked.replaced is not None:  # committed (or rolled back: forgetting is harmless either way)
+                    self.cache.invalidate(tenant_id)
                 await self._audit_decrypt(actor, locked.credential)
         if locked.replaced is not None:
             await self.audit.record(actor, tenant_id, "credential.rotate",
@@ -248,6 +288,7 @@ class CredentialVault:
             )
         marked = getattr(result, "rowcount", 0) == 1
         if marked:
+            self.cache.invalidate(credential.tenant_id)
             await self.audit.record(actor, credential.tenant_id, "credential.needs_reconnect",
                                     {"credential_id": str(credential.id), "provider": credential.provider})
         return marked
@@ -275,6 +316,7 @@ class CredentialVault:
             # Same blob, same expiry; only the wrapping changes, so readers see no difference.
             await self._write(session, row, credential.secret, expires_at=row.expires_at, rotated_at=None,
                               scheme="kms", rewrap_only=True)
+        self.cache.invalidate(tenant_id)
         await self.audit.record(actor, tenant_id, "credential.rewrap",
                                 {"credential_id": str(row_id), "provider": provider, "scheme": "kms"})
         return True

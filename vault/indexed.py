@@ -155,8 +155,8 @@ class IndexedDriver:
     def _phones(self, object: CrmObject, fields: Mapping[str, Any], *extra: str | None) -> set[str]:
         """The E.164 numbers a record carries, read from the fields the driver maps `<object>.phone` and
         `<object>.mobile_phone` to (and the customer's own `phone`)."""
-        raw = [*(fields.get(name) for name in self._phone_fields(object)), *extra]
-        return {e for e in (normalize_phone(str(v), self.inner.default_region) for v in raw if v) if e}
+        raw = {str(v) for v in (*(fields.get(name) for name in self._phone_fields(object)), *extra) if v}
+        return {e for e in (normalize_phone(v, self.inner.default_region) for v in raw) if e}
 
     async def _learn(self, object: CrmObject, external_id: str, fields: Mapping[str, Any], *extra: str | None) -> None:
         if not self._indexed(object):

@@ -3,17 +3,21 @@
 `open(tenant_id, actor)` loads the tenant (provider slug and `tenants.settings`), decrypts its credential
 as `actor` (audited), builds an httpx client for the driver's base URL with the driver's auth flow (`build_auth`:
 tokens from the vault's persistent single-flight token source, or a static bearer / API key) and closes it
-afterwards. Its own clients send through `drivers.transport.SafeTransport` (SSRF guard: resolved, checked and
-pinned addresses, capped responses, no redirects followed), and `open_with` checks the tenant's configured URLs
-first, so a tenant pointing us at a private or metadata address gets a clear refusal before any connection.
+afterwards. The tenant row and the decrypted credential are the ones this process read within the last few seconds
+(`store/cache.py`): a change made here (`forget_tenant`, the vault's writes) takes effect at once, one made by
+another process within `CONFIG_TTL_SECONDS`. Its own clients send through `drivers.transport.SafeTransport` (SSRF
+guard: resolved, checked and pinned addresses, capped responses, no redirects followed), and `open_with` checks the
+tenant's configured URLs first, so a tenant pointing us at a private or metadata address gets a clear refusal before
+any connection.
 Tests point it at a sandbox with `transport=` (e.g. an ASGI transport) or a `client_factory` — those callers
 own what their transport reaches, and pass `outbound=` to keep the guard in front of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,6 +32,7 @@ from drivers.errors import AuthError, InvalidRequestError
 from drivers.registry import get_driver_class
 from drivers.transport import OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
 from settings import OAuthClientSettings, OutboundSettings, Settings
+from store.cache import CONFIG_TTL_SECONDS, TtlCache
 from store.models import Tenant
 from store.phone_index import PhoneIndex
 from telemetry import MeteredTransport, crm_call_metrics_hooks
@@ -82,8 +87,9 @@ class VaultDriverProvider:
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  oauth_clients: Mapping[str, OAuthClientSettings] | None = None,
                  budget: ProviderBudget | None = None, outbound: OutboundGuard | None = None,
-                 phone_index: PhoneIndex | None = None) -> None:
+                 phone_index: PhoneIndex | None = None, cache_seconds: float = CONFIG_TTL_SECONDS) -> None:
         self._sessions, self.vault, self.budget = sessions, vault, budget
+        self.tenants: TtlCache[TenantConfig] = TtlCache(cache_seconds)  # see tenant()
         self.phone_index = phone_index  # when set, drivers come wrapped in it (vault/indexed.py)
         # The guard is always on for our own clients; an injected transport/factory is the caller's (tests),
         # guarded only when the caller also passes `outbound`.
@@ -132,25 +138,41 @@ class VaultDriverProvider:
         return self._client("", None)
 
     async def tenant(self, tenant_id: uuid.UUID) -> TenantConfig:
+        """The tenant's row as this process read it within `tenants.ttl` seconds (a disable made by another
+        process takes effect within that; callers that change the row here call `forget_tenant`)."""
+        return await self.tenants.get((tenant_id,), lambda: self._read_tenant(tenant_id))
+
+    async def _read_tenant(self, tenant_id: uuid.UUID) -> TenantConfig:
         async with self._sessions() as session:
             row = await session.get(Tenant, tenant_id)
         if row is None:
             raise UnknownTenantError(f"no tenant {tenant_id}")
         return TenantConfig(row.id, row.provider, row.status, dict(row.settings or {}))
 
+    def forget_tenant(self, tenant_id: uuid.UUID) -> None:
+        """The tenant's row changed (committed): the next `tenant()` reads it again."""
+        self.tenants.invalidate(tenant_id)
+
     @asynccontextmanager
     async def open(self, tenant_id: uuid.UUID, actor: Actor) -> AsyncIterator[BaseDriver]:
         tenant = await self.tenant(tenant_id)
         if tenant.status == "disabled":
             raise TenantDisabledError(f"tenant {tenant_id} is disabled", provider=tenant.provider)
-        credential = await self.vault.load(tenant_id, actor, provider=tenant.provider)
-        async with self.open_with(tenant, credential, actor) as driver:
-            yield driver
+        credential, audit = await self.vault.opened(tenant_id, actor, provider=tenant.provider)
+        try:
+            async with self.open_with(tenant, credential, actor, audit=audit) as driver:
+                yield driver
+        finally:
+            if audit is not None:  # written before we return, whether or not a request went out
+                await asyncio.shield(audit)
 
     @asynccontextmanager
-    async def open_with(self, tenant: TenantConfig, credential: Credential, actor: Actor
-                        ) -> AsyncIterator[BaseDriver]:
-        """A driver for an already decrypted credential (the connect flow tests one before activating)."""
+    async def open_with(self, tenant: TenantConfig, credential: Credential, actor: Actor, *,
+                        audit: asyncio.Task[bool] | None = None) -> AsyncIterator[BaseDriver]:
+        """A driver for an already decrypted credential (the connect flow tests one before activating).
+
+        `audit`: the credential's audit row, still being written: no request leaves before it is.
+        """
         if credential.needs_reconnect:
             raise AuthError("the connection needs to be reconnected", provider=tenant.provider)
         cls = get_driver_class(tenant.provider)
@@ -158,6 +180,8 @@ class VaultDriverProvider:
         await self.check_outbound(cls, config)
         auth = self._auth(cls, config, credential, actor)
         async with self._client(cls.api_base_url(config), auth, cls.slug) as client:
+            if audit is not None:
+                client.event_hooks["request"].insert(0, _after(audit))
             for hook, hooks in crm_call_metrics_hooks(cls.slug).items():  # CRM calls by provider and outcome
                 client.event_hooks[hook].extend(hooks)
             if self.budget is not None:  # the agent's tool calls first; lifecycles and erasures share the rest
@@ -183,6 +207,14 @@ class VaultDriverProvider:
             return self.tokens.source(credential, driver=cls, config=config, actor=actor)
 
         return cls.build_auth(credential.secret, config, tokens)
+
+
+def _after(audit: asyncio.Task[bool]) -> Callable[[httpx.Request], Awaitable[None]]:
+    """A request hook that waits for the audit write (shielded: a cancelled request leaves it running)."""
+    async def wait(_: httpx.Request) -> None:
+        await asyncio.shield(audit)
+
+    return wait
 
 
 def phone_index_from(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> PhoneIndex | None:

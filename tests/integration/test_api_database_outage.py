@@ -1,5 +1,6 @@
 """The database away: ingest answers 503 problem+json with Retry-After (nothing stored, nothing lost: the
-client retries); after a PostgreSQL restart the pool's pre-ping makes the first request succeed."""
+client retries); after a PostgreSQL restart the pool's checkout check (store/session.py) makes the first request
+succeed."""
 
 from __future__ import annotations
 
@@ -44,8 +45,9 @@ async def test_the_first_request_after_postgresql_dropped_our_connections_succee
         async with agent_api(settings, own, session_factory(own), tenant) as api:
             assert (await api.post("/api/agent/customers", json={"name": "Before Restart"})).status_code == 201
             async with engine.connect() as admin:  # what a server restart does to every open connection
+                # (the timeout waits until each backend has gone, as a restart's have before the server is back)
                 await admin.execute(text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
             after = await api.post("/api/agent/customers", json={"name": "After Restart"})
         assert after.status_code == 201, after.text
