@@ -23,7 +23,7 @@ from drivers.errors import (
     RateLimitedError,
     UnavailableError,
 )
-from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
+from drivers.idempotency import provider_key, request_fingerprint, settled_before_write
 from drivers.models import CrmObject, UpsertItem, UpsertOutcome
 
 if TYPE_CHECKING:
@@ -53,18 +53,9 @@ async def upsert_many(driver: HubSpotDriver, obj: CrmObject, object_type: str, i
     fresh: list[dict[str, Any]] = []
     taken: set[str] = set()
     for i, it, key, fingerprint in creates:
-        if key in taken:  # HubSpot refuses a batch naming one id twice: this item fails, the others go
-            outcomes[i] = UpsertOutcome(error=InvalidRequestError(
-                "idempotency key twice in one batch", provider=driver.slug, provider_code="DUPLICATE_KEY_IN_BATCH"))
-            continue
-        taken.add(key)
-        if key in known:
-            record_id, stored = known[key]
-            try:
-                ensure_same_request(driver.slug, stored, fingerprint, record_id)
-                outcomes[i] = UpsertOutcome(external_id=record_id, created=False)
-            except DriverError as exc:
-                outcomes[i] = UpsertOutcome(error=exc)
+        settled = settled_before_write(driver.slug, key, fingerprint, taken, known)
+        if settled is not None:  # the key twice in this batch, or already written: no write for this item
+            outcomes[i] = settled
             continue
         properties = dict(it.fields) | {driver._fingerprint_field: fingerprint}
         if obj is CrmObject.LEAD:

@@ -16,7 +16,8 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from drivers.errors import ConflictError
+from drivers.errors import ConflictError, InvalidRequestError
+from drivers.models import UpsertOutcome
 
 __all__ = ["ensure_same_request", "provider_key", "request_fingerprint"]
 
@@ -57,6 +58,25 @@ def ensure_same_request(provider: str, stored_fingerprint: str | None, fingerpri
     if stored_fingerprint and stored_fingerprint != fingerprint:
         raise ConflictError("idempotency key reused with different fields", provider=provider,
                             provider_code="IDEMPOTENCY_KEY_REUSED", existing_id=existing_id)
+
+
+def settled_before_write(provider: str, key: str, fingerprint: str, taken: set[str],
+                         known: Mapping[str, tuple[str, str | None]]) -> UpsertOutcome | None:
+    """A batch item's outcome when it needs no write: its key named twice in one batch (providers refuse that:
+    this item fails, not the others), or already written (the same request again, else a conflict naming the
+    record). None: write it. `taken` collects the batch's keys; `known` is key -> (record id, stored fingerprint)."""
+    if key in taken:
+        return UpsertOutcome(error=InvalidRequestError("idempotency key twice in one batch", provider=provider,
+                                                       provider_code="DUPLICATE_KEY_IN_BATCH"))
+    taken.add(key)
+    if key not in known:
+        return None
+    record_id, stored = known[key]
+    try:
+        ensure_same_request(provider, stored, fingerprint, record_id)
+    except ConflictError as exc:
+        return UpsertOutcome(error=exc)
+    return UpsertOutcome(external_id=record_id, created=False)
 
 
 def provider_key(idempotency_key: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from drivers.errors import ConflictError, DriverError, InvalidRequestError, NotFoundError, UnavailableError
-from drivers.idempotency import ensure_same_request, provider_key, request_fingerprint
+from drivers.idempotency import provider_key, request_fingerprint, settled_before_write
 from drivers.models import CrmObject, UpsertItem, UpsertOutcome
 from drivers.soql import soql_quote
 
@@ -45,18 +45,9 @@ async def upsert_many(driver: SalesforceDriver, obj: CrmObject, sobject: str, it
     fresh: list[tuple[int, dict[str, Any]]] = []
     taken: set[str] = set()
     for i, it, key, fingerprint in creates:
-        if key in taken:  # Salesforce refuses one external id twice in a request: this item fails, not the rest
-            outcomes[i] = UpsertOutcome(error=InvalidRequestError(
-                "idempotency key twice in one batch", provider=driver.slug, provider_code="DUPLICATE_KEY_IN_BATCH"))
-            continue
-        taken.add(key)
-        if key in known:
-            record_id, stored = known[key]
-            try:
-                ensure_same_request(driver.slug, stored, fingerprint, record_id)
-                outcomes[i] = UpsertOutcome(external_id=record_id, created=False)
-            except DriverError as exc:
-                outcomes[i] = UpsertOutcome(error=exc)
+        settled = settled_before_write(driver.slug, key, fingerprint, taken, known)
+        if settled is not None:  # the key twice in this batch, or already written: no write for this item
+            outcomes[i] = settled
             continue
         fresh.append((i, {"attributes": {"type": sobject}, **it.fields, driver._key_field: key,
                           driver._fingerprint_field: fingerprint}))

@@ -22,16 +22,10 @@ from settings import Settings
 from store.models import TenantCrmFieldMapping
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
+from tests.unit.api.sandbox_drivers import drivers  # noqa: F401 (pytest fixtures, found by import)
 from tests.unit.api.support import context
 from tests.unit.api.test_console_signin import _sign_in
 from tests.unit.api.test_tool_mapping import _budget_property
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[SandboxDriverProvider]:
-    provider = SandboxDriverProvider(sessions)
-    yield provider
-    await provider.aclose()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -23,6 +23,7 @@ from settings import Settings
 from store import installs
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
+from tests.unit.api.sandbox_drivers import api  # noqa: F401 (pytest fixtures, found by import)
 from tests.unit.api.support import agent_headers, client_for, context
 
 
@@ -41,13 +42,6 @@ async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[S
     provider = SandboxDriverProvider(sessions, apps=_fresh())
     yield provider
     await provider.aclose()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-              drivers: SandboxDriverProvider) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(context(settings, engine, sessions, drivers)) as client:
-        yield client
 
 
 def _operator(settings: Settings, tenant: uuid.UUID) -> dict[str, str]:

@@ -4,33 +4,18 @@ tool routes refusing a picklist violation with the CRM's own allowed values."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import mint_token
 from settings import Settings
 from store.field_mapping import put_override
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
-from tests.unit.api.support import agent_headers, client_for, context
+from tests.unit.api.sandbox_drivers import api, drivers  # noqa: F401 (pytest fixtures, found by import)
+from tests.unit.api.support import agent_headers
 from tests.unit.api.test_tool_mapping import _budget_property
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[SandboxDriverProvider]:
-    provider = SandboxDriverProvider(sessions)
-    yield provider
-    await provider.aclose()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-              drivers: SandboxDriverProvider) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(context(settings, engine, sessions, drivers)) as client:
-        yield client
 
 
 def _operator(settings: Settings, tenant: uuid.UUID) -> dict[str, str]:

@@ -22,15 +22,9 @@ from settings import Settings
 from store.field_mapping import put_override
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
+from tests.unit.api.sandbox_drivers import drivers  # noqa: F401 (pytest fixtures, found by import)
 from tests.unit.api.support import agent_headers, client_for, context
 from tests.unit.api.test_tool_mapping import _budget_property
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[SandboxDriverProvider]:
-    provider = SandboxDriverProvider(sessions)
-    yield provider
-    await provider.aclose()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

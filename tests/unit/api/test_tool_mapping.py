@@ -4,12 +4,10 @@ a tenant's custom field written and read back under its canonical key, and the s
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import ActivityEnvironment
 
 from activities.mirror import MirrorActivities
@@ -20,25 +18,12 @@ from store.field_mapping import put_override, save_schema
 from store.models import Lead
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
-from tests.unit.api.support import agent_headers, client_for, context
+from tests.unit.api.sandbox_drivers import api, drivers  # noqa: F401 (pytest fixtures, found by import)
+from tests.unit.api.support import agent_headers
 
 TOOLS = "/api/tools"
 CREATE, LOOKUP, SEARCH = f"{TOOLS}/crm_create_record", f"{TOOLS}/crm_lookup_customer", f"{TOOLS}/crm_search_records"
 SYSTEM = ("hs_", "createdate", "lastmodifieddate", "crm_sor_")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[SandboxDriverProvider]:
-    provider = SandboxDriverProvider(sessions)
-    yield provider
-    await provider.aclose()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-              drivers: SandboxDriverProvider) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(context(settings, engine, sessions, drivers)) as client:
-        yield client
 
 
 def _budget_property(drivers: SandboxDriverProvider) -> None:

@@ -3,35 +3,20 @@ customer once although the first answer is lost, and book or update what the ver
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from settings import Settings
 from tests.support.sandbox_provider import SandboxDriverProvider
 from tests.support.tenants import create_tenant
-from tests.unit.api.support import agent_headers, client_for, context
+from tests.unit.api.sandbox_drivers import api, drivers  # noqa: F401 (pytest fixtures, found by import)
+from tests.unit.api.support import agent_headers
 
 LOOKUP, CREATE = "/api/tools/crm_lookup_customer", "/api/tools/crm_create_record"
 UPDATE = "/api/tools/crm_update_record"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def drivers(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[SandboxDriverProvider]:
-    provider = SandboxDriverProvider(sessions)
-    yield provider
-    await provider.aclose()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def api(settings: Settings, engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession],
-              drivers: SandboxDriverProvider) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(context(settings, engine, sessions, drivers)) as client:
-        yield client
 
 
 async def _call(api: httpx.AsyncClient, headers: dict[str, str], route: str, body: dict[str, Any]) -> Any:
