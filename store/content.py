@@ -31,6 +31,7 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -298,15 +299,14 @@ async def backlog(session: AsyncSession, tenant_id: uuid.UUID, as_of: datetime
     return states, earliest
 
 
-async def state_counts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, int]:
-    """Rows per sync state over every class-(c) table of the tenant."""
-    counts: dict[str, int] = {}
-    for table in (*MIRROR_ORDER, "messages"):
-        model = model_for(table)
-        rows = await session.execute(select(model.sync_state, func.count()).where(model.tenant_id == tenant_id)
-                                     .group_by(model.sync_state))
-        for state, count in rows:
-            counts[state] = counts.get(state, 0) + int(count)
+async def state_counts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, dict[str, int]]:
+    """{table: {sync state: rows}} over every class-(c) table of the tenant, in one round trip."""
+    counts: dict[str, dict[str, int]] = {table: {} for table in TABLES}
+    per_table = [select(literal(table).label("table_name"), model_for(table).sync_state, func.count())
+                 .where(model_for(table).tenant_id == tenant_id).group_by(model_for(table).sync_state)
+                 for table in TABLES]
+    for table, state, n in (await session.execute(union_all(*per_table))).all():
+        counts[str(table)][str(state)] = int(n)
     return counts
 
 

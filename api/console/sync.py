@@ -2,10 +2,8 @@
 
 Shows ids, states, counts, times and error codes only — never a row's content columns.
 
-Kept small and apart on purpose: the mirror rewrite (issue 10a) owns the sync-state vocabulary and an operator
-route listing rows by state; when it lands, `state_counts`, `rows_in` and `record_history` are the three
-functions to re-point at it. Until then they read each class-(c) table's sync columns directly, and the states
-shown are whatever the rows hold.
+Counts come from `store.content.state_counts`, as for the operator records route; the states are the mirror's
+(pending, retrying, blocked, synced).
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, union_all
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +21,7 @@ from starlette.responses import Response
 from api.console.web import Operator, page, render, temporal_ui_url, temporal_workflow_url
 from api.context import context_of
 from api.lifecycle import mirror_workflow_id
+from store import content
 from store.content import TABLES
 from store.models import Incident, MirrorOutbox, Tenant
 
@@ -48,16 +47,6 @@ class SyncRow:
 def _sync_columns(model: Any) -> list[Any]:
     return [model.id, model.sync_state, model.sync_attempts, model.last_sync_error, model.crm_external_id,
             model.created_at, model.updated_at, model.synced_at, model.purge_after]
-
-
-async def state_counts(session: AsyncSession, tenant_id: uuid.UUID) -> dict[str, dict[str, int]]:
-    """{table: {state: rows}} for the tenant's class-(c) rows (one round trip over every table)."""
-    counts: dict[str, dict[str, int]] = {table: {} for table in TABLES}
-    per_table = [select(literal(table).label("table_name"), model.sync_state, func.count())
-                 .where(model.tenant_id == tenant_id).group_by(model.sync_state) for table, model in TABLES.items()]
-    for table, state, n in (await session.execute(union_all(*per_table))).all():
-        counts[str(table)][str(state)] = int(n)
-    return counts
 
 
 async def rows_in(session: AsyncSession, tenant_id: uuid.UUID, table: str, state: str | None) -> list[SyncRow]:
@@ -107,7 +96,7 @@ async def sync_page(request: Request, operator: Operator) -> Response:
     state = (params.get("state") or "")[:16] or None
     record, history, error = params.get("record", "").strip(), None, None
     async with ctx.sessions() as session:
-        counts = await state_counts(session, tenant.id)
+        counts = await content.state_counts(session, tenant.id)
         rows = await rows_in(session, tenant.id, table, state) if table else []
         if record:
             try:

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -70,13 +70,8 @@ async def list_records(request: Request) -> JSONResponse:
     tenant_id, table, state, after, limit = _query(request)
     require_operator(request, tenant_id)
     model = content.model_for(table)
-    counts: dict[str, dict[str, int]] = {}
     async with context_of(request).sessions() as session:
-        for name in content.TABLES:
-            other = content.model_for(name)
-            found = await session.execute(select(other.sync_state, func.count()).where(other.tenant_id == tenant_id)
-                                          .group_by(other.sync_state))
-            counts[name] = {s: int(n) for s, n in found}
+        counts = await content.state_counts(session, tenant_id)
         query = select(model.id, model.sync_state, model.sync_attempts, model.last_sync_error, model.retry_at).where(
             model.tenant_id == tenant_id)
         if state is not None:
