@@ -25,7 +25,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from json import dumps
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from api.app import create_app  # noqa: E402
 from api.auth import mint_token  # noqa: E402
 from api.context import AppContext  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
-from bench.common import database_url, pct  # noqa: E402
+from bench.common import AsgiClient, database_url, pct  # noqa: E402
 from settings import Settings, TemporalSettings  # noqa: E402
 from store.base import utcnow  # noqa: E402
 from store.migrate import upgrade_to_head  # noqa: E402
@@ -82,42 +81,6 @@ def line(name: str, latencies: list[float], throughput: float, per_call: int = 1
     return (f"{name:<34} p50 {pct(latencies, 0.5) * 1000:7.2f} ms   p99 {pct(latencies, 0.99) * 1000:7.2f} ms   "
             f"{len(latencies) * per_call / sum(latencies):8.0f} rows/s sequential   "
             f"{throughput * per_call:8.0f} rows/s concurrent")
-
-
-class AsgiClient:
-    """POSTs handed to the app the way an ASGI server hands them over (scope, body, collected answer).
-
-    An HTTP server parses in C (httptools) in microseconds; httpx's ASGITransport spends about a millisecond of
-    this process's CPU per call building and reading requests, which is the load generator's work, not the API's.
-    """
-
-    def __init__(self, app: Any, token: str) -> None:
-        self.app, self.auth = app, f"Bearer {token}".encode()
-
-    async def post(self, path: str, json: dict[str, Any]) -> httpx.Response:
-        body = dumps(json).encode()
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"bench"), (b"authorization", self.auth),
-                             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-                 "client": ("127.0.0.1", 50000), "server": ("bench", 80), "state": {}}
-        pending = [{"type": "http.request", "body": body, "more_body": False}]
-        answer: dict[str, Any] = {"body": b""}
-
-        async def receive() -> dict[str, Any]:
-            if pending:
-                return pending.pop()
-            await asyncio.Event().wait()  # no disconnect while the app works
-            raise AssertionError("unreachable")
-
-        async def send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                answer["status"], answer["headers"] = message["status"], message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                answer["body"] += message.get("body", b"")
-
-        await self.app(scope, receive, send)
-        return httpx.Response(answer["status"], headers=answer["headers"], content=answer["body"])
 
 
 async def run(url: str, requests: int, concurrency: int, rounds: int, via_httpx: bool) -> None:

@@ -1,13 +1,15 @@
 """Voice-grade lookups: `POST /api/tools/crm_lookup_customer` against a HubSpot sandbox with injected latency.
 
-The real app in-process (httpx ASGI transport): agent JWT, the per-(tenant, tool) limit in Redis, the vault's
-driver provider (tenant row and opened credential from the process's few-second copies, an audit row per opening,
-provider budget in Redis, phone index), the tenant's field mapping (a few-second copy too), and the HubSpot driver
-against the in-process HubSpot sandbox. A transport in front of the sandbox sleeps `--search-ms` for searches and
-`--get-ms` for every other call, and adds up the time each lookup spent in provider calls, so "overhead" is exactly
-the route's time minus its provider time, per request.
+The real app in-process, each request handed over as an ASGI server hands it (`bench.common.AsgiClient`;
+`--httpx` sends through httpx's ASGITransport instead, whose own client-side work then counts against the route):
+agent JWT, the per-(tenant, tool) limit in Redis, the vault's driver provider (tenant row and opened credential from
+the process's few-second copies, an audit row per opening, provider budget in Redis, phone index), the tenant's
+field mapping (a few-second copy too), and the HubSpot driver against the in-process HubSpot sandbox. A transport
+in front of the sandbox sleeps `--search-ms` for searches and `--get-ms` for every other call, and adds up the time
+each lookup spent in provider calls, so "overhead" is exactly the route's time minus its provider time, per request.
 
-Rows (sequential callers unless said):
+Rows (callers one at a time unless said: each after the work that followed the previous answer, its index write,
+is done; the CPU row counts that work too):
 - bare: the HubSpot driver alone on the same transport (a search; a get by id): the provider call itself;
 - cold: a number the index does not know (index miss, one search, the answer remembered);
 - warm: the same numbers again (index hit: one get by id, verified);
@@ -18,7 +20,7 @@ The tenant's region is AE and callers give national numbers (050 …); the CRM h
 Database: a fresh SQLite file unless CRM_BENCH_DATABASE_URL names a PostgreSQL server; Redis: CRM_BENCH_REDIS_URL
 (default 127.0.0.1:6379/15).
 
-    .venv/bin/python bench/lookup.py [--lookups 200] [--search-ms 150] [--get-ms 60] [--stall-ms 3000]
+    .venv/bin/python bench/lookup.py [--lookups 200] [--search-ms 150] [--get-ms 60] [--stall-ms 3000] [--httpx]
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from api.context import AppContext  # noqa: E402
 from api.crm import load_field_map  # noqa: E402
 from api.lookup import settle_late_lookups  # noqa: E402
 from api.temporal import TemporalGateway  # noqa: E402
-from bench.common import database_url, pct  # noqa: E402
+from bench.common import AsgiClient, database_url, pct  # noqa: E402
 from drivers.auth import BearerAuth  # noqa: E402
 from drivers.budget import ProviderBudget  # noqa: E402
 from drivers.hubspot import HubSpotDriver  # noqa: E402
@@ -138,7 +140,8 @@ async def stages(drivers: VaultDriverProvider, vault: CredentialVault, index: Ph
     print(f"  where it goes (p50 ms, one at a time): {'; '.join(parts)}")
 
 
-async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, database: str) -> None:
+async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, database: str, via_httpx: bool
+               ) -> None:
     upgrade_to_head(database)
     redis_url = os.environ.get("CRM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
     settings = Settings(database_url=database, redis_url=redis_url, env="bench",
@@ -163,7 +166,7 @@ async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, d
     drivers = VaultDriverProvider(sessions, vault, transport=latency, budget=budget, phone_index=index)
     ctx = AppContext(settings=settings, engine=engine, sessions=sessions, temporal=TemporalGateway(settings.temporal),
                      extras={"drivers": drivers, "phone_index": index})
-    headers = {"authorization": f"Bearer {mint_token(settings, subject='bench', role='agent', tenant_id=tenant)}"}
+    token = mint_token(settings, subject="bench", role="agent", tenant_id=tenant)
     total = lookups + 20 + 20 + 40  # warm-up, stalled, concurrent
     ids = [state.add("contacts", {"firstname": "Caller", "lastname": str(n), "phone": national(n)[0]}).id
            for n in range(total)]
@@ -173,14 +176,17 @@ async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, d
     # The sandbox's rate-limit headers count every call (as HubSpot's do) and the driver pauses the tenant's
     # budget when they say the window is spent: the latency rows make hundreds of calls in 10 s, so a wide window.
     state.knobs.interval_limit = 10**6
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(context=ctx)),
-                                 base_url="http://bench") as api, \
+    app_under_test = create_app(context=ctx)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app_under_test), base_url="http://bench",
+                                 headers={"authorization": f"Bearer {token}"}) as via_transport, \
             httpx.AsyncClient(base_url=HubSpotDriver.base_url, transport=latency,
                               auth=BearerAuth(creds.access_token)) as bare_client:
         bare = HubSpotDriver(bare_client, {"default_region": "AE"})
 
+        api = via_transport if via_httpx else AsgiClient(app_under_test, token)
+
         async def lookup(phone: str) -> dict[str, Any]:
-            response = await api.post(LOOKUP, json={"phone": phone}, headers=headers)
+            response = await api.post(LOOKUP, json={"phone": phone})
             body: dict[str, Any] = response.json()
             return body
 
@@ -199,7 +205,7 @@ async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, d
             body, elapsed, provider = await timed(lambda n=n: lookup(national(n)[1]))
             misses += not body.get("found")
             cold.append((elapsed, provider))
-        await settle_late_lookups(ctx)  # the index writes that followed the answers
+            await settle_late_lookups(ctx)  # the index write that follows the answer, before the next caller
         cpu_cold, cpu = (time.process_time() - cpu) * 1000 / lookups, time.process_time()
         for n in range(lookups):
             body, elapsed, provider = await timed(lambda n=n: lookup(national(n)[1]))
@@ -208,7 +214,8 @@ async def main(lookups: int, search_ms: float, get_ms: float, stall_ms: float, d
         cpu_warm = (time.process_time() - cpu) * 1000 / lookups
         print(f"crm_lookup_customer: {lookups} callers, cold then warm, one at a time; injected provider latency "
               f"{search_ms:g} ms search / {get_ms:g} ms get; database {make_url(database).get_backend_name()}; "
-              f"deadline {settings.lookup.deadline_ms} ms")
+              f"deadline {settings.lookup.deadline_ms} ms; requests "
+              f"{'via httpx ASGITransport' if via_httpx else 'as ASGI calls'}")
         print(summary("bare driver: search (HubSpot OR-ed filters)", bare_search))
         print(summary("bare driver: get by id", bare_get))
         print(summary("route, cold (index miss + search)", [e for e, _ in cold]))
@@ -268,7 +275,9 @@ if __name__ == "__main__":
     parser.add_argument("--search-ms", type=float, default=150.0)
     parser.add_argument("--get-ms", type=float, default=60.0)
     parser.add_argument("--stall-ms", type=float, default=3000.0)
+    parser.add_argument("--httpx", action="store_true", help="send through httpx's ASGITransport instead "
+                        "of direct ASGI calls (its client-side work then counts as the route's)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch, database_url(Path(scratch)) as url:
         logging.getLogger("api.ratelimit").setLevel(logging.CRITICAL)
-        asyncio.run(main(args.lookups, args.search_ms, args.get_ms, args.stall_ms, url))
+        asyncio.run(main(args.lookups, args.search_ms, args.get_ms, args.stall_ms, url, args.httpx))

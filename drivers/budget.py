@@ -45,24 +45,32 @@ log = logging.getLogger(__name__)
 
 Priority = Literal["tool", "mirror"]
 
-# KEYS[1] the window (sorted set of call ids by time), KEYS[2] the hold-off key; ARGV: limit, window seconds,
-# call id. Redis's own clock, so processes on hosts with skewed clocks share one timeline. Answers
-# {1, 0} when taken, else {0, milliseconds to wait}.
+# One call against all its windows at once: KEYS[1] the hold-off key, KEYS[2..] the windows (sorted sets of call
+# ids by time); ARGV[1] the call id, then each window's limit and seconds. All or nothing: a call refused by one
+# window takes no slot from another. Redis's own clock, so processes on hosts with skewed clocks share one timeline.
+# Answers {1, 0} when taken, else {0, milliseconds until every window has room}.
 _TAKE = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+local held = tonumber(redis.call('GET', KEYS[1]) or '0')
 if held > now_ms then return {0, held - now_ms} end
-local window_ms = math.floor(tonumber(ARGV[2]) * 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - window_ms)
-local count = redis.call('ZCARD', KEYS[1])
-if count < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now_ms, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window_ms)
-  return {1, 0}
+local wait = 0
+for i = 2, #KEYS do
+  local limit = tonumber(ARGV[2 * i - 2])
+  local window_ms = math.floor(tonumber(ARGV[2 * i - 1]) * 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now_ms - window_ms)
+  local count = redis.call('ZCARD', KEYS[i])
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[i], count - limit, count - limit, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window_ms - now_ms, 1)
+  end
 end
-local oldest = redis.call('ZRANGE', KEYS[1], count - tonumber(ARGV[1]), count - tonumber(ARGV[1]), 'WITHSCORES')
-return {0, math.max(1, tonumber(oldest[2]) + window_ms - now_ms)}
+if wait > 0 then return {0, wait} end
+for i = 2, #KEYS do
+  redis.call('ZADD', KEYS[i], now_ms, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], math.floor(tonumber(ARGV[2 * i - 1]) * 1000))
+end
+return {1, 0}
 """
 _HOLD = """
 local now = redis.call('TIME')
@@ -82,22 +90,34 @@ class Grant:
     degraded: bool = False
 
 
+@dataclass(frozen=True)
+class Window:
+    """One sliding window a call counts against: its key, how many calls it allows, and over how many seconds."""
+
+    key: str
+    limit: int
+    seconds: float
+
+
 class _Store(Protocol):
-    async def take(self, window_key: str, hold_key: str, limit: int, seconds: float) -> tuple[bool, float]: ...
+    async def take(self, windows: Sequence[Window], hold_key: str) -> tuple[bool, float]: ...
 
     async def hold(self, hold_key: str, seconds: float) -> None: ...
 
 
 class RedisStore:
-    """The shared windows: one Lua round trip per take."""
+    """The shared windows: one Lua round trip per call, whatever the number of its windows."""
 
     def __init__(self, redis: Redis) -> None:  # type: ignore[type-arg]
         self._redis = redis
         self._take = redis.register_script(_TAKE)
         self._hold = redis.register_script(_HOLD)
 
-    async def take(self, window_key: str, hold_key: str, limit: int, seconds: float) -> tuple[bool, float]:
-        taken, wait_ms = await self._take(keys=[window_key, hold_key], args=[limit, seconds, uuid.uuid4().hex])
+    async def take(self, windows: Sequence[Window], hold_key: str) -> tuple[bool, float]:
+        args: list[Any] = [uuid.uuid4().hex]
+        for window in windows:
+            args += [window.limit, window.seconds]
+        taken, wait_ms = await self._take(keys=[hold_key, *(window.key for window in windows)], args=args)
         return bool(taken), int(wait_ms) / 1000
 
     async def hold(self, hold_key: str, seconds: float) -> None:
@@ -115,18 +135,23 @@ class LocalStore:
         self._windows: dict[str, deque[float]] = {}
         self._held: dict[str, float] = {}
 
-    async def take(self, window_key: str, hold_key: str, limit: int, seconds: float) -> tuple[bool, float]:
+    async def take(self, windows: Sequence[Window], hold_key: str) -> tuple[bool, float]:
         now = self._clock()
         held = self._held.get(hold_key, 0.0)
         if held > now:
             return False, held - now
-        window = self._windows.setdefault(window_key, deque())
-        while window and window[0] <= now - seconds:
-            window.popleft()
-        if len(window) < limit:
-            window.append(now)
-            return True, 0.0
-        return False, max(0.001, window[len(window) - limit] + seconds - now)
+        wait = 0.0
+        for window in windows:
+            calls = self._windows.setdefault(window.key, deque())
+            while calls and calls[0] <= now - window.seconds:
+                calls.popleft()
+            if len(calls) >= window.limit:
+                wait = max(wait, 0.001, calls[len(calls) - window.limit] + window.seconds - now)
+        if wait > 0:
+            return False, wait
+        for window in windows:
+            self._windows[window.key].append(now)
+        return True, 0.0
 
     async def hold(self, hold_key: str, seconds: float) -> None:
         self._held[hold_key] = max(self._held.get(hold_key, 0.0), self._clock() + seconds)
@@ -160,20 +185,20 @@ class ProviderBudget:
 
     async def take(self, tenant: uuid.UUID, provider: str, limits: Sequence[RateLimit], scope: str,
                    priority: Priority) -> Grant:
-        """Count one call against its scope's limit and the account-wide one (narrowest first)."""
-        applicable = sorted((lim for lim in limits if lim.scope in ("all", scope)), key=lambda lim: lim.scope == "all")
+        """Count one call against its scope's limit and the account-wide one, in one step: a call refused by one
+        takes no slot from the other."""
         store, degraded = self._store()
-        for limit in applicable:
-            allowed = self._allowance(limit, priority, degraded)
-            key = f"crm-sor-budget:{tenant}:{provider}:{limit.scope}:{limit.per_seconds:g}"
-            try:
-                taken, wait = await store.take(key, self._hold_key(tenant, provider), allowed, limit.per_seconds)
-            except Exception as exc:  # Redis trouble: a conservative local budget for a while
-                self._redis_failed(exc)
-                return await self.take(tenant, provider, limits, scope, priority)
-            if not taken:
-                self.counters["refused"] += 1
-                return Grant(False, wait, degraded)
+        windows = [Window(f"crm-sor-budget:{{{tenant}:{provider}}}:{limit.scope}:{limit.per_seconds:g}",
+                          self._allowance(limit, priority, degraded), limit.per_seconds)
+                   for limit in limits if limit.scope in ("all", scope)]
+        try:
+            taken, wait = await store.take(windows, self._hold_key(tenant, provider))
+        except Exception as exc:  # Redis trouble: a conservative local budget for a while
+            self._redis_failed(exc)
+            return await self.take(tenant, provider, limits, scope, priority)
+        if not taken:
+            self.counters["refused"] += 1
+            return Grant(False, wait, degraded)
         self.counters["taken"] += 1
         return Grant(True, 0.0, degraded)
 
@@ -206,7 +231,7 @@ class ProviderBudget:
 
     @staticmethod
     def _hold_key(tenant: uuid.UUID, provider: str) -> str:
-        return f"crm-sor-budget:{tenant}:{provider}:held"
+        return f"crm-sor-budget:{{{tenant}:{provider}}}:held"  # {…}: one Redis Cluster slot for a call's keys
 
 
 def attach(client: httpx.AsyncClient, budget: ProviderBudget, tenant: uuid.UUID, driver: type[BaseDriver],

@@ -5,7 +5,8 @@ routes and the mirror, erasure and polling activities all get their driver from 
 - `lookup_customer(phone=…)` asks the index first; a hit is one `get` by id, verified to still carry the number,
   instead of a search (slow, separately rate-limited, and blind to records created seconds ago);
 - a found or created customer (a lead, where the provider's lead is the contact itself) is remembered (a found
-  one right after the answer, off the caller's time; a created one before the create returns);
+  one after the answer, off the caller's time: once the tool route has sent it, see `learning_held`; a created one
+  before the create returns);
 - an update drops the record's entries (its phone may have changed) and remembers the phone it now carries;
   a delete drops them.
 The index is a cache: its failures are logged and the call goes on as if it were empty, never failing a CRM call.
@@ -15,10 +16,12 @@ Everything else is the wrapped driver's, unchanged.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 import uuid
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, cast
 
 from drivers.base import (
@@ -41,7 +44,52 @@ log = logging.getLogger(__name__)
 _learning: set[asyncio.Task[None]] = set()
 
 
+class HeldLearning:
+    """Index writes a route holds back until its answer is sent: they cost the event loop a few milliseconds of
+    CPU (a caller's answer would wait behind them), and nobody waits for them. Released, it starts what it held,
+    and a write made after that (a lookup that outlived its deadline) starts at once."""
+
+    def __init__(self) -> None:
+        self._steps: list[Coroutine[Any, Any, None]] = []
+        self.released = False
+
+    def hold(self, step: Coroutine[Any, Any, None]) -> None:
+        self._steps.append(step)
+
+    def release(self) -> None:
+        self.released = True
+        steps, self._steps = self._steps, []
+        for step in steps:
+            _start(step)
+
+
+_held: contextvars.ContextVar[HeldLearning | None] = contextvars.ContextVar("held_learning", default=None)
+
+
+@contextmanager
+def learning_held() -> Iterator[HeldLearning]:
+    """Within this block (and tasks started from it), the index writes that follow a found customer wait for
+    `release()`: the tool route calls it once its answer is sent, and on an error at once."""
+    held = HeldLearning()
+    token = _held.set(held)
+    try:
+        yield held
+    except BaseException:
+        held.release()
+        raise
+    finally:
+        _held.reset(token)
+
+
 def _in_background(step: Coroutine[Any, Any, None]) -> None:
+    held = _held.get()
+    if held is not None and not held.released:
+        held.hold(step)
+    else:
+        _start(step)
+
+
+def _start(step: Coroutine[Any, Any, None]) -> None:
     task = asyncio.ensure_future(step)
     _learning.add(task)
     task.add_done_callback(_learning.discard)

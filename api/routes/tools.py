@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api import schemas
 from api.auth import Principal, require_agent
@@ -36,6 +37,7 @@ from drivers.idempotency import request_fingerprint
 from settings import Settings
 from store.base import utcnow
 from vault.connections import Actor
+from vault.indexed import learning_held
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +66,9 @@ class Tool(Generic[In]):
         principal: Principal = require_agent(request)
         payload = await read_json(request, context_of(request).settings.api.max_body_bytes)
         rid = request_id(request)
-        answer = await self.invoke(request, principal, payload, rid)
-        return JSONResponse(answer.model_dump(mode="json"), headers={"X-Request-ID": rid})
+        with learning_held() as held:  # the index writes that follow a lookup wait until the caller has the answer
+            answer = await self.invoke(request, principal, payload, rid)
+        return _Answer(answer.model_dump(mode="json"), headers={"X-Request-ID": rid}, then=held.release)
 
     async def invoke(self, request: Request, principal: Principal, payload: Any, rid: str) -> BaseModel:
         """Limit, validate and call for an authenticated agent (the HTTP route and the MCP server both come here).
@@ -114,6 +117,20 @@ class Tool(Generic[In]):
         documented = document(request=self.body, responses={200: (self.answer, schemas.ToolFailure)},
                               auth="agent")(endpoint)
         return Route(f"/api/tools/{self.name}", documented, methods=["POST"])
+
+
+class _Answer(JSONResponse):
+    """A tool's answer that runs `then` once it is sent, or once sending failed (a caller who hung up)."""
+
+    def __init__(self, content: Any, *, headers: dict[str, str], then: Callable[[], None]) -> None:
+        super().__init__(content, headers=headers)
+        self.then = then
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.then()
 
 
 def _failure(exc: DriverError | LookupError, tenant_id: uuid.UUID, tool: str) -> schemas.ToolFailure:

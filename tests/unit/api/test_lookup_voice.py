@@ -9,8 +9,9 @@ from typing import Any
 
 import httpx
 
+from api.app import create_app
 from api.context import AppContext
-from api.lookup import settle_late_lookups
+from api.lookup import phone_index, settle_late_lookups
 from settings import Settings
 from tests.unit.api.support import SandboxProvider, agent_headers
 
@@ -117,3 +118,41 @@ async def test_an_update_that_leaves_the_number_keeps_the_entry(
     found = (await api.post(LOOKUP, json={"phone": "+971501234567"}, headers=headers)).json()
     assert found["found"] is True and found["customer"]["fields"]["customer.city"] == "Dubai"
     assert state.calls[SEARCHES] == searches
+
+
+async def test_the_index_write_after_a_found_caller_waits_until_the_answer_is_sent(
+        api: httpx.AsyncClient, ctx: AppContext, settings: Settings, tenant: uuid.UUID,
+        provider: SandboxProvider) -> None:
+    """The caller waits for the answer, not for our bookkeeping: the write that remembers the number starts only
+    once the answer has gone out (it would otherwise take event-loop time the answer is waiting for)."""
+    state = provider.state(tenant)
+    state.add("contacts", {"firstname": "Omar", "lastname": "Saleh", "phone": "+971501234567"})
+    index = phone_index(ctx)
+    assert index is not None
+    events: list[str] = []
+    remember = index.remember
+
+    async def remembered(*args: Any) -> None:
+        events.append("index write")
+        await remember(*args)
+
+    index.remember = remembered  # type: ignore[method-assign]
+    body = b'{"phone": "+971 50 123 4567"}'
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": LOOKUP, "raw_path": LOOKUP.encode(), "query_string": b"", "root_path": "", "client": None,
+             "server": ("test", 80), "headers": [(k.lower().encode(), v.encode())
+                                                 for k, v in agent_headers(settings, tenant).items()]
+             + [(b"content-type", b"application/json")]}
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop() if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body":
+            events.append("answer")
+            assert b'"found":true' in message["body"]
+
+    await create_app(context=ctx)(scope, receive, send)  # as a server hands it over (`api` closes the limiter)
+    await settle_late_lookups(ctx)
+    assert events == ["answer", "index write"]

@@ -59,6 +59,20 @@ async def test_a_search_counts_in_its_scope_and_the_account_limit(redis: Redis) 
     assert await _takes(budget, tenant, 8) == [True] * 7 + [False]  # 3 searches already in the 10
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "local"])
+async def test_a_search_refused_by_the_account_limit_takes_no_search_slot(
+        redis: Redis, shared: bool) -> None:  # type: ignore[type-arg]
+    budget = ProviderBudget(redis if shared else None, tool_reserve=0.0, fallback_share=1.0)
+    tenant = uuid.uuid4()
+    assert await _takes(budget, tenant, 10) == [True] * 10  # the account-wide 10 spent on other calls
+    refused = await budget.take(tenant, "acme", LIMITS, "search", "tool")
+    assert not refused.allowed and 0 < refused.wait <= 60
+    assert await _takes(budget, tenant, 5, scope="search") == [False] * 5  # each refused, none counted
+    roomier = (RateLimit(100, 60.0), RateLimit(3, 60.0, scope="search"))  # the same windows, room account-wide
+    searches = [(await budget.take(tenant, "acme", roomier, "search", "tool")).allowed for _ in range(4)]
+    assert searches == [True, True, True, False]  # all three search slots were still free
+
+
 async def test_the_providers_stop_signal_holds_everyone_off(redis: Redis) -> None:  # type: ignore[type-arg]
     budget, other, tenant = ProviderBudget(redis), ProviderBudget(redis), uuid.uuid4()
     await budget.hold_off(tenant, "acme", 5.0)
