@@ -31,6 +31,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
+from store import hot
 from store.base import Base, ContentRow, SyncState, utcnow
 
 RETENTION_DAYS = 30  # the table's window: no entry outlives it, whatever the configured TTL
@@ -89,10 +90,9 @@ class PhoneIndex:
         return phone_hash(self._key, tenant_id, e164)
 
     async def recall(self, tenant_id: uuid.UUID, provider: str, e164: str) -> str | None:
-        """The CRM id last seen with this number, unless its entry expired."""
-        async with self._connection() as connection:
-            found = await connection.scalar(_RECALL, {"tenant_id": tenant_id, "provider": provider,
-                                                      "phone_hash": self.hash(tenant_id, e164), "now": utcnow()})
+        """The CRM id last seen with this number, unless its entry expired (a caller waits: store/hot.py)."""
+        found: str | None = await hot.scalar(self._sessions.kw["bind"], _RECALL, {
+            "tenant_id": tenant_id, "provider": provider, "phone_hash": self.hash(tenant_id, e164), "now": utcnow()})
         return found
 
     async def recall_many(self, tenant_id: uuid.UUID, provider: str, e164s: Sequence[str]) -> dict[str, str]:

@@ -4,7 +4,8 @@ A failed audit write is logged and counted but never blocks the decrypt it descr
 must not lose its CRM because the audit table is briefly unwritable. Rows carry ids and states only,
 never secret material.
 
-A row is one INSERT on an autocommit connection: one round trip, no ORM unit of work, on the agent's hot path.
+A row is one INSERT on an autocommit connection (`store/hot.py`): one round trip, no ORM unit of work, on the
+agent's hot path.
 `record_soon` starts the write without waiting for it; whoever starts one awaits it before the act it describes
 takes effect (the vault's driver provider: before the first request leaves for the CRM).
 """
@@ -16,16 +17,21 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import bindparam, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import telemetry
+from store import hot
+from store.base import utcnow
 from store.models import AuditLog
 from vault.connections import Actor
 
 log = logging.getLogger(__name__)
 
-_INSERT = insert(AuditLog)  # built once: the values come as parameters
+_COLUMNS = ("at", "tenant_id", "actor_type", "actor_id", "action", "purpose", "request_id", "conversation_id",
+            "details")
+# Built once: the values come as parameters; inline: nothing read back.
+_INSERT = insert(AuditLog).values({name: bindparam(name) for name in _COLUMNS}).inline()
 
 
 class AuditTrail:
@@ -43,11 +49,12 @@ class AuditTrail:
     async def record(self, actor: Actor, tenant_id: uuid.UUID | None, action: str,
                      details: dict[str, Any] | None = None) -> bool:
         """Append one row; False (after logging and counting) when it could not be written."""
-        row = {"tenant_id": tenant_id, "actor_type": actor.type, "actor_id": actor.id[:200], "action": action,
-               "purpose": actor.purpose[:200], "request_id": _clip(actor.request_id),
+        row = {"at": utcnow(), "tenant_id": tenant_id, "actor_type": actor.type, "actor_id": actor.id[:200],
+               "action": action, "purpose": actor.purpose[:200], "request_id": _clip(actor.request_id),
                "conversation_id": _clip(actor.conversation_id), "details": dict(details or {})}
         try:
-            await asyncio.wait_for(self._write(row), timeout=self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: no extra task on the hot path
+                await self._write(row)
         except Exception as exc:  # any failure: the decrypt it describes still goes ahead
             self.failures += 1
             telemetry.AUDIT_WRITE_FAILURES.labels(action).inc()  # actions are our constants, a small set
@@ -65,10 +72,7 @@ class AuditTrail:
         return task
 
     async def _write(self, row: dict[str, Any]) -> None:
-        engine: AsyncEngine = self._sessions.kw["bind"]
-        async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(_INSERT, row)
+        await hot.execute(self._sessions.kw["bind"], _INSERT, row)
 
 
 def _clip(value: str | None) -> str | None:
