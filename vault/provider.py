@@ -30,7 +30,7 @@ from drivers.base import BaseDriver
 from drivers.budget import ProviderBudget, attach
 from drivers.errors import AuthError, InvalidRequestError
 from drivers.registry import get_driver_class
-from drivers.transport import HostPools, OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
+from drivers.transport import OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
 from settings import OAuthClientSettings, OutboundSettings, Settings
 from store.cache import CONFIG_TTL_SECONDS, TtlCache
 from store.models import Tenant
@@ -96,8 +96,6 @@ class VaultDriverProvider:
         injected = transport is not None or client_factory is not None
         self.outbound: OutboundGuard | None = outbound if injected else (outbound or OutboundGuard())
         self._transport, self._timeout = transport, timeout
-        # Our own clients' connections outlive each client (drivers/transport.py: HostPools); closed in aclose().
-        self._connections: HostPools | None = None if injected else HostPools()
         self._injected_factory = client_factory
         clients = {slug: (app.client_id, app.client_secret.get_secret_value())
                    for slug, app in (oauth_clients or {}).items()}
@@ -116,9 +114,7 @@ class VaultDriverProvider:
                    phone_index=phone_index_from(settings, sessions))
 
     async def aclose(self) -> None:
-        """Close what the provider holds across calls (the CRM connections, the budget's Redis pool)."""
-        if self._connections is not None:
-            await self._connections.aclose()
+        """Close what the provider holds across calls (the budget's Redis pool)."""
         if self.budget is not None:
             await self.budget.aclose()
 
@@ -130,9 +126,7 @@ class VaultDriverProvider:
         # Redirects are never followed: a provider API does not redirect its API calls, and a hop is a
         # destination nobody checked at connect time.
         transport = self._transport
-        if self.outbound is not None and self._connections is not None:  # ours: the shared connections
-            transport = SafeTransport(self.outbound, self._connections, close_inner=False)
-        elif self.outbound is not None:  # the caller's transport, guarded
+        if self.outbound is not None:  # one per client: closing the client closes its connection pool
             transport = SafeTransport(self.outbound, transport)
         if provider is not None:
             transport = MeteredTransport(transport or httpx.AsyncHTTPTransport(), provider)
