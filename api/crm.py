@@ -45,7 +45,10 @@ def driver_provider(request: Request) -> DriverProvider:
     provider: DriverProvider | None = ctx.extras.get("drivers")
     if provider is None:
         try:
-            provider = ctx.extras.setdefault("drivers", VaultDriverProvider.from_settings(ctx.settings, ctx.sessions))
+            # It lives as long as the process, and the lifespan closes it: its CRM connections are reused across
+            # tool calls (a caller on the line does not wait for a TCP and TLS handshake each time).
+            provider = ctx.extras.setdefault("drivers", VaultDriverProvider.from_settings(
+                ctx.settings, ctx.sessions, reuse_connections=True))
         except CredentialKeyError:
             log.error("no usable credential encryption key: CRM routes cannot open drivers")
             raise Problem(503, "crm-not-configured", "This deployment cannot open CRM connections.",

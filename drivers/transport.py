@@ -229,16 +229,49 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class HostPools(httpx.AsyncBaseTransport):
+    """Connections kept across driver clients: one pool per (scheme, host name, checked address, port).
+
+    A driver client lives for one tool call or activity; with a pool of its own, every call to a CRM paid a new
+    TCP and TLS handshake (two round trips to the provider) before its request. These pools outlive the clients,
+    so the next call to that CRM reuses the connection. Keyed by host name as well as address: a connection made
+    for one name, its certificate checked for that name, never carries a request for another name that happens to
+    share the address. Its owner (the driver provider) closes it; the clients sending through it do not.
+    """
+
+    # Providers keep idle connections open for a minute or more; 30 s spans the gaps between a tenant's calls.
+    LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=30.0)
+
+    def __init__(self) -> None:
+        self._pools: dict[tuple[str, str, str, int | None], httpx.AsyncHTTPTransport] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        key = (url.scheme, str(request.extensions.get("sni_hostname") or url.host), url.host, url.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = httpx.AsyncHTTPTransport(retries=0, verify=tls_context(), limits=self.LIMITS)
+        return await pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            await pool.aclose()
+
+
 class SafeTransport(httpx.AsyncBaseTransport):
     """Resolve, check, pin, then send through `inner` (default: a pooled `httpx.AsyncHTTPTransport`).
 
     `inner` receives the request with the checked IP as its host; tests pass an in-process transport there
-    to observe exactly what would have been sent.
+    to observe exactly what would have been sent. `close_inner=False`: `inner` is shared (`HostPools`) and its
+    owner closes it.
     """
 
-    def __init__(self, guard: OutboundGuard, inner: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, guard: OutboundGuard, inner: httpx.AsyncBaseTransport | None = None, *,
+                 close_inner: bool = True) -> None:
         self.guard = guard
         self._inner = inner or httpx.AsyncHTTPTransport(retries=0, verify=tls_context())
+        self._close_inner = close_inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         guard = self.guard
@@ -269,4 +302,5 @@ class SafeTransport(httpx.AsyncBaseTransport):
                               extensions=response.extensions)
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if self._close_inner:
+            await self._inner.aclose()

@@ -30,7 +30,7 @@ from drivers.base import BaseDriver
 from drivers.budget import ProviderBudget, attach
 from drivers.errors import AuthError, InvalidRequestError
 from drivers.registry import get_driver_class
-from drivers.transport import OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
+from drivers.transport import HostPools, OutboundGuard, OutboundRefusedError, SafeTransport, config_urls
 from settings import OAuthClientSettings, OutboundSettings, Settings
 from store.cache import CONFIG_TTL_SECONDS, TtlCache
 from store.models import Tenant
@@ -87,7 +87,8 @@ class VaultDriverProvider:
                  timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  oauth_clients: Mapping[str, OAuthClientSettings] | None = None,
                  budget: ProviderBudget | None = None, outbound: OutboundGuard | None = None,
-                 phone_index: PhoneIndex | None = None, cache_seconds: float = CONFIG_TTL_SECONDS) -> None:
+                 phone_index: PhoneIndex | None = None, cache_seconds: float = CONFIG_TTL_SECONDS,
+                 reuse_connections: bool = False) -> None:
         self._sessions, self.vault, self.budget = sessions, vault, budget
         self.tenants: TtlCache[TenantConfig] = TtlCache(cache_seconds)  # see tenant()
         self.phone_index = phone_index  # when set, drivers come wrapped in it (vault/indexed.py)
@@ -96,14 +97,22 @@ class VaultDriverProvider:
         injected = transport is not None or client_factory is not None
         self.outbound: OutboundGuard | None = outbound if injected else (outbound or OutboundGuard())
         self._transport, self._timeout = transport, timeout
+        # With `reuse_connections`, our own clients' connections outlive each client (drivers/transport.py:
+        # HostPools) until aclose(): for a provider whose owner closes it (the API's, in its lifespan).
+        self._connections: HostPools | None = HostPools() if reuse_connections and not injected else None
         self._injected_factory = client_factory
         clients = {slug: (app.client_id, app.client_secret.get_secret_value())
                    for slug, app in (oauth_clients or {}).items()}
         self.tokens = TokenBroker(vault, self.token_http, clients)
 
     @classmethod
-    def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> VaultDriverProvider:
-        """This process's provider: the vault from settings (raises CredentialKeyError without a usable key)."""
+    def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession], *,
+                      reuse_connections: bool = False) -> VaultDriverProvider:
+        """This process's provider: the vault from settings (raises CredentialKeyError without a usable key).
+
+        `reuse_connections`: keep CRM connections across openings (see `HostPools`); the caller then owns the
+        provider's `aclose()`, which closes them.
+        """
         pacing = settings.provider_budget
         budget = ProviderBudget.from_url(settings.redis_url, tool_reserve=pacing.tool_reserve,
                                          fallback_share=pacing.fallback_share,
@@ -111,10 +120,12 @@ class VaultDriverProvider:
                                          background_wait=pacing.background_wait_seconds) if pacing.enabled else None
         return cls(sessions, CredentialVault.from_settings(settings, sessions), oauth_clients=settings.oauth_clients,
                    budget=budget, outbound=outbound_guard(settings.outbound),
-                   phone_index=phone_index_from(settings, sessions))
+                   phone_index=phone_index_from(settings, sessions), reuse_connections=reuse_connections)
 
     async def aclose(self) -> None:
-        """Close what the provider holds across calls (the budget's Redis pool)."""
+        """Close what the provider holds across calls (the CRM connections, the budget's Redis pool)."""
+        if self._connections is not None:
+            await self._connections.aclose()
         if self.budget is not None:
             await self.budget.aclose()
 
@@ -126,7 +137,9 @@ class VaultDriverProvider:
         # Redirects are never followed: a provider API does not redirect its API calls, and a hop is a
         # destination nobody checked at connect time.
         transport = self._transport
-        if self.outbound is not None:  # one per client: closing the client closes its connection pool
+        if self.outbound is not None and self._connections is not None:  # ours: the shared connections
+            transport = SafeTransport(self.outbound, self._connections, close_inner=False)
+        elif self.outbound is not None:  # the caller's transport, guarded
             transport = SafeTransport(self.outbound, transport)
         if provider is not None:
             transport = MeteredTransport(transport or httpx.AsyncHTTPTransport(), provider)
