@@ -82,7 +82,7 @@ class TtlCache(Generic[V]):
             self._refreshing.pop(key, None)
 
     async def settle(self) -> None:
-        """Wait for the background refreshes under way (tests; shutdown)."""
+        """Wait for the background refreshes under way (tests)."""
         while self._refreshing:
             await asyncio.gather(*list(self._refreshing.values()), return_exceptions=True)
 

@@ -19,6 +19,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Json
 from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection as SqlConnection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Insert, Select
 from sqlalchemy.util import greenlet_spawn
@@ -27,13 +28,20 @@ Statement = Select[Any] | Insert
 _compiled: dict[tuple[Statement, str], str] = {}  # holds the statements: module-level ones, built once
 
 
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine) -> AsyncIterator[SqlConnection]:
+    """An engine connection in autocommit: single statements without a BEGIN and a ROLLBACK round trip around each
+    (the other databases' path below, and the phone index's batch reads and upserts)."""
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+
+
 async def scalar(engine: AsyncEngine, statement: Statement, params: Mapping[str, Any]) -> Any:
     """The first column of the first row (None without one)."""
     if engine.dialect.name != "postgresql":
-        async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return await autocommit.scalar(statement, dict(params))
-    async with _autocommit(engine) as connection:
+        async with autocommit(engine) as connection:
+            return await connection.scalar(statement, dict(params))
+    async with _driver_autocommit(engine) as connection:
         cursor = await connection.execute(_sql(statement, engine.dialect), _adapted(params))
         row = await cursor.fetchone()
     return None if row is None else row[0]
@@ -42,16 +50,15 @@ async def scalar(engine: AsyncEngine, statement: Statement, params: Mapping[str,
 async def execute(engine: AsyncEngine, statement: Statement, params: Mapping[str, Any]) -> None:
     """Run a statement whose result nobody reads (an INSERT)."""
     if engine.dialect.name != "postgresql":
-        async with engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(statement, dict(params))
+        async with autocommit(engine) as connection:
+            await connection.execute(statement, dict(params))
         return
-    async with _autocommit(engine) as connection:
+    async with _driver_autocommit(engine) as connection:
         await connection.execute(_sql(statement, engine.dialect), _adapted(params))
 
 
 @asynccontextmanager
-async def _autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection[Any]]:
+async def _driver_autocommit(engine: AsyncEngine) -> AsyncIterator[AsyncConnection[Any]]:
     pooled = await engine.raw_connection()
     try:
         connection: AsyncConnection[Any] = pooled.driver_connection  # type: ignore[assignment]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import Index, String, UniqueConstraint, bindparam, delete, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store import hot
@@ -78,13 +78,9 @@ class PhoneIndex:
         self._sessions, self._key = sessions, subject_hash_key
         self.ttl = min(ttl, timedelta(days=RETENTION_DAYS))
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        """An autocommit connection: the index's reads and upserts are single statements, and a voice lookup
-        should not pay a BEGIN and a ROLLBACK round trip around each."""
-        engine: AsyncEngine = self._sessions.kw["bind"]
-        async with engine.connect() as connection:
-            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+    def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        """An autocommit connection: the index's reads and upserts are single statements."""
+        return hot.autocommit(self._sessions.kw["bind"])
 
     def hash(self, tenant_id: uuid.UUID, e164: str) -> str:
         return phone_hash(self._key, tenant_id, e164)
